@@ -1,0 +1,89 @@
+"""Agent actions in every accepted form, normalised to one assistant turn.
+
+An action may be a JSON tool call string, plain text for the user, a dict (a tool call or an OpenAI
+assistant message) or an OpenAI message object. Parsing never fails: what cannot be understood
+becomes a tool call carrying an error, which the env turns into an ``Error:`` observation.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+    id: str | None = None
+    error: str | None = None
+    """Why the call could not be understood; set instead of executing it."""
+
+
+@dataclass(frozen=True)
+class AgentTurn:
+    """One assistant message: text for the user, tool calls, or both."""
+
+    content: str | None
+    tool_calls: tuple[ToolCall, ...] = ()
+
+
+def _malformed(reason: str) -> AgentTurn:
+    return AgentTurn(None, (ToolCall(name="", error=f"malformed tool call: {reason}"),))
+
+
+def _call_from(raw: Any) -> ToolCall:
+    """A tool call from ``{"name", "arguments"}`` or OpenAI's ``{"id", "function": {...}}``."""
+    if not isinstance(raw, dict):
+        return ToolCall(name="", error="malformed tool call: expected an object")
+    call_id = raw.get("id") if isinstance(raw.get("id"), str) else None
+    body = raw.get("function") if isinstance(raw.get("function"), dict) else raw
+    name = body.get("name")
+    if not isinstance(name, str) or not name:
+        return ToolCall(name="", id=call_id, error="malformed tool call: missing tool name")
+    arguments = body.get("arguments", {})
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments) if arguments.strip() else {}
+        except json.JSONDecodeError as exc:
+            return ToolCall(name, id=call_id, error=f"arguments of {name} are not valid JSON ({exc.msg})")
+    if arguments is None:
+        arguments = {}
+    if not isinstance(arguments, dict):
+        return ToolCall(name, id=call_id, error=f"arguments of {name} must be a JSON object")
+    return ToolCall(name, arguments, call_id)
+
+
+def _from_dict(action: dict[str, Any]) -> AgentTurn:
+    if "tool_calls" in action or action.get("role") == "assistant":
+        raw_calls = action.get("tool_calls") or []
+        if not isinstance(raw_calls, list):
+            return _malformed("tool_calls must be a list")
+        content = action.get("content")
+        return AgentTurn(
+            content if isinstance(content, str) else None, tuple(_call_from(c) for c in raw_calls)
+        )
+    if "name" in action or "function" in action:
+        return AgentTurn(None, (_call_from(action),))
+    if isinstance(action.get("content"), str):
+        return AgentTurn(action["content"])
+    return _malformed("expected a tool call or an assistant message")
+
+
+def parse_action(action: Any) -> AgentTurn:
+    """Normalise any action to an :class:`AgentTurn`; never raises."""
+    if hasattr(action, "model_dump") and not isinstance(action, dict):
+        action = action.model_dump(exclude_none=True)
+    if isinstance(action, dict):
+        return _from_dict(action)
+    if not isinstance(action, str):
+        return _malformed(f"unsupported action type {type(action).__name__}")
+    text = action.strip()
+    if not text.startswith("{"):
+        return AgentTurn(action)
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return _malformed(f"invalid JSON ({exc.msg} at position {exc.pos})")
+    return _from_dict(parsed) if isinstance(parsed, dict) else _malformed("expected a JSON object")

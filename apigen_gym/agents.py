@@ -1,0 +1,144 @@
+"""Offline agents: the oracle (plays the gold actions with a proper dialogue) and a random agent."""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from apigen_gym.task import IDENTITY_TOOLS, Action, Task
+from apigen_gym.tools import ToolKind, ToolSet
+from apigen_gym.users import STOP
+
+ASK_IDENTITY = (
+    "I'd be glad to help. First I need to identify you: could you tell me your email address, "
+    "or your first name, last name and zip code?"
+)
+WHAT_ELSE = "Is there anything else I can help you with?"
+
+
+class Agent(ABC):
+    """Produces one action per observation; ``reset`` is called at the start of every episode."""
+
+    name: str = "agent"
+
+    def reset(self, info: dict[str, Any], task: Task | None = None) -> None:  # noqa: B027 - optional hook
+        """Start an episode; ``info`` is what ``env.reset`` returned."""
+
+    @abstractmethod
+    def act(self, observation: str) -> Any:
+        """The next action: a JSON tool call, a message, a dict or an OpenAI message."""
+
+
+def describe(action: Action) -> str:
+    """A readable one-line description of a tool call, for confirmations."""
+    args = ", ".join(f"{k} = {json.dumps(v)}" for k, v in action.arguments.items())
+    return f"{action.name.replace('_', ' ')} ({args})"
+
+
+def call(action: Action) -> str:
+    return json.dumps({"name": action.name, "arguments": action.arguments})
+
+
+@dataclass(frozen=True)
+class _Say:
+    text: str
+
+
+def plan_oracle_moves(task: Task, tools: ToolSet) -> list[_Say | Action]:
+    """The oracle's script: identify, then per request read, confirm and write, refuse, report."""
+    goal = task.effective_goal()
+    moves: list[_Say | Action] = []
+    played: set[int] = set()
+    if task.actions and task.actions[0].name in IDENTITY_TOOLS:
+        moves.append(_Say(ASK_IDENTITY))
+        for index, action in enumerate(task.actions):
+            if action.name not in IDENTITY_TOOLS:
+                break
+            moves.append(action)
+            played.add(index)
+    outputs_said = not task.outputs
+    report = "Here is what you asked about: " + "; ".join(task.outputs) + "."
+    for number, request in enumerate(goal.requests):
+        for index in request.actions:
+            if index in played:
+                continue
+            played.add(index)
+            action = task.actions[index]
+            tool = tools.get(action.name)
+            kind = tool.kind if tool is not None else ToolKind.READ
+            if kind is ToolKind.WRITE:
+                moves.append(_Say(f"I am about to {describe(action)}. Do you confirm (yes/no)?"))
+            elif kind is ToolKind.TERMINAL and not outputs_said:
+                moves.append(_Say(report))
+                outputs_said = True
+            moves.append(action)
+        if request.refuse:
+            moves.append(_Say(f"I'm sorry, but I can't do that: {request.refuse}"))
+        closing = WHAT_ELSE
+        if number == len(goal.requests) - 1 and not outputs_said:
+            closing = f"{report} {WHAT_ELSE}"
+            outputs_said = True
+        moves.append(_Say(closing))
+    return moves
+
+
+class OracleAgent(Agent):
+    """Plays a task's gold actions with a proper dialogue: identifies, confirms writes, reports, ends."""
+
+    name = "oracle"
+
+    def __init__(self, tools: ToolSet):
+        self.tools = tools
+        self._moves: list[_Say | Action] = []
+
+    def reset(self, info: dict[str, Any], task: Task | None = None) -> None:
+        if task is None:
+            raise ValueError("the oracle agent needs the task")
+        self._moves = plan_oracle_moves(task, self.tools)
+        self._moves.reverse()
+
+    def act(self, observation: str) -> Any:
+        if not self._moves:
+            return f"Thank you for contacting us. Goodbye! {STOP}"
+        move = self._moves.pop()
+        return move.text if isinstance(move, _Say) else call(move)
+
+
+class RandomAgent(Agent):
+    """Random tool calls with random arguments, random messages, and sometimes stops: a baseline."""
+
+    name = "random"
+
+    def __init__(self, seed: int | None = None, stop_probability: float = 0.05):
+        self.rng = np.random.default_rng(seed)
+        self.stop_probability = stop_probability
+        self.schemas: list[dict[str, Any]] = []
+
+    def reset(self, info: dict[str, Any], task: Task | None = None) -> None:
+        self.schemas = list(info.get("tools", []))
+
+    def act(self, observation: str) -> Any:
+        roll = self.rng.random()
+        if roll < self.stop_probability:
+            return f"Goodbye. {STOP}"
+        if roll < 0.5 or not self.schemas:
+            words = observation.split() or ["hello"]
+            return " ".join(str(w) for w in self.rng.choice(words, size=min(8, len(words))))
+        schema = self.schemas[int(self.rng.integers(len(self.schemas)))]["function"]
+        props = schema["parameters"].get("properties", {})
+        return json.dumps(
+            {"name": schema["name"], "arguments": {k: self._value(v) for k, v in props.items()}}
+        )
+
+    def _value(self, prop: dict[str, Any]) -> Any:
+        if "enum" in prop:
+            return str(self.rng.choice(prop["enum"]))
+        if prop.get("type") == "array":
+            return [self._value(prop.get("items", {})) for _ in range(int(self.rng.integers(1, 3)))]
+        if prop.get("type") in ("number", "integer"):
+            return int(self.rng.integers(0, 1000))
+        return str(int(self.rng.integers(10**9, 10**10)))

@@ -1,0 +1,181 @@
+"""The policy engine: executable rules over a trace of tool calls and the dialogue around them.
+
+A rule is a plain function ``check(trace) -> iterable of Violation``. The same rules validate gold
+actions of generated tasks (a trace with no dialogue: rules that need one are skipped), annotate
+evaluation episodes, and have their own unit tests.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from apigen_gym.database import StateView
+from apigen_gym.tools import ERROR_PREFIX
+
+
+class Violation(BaseModel):
+    """A broken rule: which rule, at which tool step (``None`` for the whole episode), and why."""
+
+    rule: str
+    step: int | None
+    message: str
+
+
+@dataclass(frozen=True)
+class Step:
+    """One executed tool call with the state just before and just after it."""
+
+    index: int
+    name: str
+    arguments: dict[str, Any]
+    output: str
+    before: StateView
+    after: StateView
+    message_index: int = -1
+    """Position of the assistant message that made the call, in :attr:`Trace.messages` (-1: none)."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.output.startswith(ERROR_PREFIX)
+
+    def arg(self, name: str, default: Any = None) -> Any:
+        return self.arguments.get(name, default)
+
+
+@dataclass
+class Trace:
+    """Tool steps in order, plus the conversation in OpenAI chat format when there was one."""
+
+    steps: list[Step] = field(default_factory=list)
+    messages: list[dict[str, Any]] | None = None
+
+    @property
+    def has_dialogue(self) -> bool:
+        return self.messages is not None
+
+    def calls(self, *names: str) -> Iterator[Step]:
+        """Steps calling any of ``names`` (all steps when none is given)."""
+        return (s for s in self.steps if not names or s.name in names)
+
+    def messages_before(self, step: Step, role: str) -> list[str]:
+        """Text of the messages of ``role`` that precede ``step``'s assistant message."""
+        if self.messages is None:
+            return []
+        return [
+            str(m.get("content") or "")
+            for m in self.messages[: max(step.message_index, 0)]
+            if m.get("role") == role
+        ]
+
+    def last_message_before(self, step: Step, role: str) -> str | None:
+        before = self.messages_before(step, role)
+        return before[-1] if before else None
+
+    def assistant_turns(self) -> list[dict[str, Any]]:
+        return [m for m in self.messages or [] if m.get("role") == "assistant"]
+
+
+Finding = tuple[Step | None, str]
+"""What a rule reports: the offending step (``None`` for the whole episode) and a message."""
+
+RuleCheck = Callable[[Trace], Iterable[Finding]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A named, documented predicate over a trace."""
+
+    id: str
+    description: str
+    check: RuleCheck
+    needs_dialogue: bool = False
+
+    def __call__(self, trace: Trace) -> list[Violation]:
+        if self.needs_dialogue and not trace.has_dialogue:
+            return []
+        return [
+            Violation(rule=self.id, step=None if step is None else step.index, message=message)
+            for step, message in self.check(trace)
+        ]
+
+
+def rule(rule_id: str, *, needs_dialogue: bool = False) -> Callable[[RuleCheck], Rule]:
+    """Decorator: a function yielding ``(step, message)`` findings becomes a :class:`Rule`.
+
+    The function's docstring is the rule's description.
+    """
+
+    def wrap(fn: RuleCheck) -> Rule:
+        return Rule(rule_id, " ".join((fn.__doc__ or "").split()), fn, needs_dialogue)
+
+    return wrap
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A domain's policy: the prose the agent reads and the rules that check it."""
+
+    text: str
+    rules: Sequence[Rule]
+
+    def check(self, trace: Trace) -> list[Violation]:
+        found: list[Violation] = []
+        for r in self.rules:
+            found.extend(r(trace))
+        found.sort(key=lambda v: (v.step if v.step is not None else 1 << 30, v.rule))
+        return found
+
+    def rule(self, rule_id: str) -> Rule:
+        for r in self.rules:
+            if r.id == rule_id:
+                return r
+        raise KeyError(rule_id)
+
+
+_YES = re.compile(r"\b(yes|yeah|yep|confirm(ed)?|go ahead|proceed|sure)\b", re.IGNORECASE)
+_NO = re.compile(r"\b(no|not|don't|do not|stop|cancel that|wait)\b", re.IGNORECASE)
+
+
+def is_affirmative(text: str | None) -> bool:
+    """Whether a user message explicitly agrees (says yes without a no)."""
+    return bool(text) and bool(_YES.search(text or "")) and not _NO.search(text or "")
+
+
+# Rules every conversational domain shares ------------------------------------------------------
+
+
+def confirmation_rule(rule_id: str, write_tools: Collection[str]) -> Rule:
+    """The shared rule: the user's last message before each write says yes."""
+
+    @rule(rule_id, needs_dialogue=True)
+    def confirm_before_write(trace: Trace) -> Iterator[Finding]:
+        """Get the user's explicit yes, after describing the change, before every write."""
+        for step in trace.calls(*write_tools):
+            if not is_affirmative(trace.last_message_before(step, "user")):
+                yield step, f"{step.name} was called without the user's explicit yes"
+
+    return confirm_before_write
+
+
+def one_tool_call_per_turn_rule(rule_id: str) -> Rule:
+    """The shared rule: one tool call per assistant message, and no text beside it."""
+
+    @rule(rule_id, needs_dialogue=True)
+    def one_call_per_turn(trace: Trace) -> Iterator[Finding]:
+        """Make at most one tool call per turn, and do not reply to the user in that turn."""
+        for msg_index, message in enumerate(trace.messages or []):
+            calls = message.get("tool_calls") or []
+            if message.get("role") != "assistant" or not calls:
+                continue
+            step = next((s for s in trace.steps if s.message_index == msg_index), None)
+            if len(calls) > 1:
+                yield step, f"{len(calls)} tool calls in one turn"
+            elif str(message.get("content") or "").strip():
+                yield step, "talked to the user and called a tool in the same turn"
+
+    return one_call_per_turn

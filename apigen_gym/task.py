@@ -1,0 +1,73 @@
+"""Tasks: what the user wants (for an LLM and for a scripted user), the gold actions and outputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+IDENTITY_TOOLS: dict[str, tuple[str, ...]] = {
+    "find_user_id_by_email": ("email",),
+    "find_user_id_by_name_zip": ("first_name", "last_name", "zip"),
+}
+"""Identification look-ups whose arguments are facts the user knows about themselves."""
+
+
+class Action(BaseModel):
+    """One tool call: ``{"name": ..., "arguments": {...}}``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class Request(BaseModel):
+    """One thing the user asks for, in the order the user reveals them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str = Field(description="what the user says to ask for it")
+    actions: list[int] = Field(default_factory=list, description="indices of the gold actions serving it")
+    refuse: str | None = Field(None, description="why the policy forbids it, when the agent must decline")
+
+
+class Goal(BaseModel):
+    """Structured form of the instruction, enough for a scripted user to play the task."""
+
+    model_config = ConfigDict(frozen=True)
+
+    known: dict[str, str] = Field(default_factory=dict, description="facts the user can tell, by name")
+    requests: list[Request]
+
+
+class Task(BaseModel):
+    """A task: the user's instruction and goal, the gold actions and the outputs the agent must say."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    user_id: str | None = None
+    instruction: str
+    goal: Goal | None = None
+    actions: list[Action] = Field(default_factory=list)
+    outputs: list[str] = Field(default_factory=list)
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_as_text(cls, value: Any) -> str:
+        return str(value)
+
+    def effective_goal(self) -> Goal:
+        """The task's goal, or one derived from the gold actions (for τ-bench tasks, which have none)."""
+        if self.goal is not None:
+            return self.goal
+        known: dict[str, str] = {}
+        for action in self.actions:
+            for key in IDENTITY_TOOLS.get(action.name, ()):
+                value = action.arguments.get(key)
+                if isinstance(value, str):
+                    known.setdefault(key, value)
+        request = Request(text=self.instruction, actions=list(range(len(self.actions))))
+        return Goal(known=known, requests=[request])

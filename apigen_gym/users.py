@@ -1,0 +1,83 @@
+"""User simulators: who plays the human side of the conversation.
+
+``STOP`` in a user message ends the episode. The scripted user plays a task's structured goal with no
+LLM: it opens with the first request, answers identity questions from the facts it knows, says yes
+to confirmation questions, and reveals the next request when the agent asks what else it can do.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+
+from apigen_gym.task import Goal, Task
+
+STOP = "###STOP###"
+
+
+class UserSimulator(ABC):
+    """Produces the human turns of one conversation at a time."""
+
+    name: str = "user"
+
+    @abstractmethod
+    def start(self, task: Task, seed: int | None = None) -> str:
+        """Begin a conversation about ``task``; return the user's first message."""
+
+    @abstractmethod
+    def respond(self, message: str) -> str:
+        """The user's reply to the agent's ``message``."""
+
+    async def start_async(self, task: Task, seed: int | None = None) -> str:
+        return self.start(task, seed)
+
+    async def respond_async(self, message: str) -> str:
+        return self.respond(message)
+
+
+_ASKS_CONFIRMATION = re.compile(r"\b(confirm|yes/no|yes or no|shall i|should i|proceed|go ahead)\b", re.I)
+_ASKS_IDENTITY = re.compile(
+    r"\b(e-?mail|zip|postal code|your name|first name|last name|identity|authenticate)\b", re.I
+)
+_ASKS_WHAT_ELSE = re.compile(r"\b(anything else|something else|other requests?)\b", re.I)
+
+
+class ScriptedUser(UserSimulator):
+    """Deterministic, offline user driven by a task's :class:`Goal`."""
+
+    name = "scripted"
+
+    def __init__(self) -> None:
+        self._goal = Goal(requests=[])
+        self._current = 0
+
+    def start(self, task: Task, seed: int | None = None) -> str:
+        self._goal = task.effective_goal()
+        self._current = 0
+        if not self._goal.requests:
+            return f"Hi. {STOP}"
+        return f"Hi! {self._goal.requests[0].text}"
+
+    def respond(self, message: str) -> str:
+        if _ASKS_CONFIRMATION.search(message):
+            return "Yes, please go ahead."
+        if _ASKS_IDENTITY.search(message) and self._identity(message):
+            return self._identity(message)
+        if _ASKS_WHAT_ELSE.search(message):
+            self._current += 1
+            if self._current < len(self._goal.requests):
+                return self._goal.requests[self._current].text
+            return f"No, that's all. Thank you! {STOP}"
+        if self._current < len(self._goal.requests):
+            return f"Sorry, I don't follow. What I need is this: {self._goal.requests[self._current].text}"
+        return f"I have nothing else to ask. {STOP}"
+
+    def _identity(self, message: str) -> str:
+        known = self._goal.known
+        by_name = all(k in known for k in ("first_name", "last_name", "zip"))
+        wants_email = re.search(r"e-?mail", message, re.I) is not None
+        if "email" in known and (wants_email or not by_name):
+            return f"My email is {known['email']}."
+        if by_name:
+            return f"I'm {known['first_name']} {known['last_name']}, zip code {known['zip']}."
+        return ""

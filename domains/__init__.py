@@ -1,0 +1,1 @@
+"""The domains shipped with apigen-gym (imported as ``apigen_gym.domains``)."""

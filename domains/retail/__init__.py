@@ -1,0 +1,22 @@
+"""The retail world: an online shop's customer service, with τ-bench's exact tools."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from apigen_gym.domains.retail.rules import RULES
+from apigen_gym.domains.retail.tools import TOOLS
+
+from apigen_gym.domain import Domain
+from apigen_gym.policy import Policy
+
+HOME = Path(__file__).parent
+
+DOMAIN = Domain(
+    name="retail",
+    tools=TOOLS,
+    policy=Policy(text=(HOME / "policy.md").read_text(encoding="utf-8"), rules=RULES),
+    tables=("users", "orders", "products"),
+    home=HOME,
+    version="1",
+)
