@@ -279,7 +279,7 @@ def format_transcript(messages: list[dict[str, Any]]) -> str:
     for m in messages:
         role = m["role"]
         if role == "system":
-            lines.append("[system] (policy, %d characters)" % len(m.get("content") or ""))
+            lines.append(f"[system] (policy, {len(m.get('content') or '')} characters)")
             continue
         if m.get("content"):
             label = f"tool {m.get('name', '')}" if role == "tool" else role
