@@ -14,7 +14,6 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from apigen_gym import jsonio
 from apigen_gym.database import Database, Diff
 from apigen_gym.policy import Violation
 from apigen_gym.session import replay
@@ -115,18 +114,19 @@ def score(
 
 
 class GoldCache:
-    """Gold final diffs, computed once per (database, task actions) by replaying the gold actions."""
+    """Gold final diffs, computed once per (database, task) by replaying the task's gold actions."""
 
     def __init__(self) -> None:
-        self._by_db: weakref.WeakKeyDictionary[Database, dict[str, Diff]] = weakref.WeakKeyDictionary()
+        self._by_db: weakref.WeakKeyDictionary[Database, dict[int, tuple[Task, Diff]]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def diff(self, tools: ToolSet, database: Database, task: Task) -> Diff:
         per_db = self._by_db.setdefault(database, {})
-        key = f"{task.id}\x00{jsonio.canonical([a.model_dump() for a in task.actions])}"
-        found = per_db.get(key)
-        if found is None:
-            found = per_db[key] = replay(tools, database, task.actions).diff()
-        return found
+        entry = per_db.get(id(task))
+        if entry is None or entry[0] is not task:  # the entry keeps the task alive, so ids stay unique
+            entry = per_db[id(task)] = (task, replay(tools, database, task.actions).diff())
+        return entry[1]
 
     def clear(self) -> None:
         self._by_db.clear()
