@@ -8,7 +8,7 @@ against the base only looks at the touched records.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from functools import cached_property
 from typing import Any, NoReturn
 
@@ -17,6 +17,8 @@ from apigen_gym import jsonio
 Record = dict[str, Any]
 Diff = dict[str, dict[str, Any]]
 """``{table: {key: record, or None where removed}}``: the format of τ-bench's ``final_diff``."""
+KeyFn = Callable[[Any], Hashable]
+"""Maps a record to the value it is looked up by (e.g. its lower-cased email)."""
 
 
 def _read_only(*_: Any, **__: Any) -> NoReturn:
@@ -70,6 +72,8 @@ class Database:
             name: FrozenDict((str(key), freeze(rec)) for key, rec in table.items())
             for name, table in tables.items()
         }
+        self._indexes: dict[tuple[str, KeyFn], dict[Hashable, list[str]]] = {}
+        self._positions: dict[str, dict[str, int]] = {}
 
     @property
     def table_names(self) -> tuple[str, ...]:
@@ -91,12 +95,47 @@ class Database:
     def fork(self) -> Fork:
         return Fork(self)
 
+    def index(self, table: str, key_fn: KeyFn) -> dict[Hashable, list[str]]:
+        """``{key_fn(record): [keys in table order]}``, built on first use and kept.
+
+        Records for which ``key_fn`` raises are left out of the index.
+        """
+        found = self._indexes.get((table, key_fn))
+        if found is None:
+            found = {}
+            for key, record in self._tables[table].items():
+                try:
+                    value = key_fn(record)
+                except (KeyError, TypeError, AttributeError):
+                    continue
+                found.setdefault(value, []).append(key)
+            self._indexes[(table, key_fn)] = found
+        return found
+
+    def position(self, table: str, key: str) -> int | None:
+        """Where ``key`` stands in the base table's order (``None`` if absent)."""
+        positions = self._positions.get(table)
+        if positions is None:
+            positions = self._positions[table] = {k: i for i, k in enumerate(self._tables[table])}
+        return positions.get(key)
+
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """A mutable deep copy of all tables."""
         return {name: thaw(table) for name, table in self._tables.items()}
 
 
 _DELETED = None
+
+
+def _matches(key_fn: KeyFn, record: Any, value: Hashable) -> bool:
+    try:
+        return bool(key_fn(record) == value)
+    except (KeyError, TypeError, AttributeError):
+        return False
+
+
+def _or(position: int | None, fallback: int) -> int:
+    return fallback if position is None else position
 
 
 class StateView:
@@ -140,6 +179,22 @@ class StateView:
         for key, record in changed.items():
             if record is not _DELETED and key not in base:
                 yield key, record
+
+    def find(self, table: str, key_fn: KeyFn, value: Hashable) -> list[str]:
+        """Keys of the records with ``key_fn(record) == value``, in :meth:`items` order.
+
+        Uses the base's index, so it costs O(matches + records this state changed), not O(table).
+        """
+        changed = self._overlay.get(table, {})
+        hits = [k for k in self._base.index(table, key_fn).get(value, ()) if k not in changed]
+        if not changed:
+            return hits
+        for key, record in changed.items():
+            if record is not _DELETED and _matches(key_fn, record, value):
+                hits.append(key)
+        added = {k: i for i, k in enumerate(changed)}
+        size = len(self._base.table(table))
+        return sorted(hits, key=lambda k: _or(self._base.position(table, k), size + added.get(k, 0)))
 
     def diff(self) -> Diff:
         """Records that differ from the base: ``{table: {key: record or None}}``. Costs O(touched)."""

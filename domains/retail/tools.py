@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from typing import Any, Literal
 
 from apigen_gym.arithmetic import calculate
@@ -51,6 +52,23 @@ def _price_difference(db: Fork, order: Record, item_ids: list[str], new_item_ids
             raise ToolError(f"new item {new_item_id} not found or available")
         difference += variant["price"] - item["price"]
     return difference
+
+
+def _email_key(user: Record) -> str:
+    return str(user["email"]).lower()
+
+
+def _name_zip_key(user: Record) -> tuple[str, str, str]:
+    name = user["name"]
+    return (name["first_name"].lower(), name["last_name"].lower(), user["address"]["zip"])
+
+
+def _first_user(db: Fork, key_fn: Callable[[Record], Hashable], value: Hashable) -> str:
+    """The first user (in table order) whose ``key_fn`` is ``value``, like a scan would find."""
+    found = db.find("users", key_fn, value)
+    if not found:
+        raise ToolError("user not found")
+    return found[0]
 
 
 @tool(ToolKind.READ, name="calculate")
@@ -130,11 +148,7 @@ def find_user_id_by_email(db: Fork, email: str) -> str:
     Args:
         email: the user's email, e.g. 'jane.doe1234@example.com'.
     """
-    wanted = email.lower()
-    for user_id, user in db.items("users"):
-        if user["email"].lower() == wanted:
-            return user_id
-    raise ToolError("user not found")
+    return _first_user(db, _email_key, email.lower())
 
 
 @tool(ToolKind.READ)
@@ -146,16 +160,7 @@ def find_user_id_by_name_zip(db: Fork, first_name: str, last_name: str, zip: str
         last_name: the user's last name.
         zip: the five-digit zip code of the user's address.
     """
-    first, last = first_name.lower(), last_name.lower()
-    for user_id, user in db.items("users"):
-        name = user["name"]
-        if (
-            name["first_name"].lower() == first
-            and name["last_name"].lower() == last
-            and user["address"]["zip"] == zip
-        ):
-            return user_id
-    raise ToolError("user not found")
+    return _first_user(db, _name_zip_key, (first_name.lower(), last_name.lower(), zip))
 
 
 @tool(ToolKind.READ)
