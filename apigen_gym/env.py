@@ -15,7 +15,7 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 
 from apigen_gym.actions import AgentTurn, parse_action
-from apigen_gym.database import Diff, thaw
+from apigen_gym.database import Database, Diff, thaw
 from apigen_gym.domain import DataError, Domain, load_domain
 from apigen_gym.policy import Violation
 from apigen_gym.reward import GOLD, OutputMode, RewardInfo, score
@@ -41,6 +41,7 @@ class ApigenEnv(gym.Env[str, str]):
     Args:
         domain: the domain name (``"retail"``) or a :class:`Domain`.
         data_dir: a τ-bench-layout folder (``db/*.json``, ``tasks/<split>.jsonl``); default: shipped data.
+        database: an explicit base :class:`Database`, instead of the one in ``data_dir``.
         split: the task split to draw from.
         tasks: explicit tasks, instead of a split.
         user: ``"scripted"`` (offline, deterministic) or a :class:`UserSimulator`.
@@ -57,6 +58,7 @@ class ApigenEnv(gym.Env[str, str]):
         domain: str | Domain = "retail",
         *,
         data_dir: str | Path | None = None,
+        database: Database | None = None,
         split: str = "test",
         tasks: list[Task] | None = None,
         user: str | UserSimulator = "scripted",
@@ -75,7 +77,7 @@ class ApigenEnv(gym.Env[str, str]):
         self.render_mode = render_mode
         self.data_dir = data_dir
         self.split = split
-        self.database = self.domain.database(data_dir)
+        self.database = database if database is not None else self.domain.database(data_dir)
         self.tasks: list[Task] = list(tasks) if tasks is not None else self.domain.tasks(split, data_dir)
         if not self.tasks:
             raise DataError(f"no tasks for {self.domain.name} (split {split!r})")
