@@ -38,7 +38,7 @@ def _call_from(raw: Any) -> ToolCall:
     if not isinstance(raw, dict):
         return ToolCall(name="", error="malformed tool call: expected an object")
     call_id = raw.get("id") if isinstance(raw.get("id"), str) else None
-    body = raw.get("function") if isinstance(raw.get("function"), dict) else raw
+    body: dict[str, Any] = raw["function"] if isinstance(raw.get("function"), dict) else raw
     name = body.get("name")
     if not isinstance(name, str) or not name:
         return ToolCall(name="", id=call_id, error="malformed tool call: missing tool name")
