@@ -18,6 +18,9 @@ ASK_IDENTITY = (
     "or your first name, last name and zip code?"
 )
 WHAT_ELSE = "Is there anything else I can help you with?"
+TRANSFER_NOTICE = (
+    "I'm unable to handle this request with the tools I have, so I am transferring you to a human agent."
+)
 
 
 class Agent(ABC):
@@ -72,8 +75,9 @@ def plan_oracle_moves(task: Task, tools: ToolSet) -> list[_Say | Action]:
             kind = tool.kind if tool is not None else ToolKind.READ
             if kind is ToolKind.WRITE:
                 moves.append(_Say(f"I am about to {describe(action)}. Do you confirm (yes/no)?"))
-            elif kind is ToolKind.TERMINAL and not outputs_said:
-                moves.append(_Say(report))
+            elif kind is ToolKind.TERMINAL:
+                said = "" if outputs_said else f"{report} "
+                moves.append(_Say(f"{said}{TRANSFER_NOTICE}"))
                 outputs_said = True
             moves.append(action)
         if request.refuse:

@@ -22,7 +22,7 @@ from apigen_gym.reward import GOLD, OutputMode, RewardInfo, score
 from apigen_gym.session import Session
 from apigen_gym.spaces import Text
 from apigen_gym.task import Task
-from apigen_gym.tools import ERROR_PREFIX, ToolResult
+from apigen_gym.tools import ERROR_PREFIX
 from apigen_gym.users import STOP, ScriptedUser, UserSimulator
 
 StepResult = tuple[str, SupportsFloat, bool, bool, dict[str, Any]]
@@ -207,16 +207,16 @@ class ApigenEnv(gym.Env[str, str]):
         )
         outputs = []
         for call_id, call in zip(call_ids, turn.tool_calls):
-            if call.error is not None:
-                result = ToolResult(call.name, call.arguments, f"{ERROR_PREFIX}{call.error}")
-            else:
-                result = self._session.call(call.name, call.arguments, message_index)
-            self.messages.append(
-                {"role": "tool", "tool_call_id": call_id, "name": call.name, "content": result.output}
-            )
-            outputs.append(result.output)
             if self._session.ended_by_terminal_tool():
-                break
+                output = f"{ERROR_PREFIX}not executed: the conversation was transferred"
+            elif call.error is not None:
+                output = f"{ERROR_PREFIX}{call.error}"
+            else:
+                output = self._session.call(call.name, call.arguments, message_index).output
+            self.messages.append(
+                {"role": "tool", "tool_call_id": call_id, "name": call.name, "content": output}
+            )
+            outputs.append(output)
         observation = "\n\n".join(outputs)
         if self._session.ended_by_terminal_tool():
             return self._end("transfer", observation)

@@ -149,15 +149,28 @@ def is_affirmative(text: str | None) -> bool:
 # Rules every conversational domain shares ------------------------------------------------------
 
 
+def _argument_texts(arguments: dict[str, Any]) -> list[str]:
+    """The non-empty string values among a call's arguments (list items included)."""
+    values: list[Any] = []
+    for value in arguments.values():
+        values.extend(value if isinstance(value, list) else [value])
+    return [v for v in values if isinstance(v, str) and v.strip()]
+
+
 def confirmation_rule(rule_id: str, write_tools: Collection[str]) -> Rule:
-    """The shared rule: the user's last message before each write says yes."""
+    """The shared rule: the agent describes each write, then the user's last message says yes."""
 
     @rule(rule_id, needs_dialogue=True)
     def confirm_before_write(trace: Trace) -> Iterator[Finding]:
-        """Get the user's explicit yes, after describing the change, before every write."""
+        """Before every write, describe the change (naming what it acts on) and get an explicit yes."""
         for step in trace.calls(*write_tools):
             if not is_affirmative(trace.last_message_before(step, "user")):
                 yield step, f"{step.name} was called without the user's explicit yes"
+                continue
+            said = [text for text in trace.messages_before(step, "assistant") if text.strip()]
+            names = _argument_texts(step.arguments)
+            if not said or (names and not any(name in said[-1] for name in names)):
+                yield step, f"{step.name} was not described to the user before asking for the yes"
 
     return confirm_before_write
 
