@@ -48,10 +48,16 @@ def _call_from(raw: Any) -> ToolCall:
             arguments = json.loads(arguments) if arguments.strip() else {}
         except json.JSONDecodeError as exc:
             return ToolCall(name, id=call_id, error=f"arguments of {name} are not valid JSON ({exc.msg})")
+        except RecursionError:
+            return ToolCall(name, id=call_id, error=f"arguments of {name} are nested too deeply")
     if arguments is None:
         arguments = {}
     if not isinstance(arguments, dict):
         return ToolCall(name, id=call_id, error=f"arguments of {name} must be a JSON object")
+    try:
+        json.dumps(arguments)
+    except (TypeError, ValueError, RecursionError):
+        return ToolCall(name, id=call_id, error=f"arguments of {name} must be JSON values")
     return ToolCall(name, arguments, call_id)
 
 
@@ -86,4 +92,6 @@ def parse_action(action: Any) -> AgentTurn:
         parsed = json.loads(text)
     except json.JSONDecodeError as exc:
         return _malformed(f"invalid JSON ({exc.msg} at position {exc.pos})")
+    except RecursionError:
+        return _malformed("JSON nested too deeply")
     return _from_dict(parsed) if isinstance(parsed, dict) else _malformed("expected a JSON object")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 
@@ -24,7 +24,11 @@ class Edge:
 
 
 class ApiGraph:
-    """A directed graph of tools; ``forbidden`` pairs may never follow one another in a task."""
+    """A directed graph of tools.
+
+    ``forbidden`` holds ordered pairs ``(earlier, later)`` that the policy does not allow on the same
+    record within one task (e.g. cancelling an order, then modifying it).
+    """
 
     def __init__(self, edges: Iterable[Edge], forbidden: Iterable[tuple[str, str]] = ()):
         self.edges = tuple(edges)
@@ -66,20 +70,32 @@ class ApiGraph:
                 queue.append(edge.target)
         raise ValueError(f"no path from {source} to {target}")
 
-    def walk(self, rng: random.Random, start: str, max_steps: int) -> list[Edge]:
-        """A random walk of up to ``max_steps`` edges from ``start``, never taking a forbidden pair."""
-        walked: list[Edge] = []
-        node = start
-        for _ in range(max_steps):
-            options = [e for e in self._out.get(node, ()) if (node, e.target) not in self.forbidden]
-            if not options:
-                break
-            edge = options[rng.randrange(len(options))]
-            walked.append(edge)
-            node = edge.target
-        return walked
+    def walk(
+        self,
+        rng: random.Random,
+        start: str,
+        weight: Callable[[str, str], float] | None = None,
+        stop: Callable[[str], float] | None = None,
+    ) -> list[str]:
+        """A random walk from ``start``: the tools it visits, in order, none twice.
+
+        Each step follows an edge to a tool not yet visited and not forbidden after the current one,
+        chosen with probability proportional to ``weight(source, target)`` (uniform by default). After
+        the first step the walk ends at a tool with probability ``stop(tool)``, or where it cannot go on.
+        """
+        path = [start]
+        while True:
+            node = path[-1]
+            if len(path) > 1 and stop is not None and rng.random() < stop(node):
+                return path
+            targets = list(dict.fromkeys(e.target for e in self._out.get(node, ())))
+            targets = [t for t in targets if t not in path and (node, t) not in self.forbidden]
+            if not targets:
+                return path
+            weights = [weight(node, t) for t in targets] if weight is not None else None
+            path.append(rng.choices(targets, weights)[0])
 
     def allows(self, sequence: Iterable[str]) -> bool:
-        """Whether no two consecutive tools of ``sequence`` form a forbidden pair."""
+        """Whether no tool of ``sequence`` follows a tool it is forbidden after (any earlier one)."""
         names = list(sequence)
-        return all((a, b) not in self.forbidden for a, b in zip(names, names[1:]))
+        return all((a, b) not in self.forbidden for i, b in enumerate(names) for a in names[:i])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import math
 import operator
 from collections.abc import Callable
 
@@ -16,7 +17,8 @@ _BINARY: dict[type[ast.operator], Callable[[float, float], float]] = {
     ast.Pow: operator.pow,
 }
 _UNARY: dict[type[ast.unaryop], Callable[[float], float]] = {ast.UAdd: operator.pos, ast.USub: operator.neg}
-MAX_EXPONENT = 1000
+MAX_RESULT_BITS = 4096
+"""A power whose result would need more bits than this is refused (so ``9**9**9`` cannot hang)."""
 
 
 def _evaluate(node: ast.AST) -> float:
@@ -30,8 +32,12 @@ def _evaluate(node: ast.AST) -> float:
         return node.value
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         left, right = _evaluate(node.left), _evaluate(node.right)
-        if isinstance(node.op, ast.Pow) and abs(right) > MAX_EXPONENT:
-            raise ValueError("exponent too large")
+        if (
+            isinstance(node.op, ast.Pow)
+            and abs(left) > 1
+            and abs(right) * math.log2(abs(left)) > MAX_RESULT_BITS
+        ):
+            raise ValueError("result too large")
         return _BINARY[type(node.op)](left, right)
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
         return _UNARY[type(node.op)](_evaluate(node.operand))
@@ -43,7 +49,9 @@ def calculate(expression: str) -> str:
     if not set(expression) <= ALLOWED:
         return "Error: invalid characters in expression"
     try:
-        tree = compile(expression, "<string>", "eval", ast.PyCF_ONLY_AST)
+        tree = compile(expression.lstrip(), "<string>", "eval", ast.PyCF_ONLY_AST)  # eval() strips too
         return str(round(float(_evaluate(tree)), 2))
     except (SyntaxError, ValueError, ArithmeticError, TypeError) as exc:
         return f"Error: {exc}"
+    except (RecursionError, MemoryError):
+        return "Error: expression too deeply nested"

@@ -39,6 +39,7 @@ _ASKS_CONFIRMATION = re.compile(r"\b(confirm|yes/no|yes or no|shall i|should i|p
 _ASKS_IDENTITY = re.compile(
     r"\b(e-?mail|zip|postal code|your name|first name|last name|identity|authenticate)\b", re.I
 )
+_DECLINES = re.compile(r"\b(sorry|can't|cannot|unable|not able|not possible|not allowed)\b", re.I)
 _ASKS_WHAT_ELSE = re.compile(r"\b(anything else|something else|other requests?)\b", re.I)
 
 
@@ -68,6 +69,8 @@ class ScriptedUser(UserSimulator):
             if self._current < len(self._goal.requests):
                 return self._goal.requests[self._current].text
             return f"No, that's all. Thank you! {STOP}"
+        if _DECLINES.search(message):
+            return "I see. I understand."
         if self._current < len(self._goal.requests):
             return f"Sorry, I don't follow. What I need is this: {self._goal.requests[self._current].text}"
         return f"I have nothing else to ask. {STOP}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from apigen_gym.domain import Domain
+from apigen_gym.domains.retail.graph import API_GRAPH
 from apigen_gym.domains.retail.rules import RULES
 from apigen_gym.domains.retail.tools import TOOLS
 from apigen_gym.policy import Policy
@@ -18,4 +19,5 @@ DOMAIN = Domain(
     tables=("users", "orders", "products"),
     home=HOME,
     version="1",
+    api_graph=API_GRAPH,
 )
