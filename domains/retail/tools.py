@@ -71,6 +71,30 @@ def _first_user(db: Fork, key_fn: Callable[[Record], Hashable], value: Hashable)
     return found[0]
 
 
+def _priced_swap(
+    db: Fork,
+    order: Record,
+    item_ids: list[str],
+    new_item_ids: list[str],
+    payment_method_id: str,
+    *,
+    exchange: bool,
+) -> tuple[float, Any]:
+    """Check an item swap and its payment; return the price difference and the paying method.
+
+    As in τ-bench, an exchange rounds the difference to cents and a pending-order change does not.
+    """
+    _check_items_in_order(order, item_ids)
+    difference = _price_difference(db, order, item_ids, new_item_ids)
+    if exchange:
+        difference = round(difference, 2)
+    method = _payment_method(db, order["user_id"], payment_method_id)
+    if method["source"] == "gift_card" and method["balance"] < difference:
+        what = "the price difference" if exchange else "the new item"
+        raise ToolError(f"insufficient gift card balance to pay for {what}")
+    return difference, method
+
+
 @tool(ToolKind.READ, name="calculate")
 def calculate_tool(db: Fork, expression: str) -> str:
     """Evaluate an arithmetic expression, such as a sum of prices; the result is rounded to 2 decimals.
@@ -127,11 +151,7 @@ def exchange_delivered_order_items(
     order = _order(db, order_id)
     if order["status"] != "delivered":
         raise ToolError("non-delivered order cannot be exchanged")
-    _check_items_in_order(order, item_ids)
-    difference = round(_price_difference(db, order, item_ids, new_item_ids), 2)
-    method = _payment_method(db, order["user_id"], payment_method_id)
-    if method["source"] == "gift_card" and method["balance"] < difference:
-        raise ToolError("insufficient gift card balance to pay for the price difference")
+    difference, _ = _priced_swap(db, order, item_ids, new_item_ids, payment_method_id, exchange=True)
     order = db.write("orders", order_id)
     order["status"] = "exchange requested"
     order["exchange_items"] = sorted(item_ids)
@@ -255,11 +275,7 @@ def modify_pending_order_items(
     order = _order(db, order_id)
     if order["status"] != "pending":
         raise ToolError("non-pending order cannot be modified")
-    _check_items_in_order(order, item_ids)
-    difference = _price_difference(db, order, item_ids, new_item_ids)
-    method = _payment_method(db, order["user_id"], payment_method_id)
-    if method["source"] == "gift_card" and method["balance"] < difference:
-        raise ToolError("insufficient gift card balance to pay for the new item")
+    difference, method = _priced_swap(db, order, item_ids, new_item_ids, payment_method_id, exchange=False)
     order = db.write("orders", order_id)
     order["payment_history"].append(
         {
