@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, SupportsFloat
+from typing import Any, SupportsFloat, TypeVar
 
 import gymnasium as gym
 
@@ -26,6 +26,7 @@ from apigen_gym.tools import ERROR_PREFIX
 from apigen_gym.users import STOP, ScriptedUser, UserSimulator
 
 StepResult = tuple[str, SupportsFloat, bool, bool, dict[str, Any]]
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -126,7 +127,12 @@ class ApigenEnv(gym.Env[str, str]):
                 raise DataError(f"no task {task_id!r} in split {self.split!r}")
             return self.tasks[self._task_index[task_id]]
         if options.get("task_index") is not None:
-            return self.tasks[int(options["task_index"])]
+            index = int(options["task_index"])
+            if not 0 <= index < len(self.tasks):
+                raise DataError(
+                    f"task_index {index} out of range: split {self.split!r} has {len(self.tasks)} tasks"
+                )
+            return self.tasks[index]
         return self.tasks[int(self.np_random.integers(len(self.tasks)))]
 
     def _begin_reset(self, seed: int | None, options: dict[str, Any] | None) -> int | None:
@@ -150,29 +156,35 @@ class ApigenEnv(gym.Env[str, str]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[str, dict[str, Any]]:
         user_seed = self._begin_reset(seed, options)
-        return self._finish_reset(self.user.start(self.task, user_seed))
+        return self._shown(self._finish_reset(self.user.start(self.task, user_seed)))
 
     async def reset_async(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[str, dict[str, Any]]:
         """:meth:`reset` for an asynchronous user simulator."""
         user_seed = self._begin_reset(seed, options)
-        return self._finish_reset(await self.user.start_async(self.task, user_seed))
+        return self._shown(self._finish_reset(await self.user.start_async(self.task, user_seed)))
 
     # --- step -----------------------------------------------------------------------------------
 
     def step(self, action: Any) -> StepResult:
         outcome = self._act(action)
         if isinstance(outcome, _AgentMessage):
-            return self._after_user(self.user.respond(outcome.text))
-        return outcome
+            outcome = self._after_user(self.user.respond(outcome.text))
+        return self._shown(outcome)
 
     async def step_async(self, action: Any) -> StepResult:
         """:meth:`step` for an asynchronous user simulator."""
         outcome = self._act(action)
         if isinstance(outcome, _AgentMessage):
-            return self._after_user(await self.user.respond_async(outcome.text))
-        return outcome
+            outcome = self._after_user(await self.user.respond_async(outcome.text))
+        return self._shown(outcome)
+
+    def _shown(self, result: _T) -> _T:
+        """In ``human`` mode, print what is new in the conversation (Gymnasium renders on each step)."""
+        if self.render_mode == "human":
+            self.render()
+        return result
 
     def _act(self, action: Any) -> StepResult | _AgentMessage:
         """Apply the agent's action; a message to the user is returned for the user to answer."""
