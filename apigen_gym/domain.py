@@ -80,12 +80,19 @@ def _load_tasks(folder: Path, split: str) -> tuple[Task, ...]:
 
 
 DOMAIN_NAMES: tuple[str, ...] = ("retail",)
+"""The domains registered as Gymnasium envs (``apigen/<name>-v0``)."""
 
 
 def load_domain(name: str) -> Domain:
-    """The domain called ``name`` (``retail``, ...)."""
-    if name not in DOMAIN_NAMES:
-        raise DataError(f"unknown domain {name!r} (known: {', '.join(DOMAIN_NAMES)})")
-    module = importlib.import_module(f"apigen_gym.domains.{name}")
+    """The domain called ``name``: the ``DOMAIN`` of the module ``apigen_gym.domains.<name>``."""
+    module_name = f"apigen_gym.domains.{name}"
+    try:
+        if not name.isidentifier():
+            raise ModuleNotFoundError(name=module_name)
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        raise DataError(f"unknown domain {name!r} (known: {', '.join(DOMAIN_NAMES)})") from None
     domain: Domain = module.DOMAIN
     return domain

@@ -7,7 +7,6 @@ tool reports those as errors, which are not policy violations by themselves).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,9 +16,12 @@ from apigen_gym.policy import (
     Rule,
     Step,
     Trace,
+    authentication_rule,
     confirmation_rule,
     one_tool_call_per_turn_rule,
     rule,
+    single_user_rule,
+    transfer_rule,
 )
 from apigen_gym.tools import ToolKind
 
@@ -67,19 +69,6 @@ def _order(step: Step) -> dict[str, Any] | None:
 def _status(step: Step) -> str | None:
     order = _order(step)
     return None if order is None else order.get("status")
-
-
-def _identified(step: Step) -> str | None:
-    """The user id a successful identification step found."""
-    return step.output.strip() if step.name in IDENTIFY and step.ok else None
-
-
-def _with_user(trace: Trace) -> Iterator[tuple[Step, str | None]]:
-    """Each step with the first user identified before it (``None`` while nobody is)."""
-    user: str | None = None
-    for step in trace.steps:
-        yield step, user
-        user = user or _identified(step)
 
 
 def _owner(step: Step) -> str | None:
@@ -172,54 +161,12 @@ def _repeat_findings(
 # Rules -------------------------------------------------------------------------------------------
 
 
-@rule("retail.authenticate_first")
-def authenticate_first(trace: Trace) -> Iterator[Finding]:
-    """Authenticate the user (by email, or by name and zip code) before any user-specific action."""
-    for step, user in _with_user(trace):
-        if step.name in USER_SPECIFIC and user is None:
-            yield step, f"{step.name} was called before the user was authenticated"
-
-
-@rule("retail.single_user")
-def single_user(trace: Trace) -> Iterator[Finding]:
-    """Serve a single user per conversation: never identify, read or change another user's data."""
-    for step, user in _with_user(trace):
-        if user is None:
-            continue
-        other = _identified(step) or _owner(step)
-        if other is not None and other != user:
-            yield step, f"{step.name} concerns user {other}, but the conversation is with {user}"
-
-
+authenticate_first = authentication_rule("retail.authenticate_first", IDENTIFY, USER_SPECIFIC)
+single_user = single_user_rule("retail.single_user", IDENTIFY, _owner)
 confirm_before_write = confirmation_rule("retail.confirm_before_write", WRITES)
 one_tool_call_per_turn = one_tool_call_per_turn_rule("retail.one_tool_call_per_turn")
 
-_ASKS_FOR_PERSON = re.compile(
-    r"\b(human|(real|live|actual) person|representative|supervisor|manager"
-    r"|(live|real|another|other|different) agent"
-    r"|(speak|talk|chat)(ing)? (to|with) (an? |the )?agent)s?\b",
-    re.IGNORECASE,
-)
-_CANNOT_HANDLE = re.compile(
-    r"\b(can ?not|can't|unable to|not able to)\b[^.!?\n]*\b(help|handle|do|assist|process)\b"
-    r"|\b(out of|outside (of )?|beyond) (my|the) (scope|tools|capabilities)\b",
-    re.IGNORECASE,
-)
-
-
-@rule("retail.transfer_only_out_of_scope", needs_dialogue=True)
-def transfer_only_out_of_scope(trace: Trace) -> Iterator[Finding]:
-    """Transfer to a human only for requests the tools cannot handle.
-
-    Heuristic: a transfer is fine when an earlier user message asks for a human (real person,
-    representative, supervisor, manager, live agent...) or an earlier agent message said the request
-    cannot be handled; otherwise it is a violation.
-    """
-    for step in trace.calls("transfer_to_human_agents"):
-        asked = any(_ASKS_FOR_PERSON.search(m) for m in trace.messages_before(step, "user"))
-        refused = any(_CANNOT_HANDLE.search(m) for m in trace.messages_before(step, "assistant"))
-        if not (asked or refused):
-            yield step, "transferred to a human although the request was not shown to be out of scope"
+transfer_only_out_of_scope = transfer_rule("retail.transfer_only_out_of_scope")
 
 
 @rule("retail.cancel_pending_only")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import Any, Literal
 
-from apigen_gym.arithmetic import calculate
+from apigen_gym.common_tools import calculate, think, transfer_to_human_agents
 from apigen_gym.database import Fork, Record
 from apigen_gym.jsonio import dumps
 from apigen_gym.tools import ToolError, ToolKind, ToolSet, tool
@@ -93,16 +93,6 @@ def _priced_swap(
         what = "the price difference" if exchange else "the new item"
         raise ToolError(f"insufficient gift card balance to pay for {what}")
     return difference, method
-
-
-@tool(ToolKind.READ, name="calculate")
-def calculate_tool(db: Fork, expression: str) -> str:
-    """Evaluate an arithmetic expression, such as a sum of prices; the result is rounded to 2 decimals.
-
-    Args:
-        expression: numbers, parentheses, spaces and the operators + - * /, e.g. "2 * (3.5 + 4)".
-    """
-    return calculate(expression)
 
 
 @tool(ToolKind.WRITE)
@@ -377,29 +367,9 @@ def return_delivered_order_items(db: Fork, order_id: str, item_ids: list[str], p
     return dumps(order)
 
 
-@tool(ToolKind.READ)
-def think(db: Fork, thought: str) -> str:
-    """Think out loud: nothing is looked up or changed. Use it to plan or to check reasoning.
-
-    Args:
-        thought: the thought.
-    """
-    return ""
-
-
-@tool(ToolKind.TERMINAL)
-def transfer_to_human_agents(db: Fork, summary: str) -> str:
-    """Hand the user over to a human agent, with a summary of the issue. Only for requests out of scope.
-
-    Args:
-        summary: what the user wants and what has been done so far.
-    """
-    return "Transfer successful"
-
-
 TOOLS = ToolSet(
     [
-        calculate_tool,
+        calculate,
         cancel_pending_order,
         exchange_delivered_order_items,
         find_user_id_by_email,
