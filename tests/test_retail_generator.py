@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from apigen_gym.domains.retail import generator
 
 Tables = dict[str, dict[str, dict[str, Any]]]

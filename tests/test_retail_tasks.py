@@ -14,6 +14,7 @@ from apigen_gym.agents import OracleAgent
 from apigen_gym.domain import load_domain
 from apigen_gym.domains.retail import sampler
 from apigen_gym.domains.retail.graph import API_GRAPH, CANCEL, EXCHANGE, MODIFY_ITEMS, RETURN, WRITES
+from apigen_gym.sampling import problems, task_rows, user_pool
 from apigen_gym.session import replay
 from apigen_gym.task import Task
 
@@ -66,7 +67,7 @@ def test_tasks_carry_goal_and_meta() -> None:
 
 @pytest.mark.parametrize("split", ["test", "train"])
 def test_gold_actions_replay_cleanly_and_follow_the_policy(database, split: str) -> None:
-    broken = {t.id: found for t in DOMAIN.tasks(split) if (found := sampler.problems(t, database))}
+    broken = {t.id: found for t in DOMAIN.tasks(split) if (found := problems(DOMAIN, database, t))}
     assert broken == {}
 
 
@@ -96,14 +97,14 @@ def test_oracle_solves_every_test_task(env, task_id: str) -> None:
 
 
 def _render(tasks: list[Task]) -> str:
-    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in sampler.task_rows(tasks))
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in task_rows(tasks))
 
 
 @pytest.mark.parametrize("split", ["test", "train"])
 def test_shipped_split_regenerates_byte_for_byte(database, split: str) -> None:
     spec = sampler.SPLITS[split]
     text = _render(sampler.sample_tasks(database, spec.n, spec.seed, split))
-    assert text == sampler.default_path(split).read_text(encoding="utf-8")
+    assert text == (DOMAIN.home / "tasks" / f"{split}.jsonl").read_text(encoding="utf-8")
 
 
 def test_sampler_is_deterministic(database) -> None:
@@ -116,11 +117,12 @@ def test_sampler_is_deterministic(database) -> None:
 
 def test_rows_load_back_as_equal_tasks(database) -> None:
     tasks = sampler.sample_tasks(database, 10, 5, "dev")
-    assert [Task.model_validate(row) for row in sampler.task_rows(tasks)] == tasks
+    assert [Task.model_validate(row) for row in task_rows(tasks)] == tasks
 
 
 def test_train_and_test_share_no_user_and_no_task(database) -> None:
-    assert not set(sampler.user_pool(database, "test")) & set(sampler.user_pool(database, "train"))
+    test_users = user_pool(database, sampler.SPLITS["test"])
+    assert not set(test_users) & set(user_pool(database, sampler.SPLITS["train"]))
     signature = lambda t: json.dumps([t.instruction, [a.model_dump() for a in t.actions]])  # noqa: E731
     assert not {signature(t) for t in TEST_TASKS} & {signature(t) for t in DOMAIN.tasks("train")}
 

@@ -13,17 +13,13 @@ Run ``python -m apigen_gym.domains.retail.sampler --split test`` to regenerate a
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import json
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from dataclasses import dataclass
 
-from apigen_gym.database import Database, Record, StateView
-from apigen_gym.domain import load_domain
+from apigen_gym import sampling
+from apigen_gym.database import Database, Record
+from apigen_gym.domains.retail import DOMAIN
 from apigen_gym.domains.retail.graph import (
     API_GRAPH,
     CANCEL,
@@ -35,23 +31,25 @@ from apigen_gym.domains.retail.graph import (
     RETURN,
     WRITES,
 )
-from apigen_gym.domains.retail.tools import TOOLS
-from apigen_gym.jsonio import write_jsonl
-from apigen_gym.session import Session, replay
-from apigen_gym.task import Action, Goal, Request, Task
-from apigen_gym.tools import ERROR_PREFIX
+from apigen_gym.sampling import (
+    ACCEPT_REFUSAL,
+    EXACT_FIGURE,
+    Identity,
+    Intent,
+    Need,
+    SplitSpec,
+    TaskBuilder,
+    article,
+    join_words,
+    money,
+    read,
+    sampler_main,
+    satisfies,
+    user_pool,
+)
+from apigen_gym.task import Action, Task
 
-HOME = Path(__file__).parent
 CATALOGUE = "list_all_product_types"
-
-
-@dataclass(frozen=True)
-class SplitSpec:
-    """Default size and seed of a shipped split, and which user buckets (of ten) it draws from."""
-
-    n: int
-    seed: int
-    buckets: tuple[int, ...]
 
 
 SPLITS: dict[str, SplitSpec] = {
@@ -63,18 +61,6 @@ SPLITS: dict[str, SplitSpec] = {
 
 # --- words --------------------------------------------------------------------------------------
 
-PERSONAS = (
-    "You are polite and patient, and you keep your answers short.",
-    "You are in a hurry and want this sorted out quickly.",
-    "You are careful with money and like to hear amounts spelled out.",
-    "You are friendly and chatty, but you stay on topic.",
-    "You are a private person and share only what the agent asks for.",
-    "You are direct and a little impatient.",
-    "You are new to online shopping and unsure about some of the terms.",
-    "You are methodical and like to handle one thing at a time.",
-    "You are cheerful and thank the agent often.",
-    "You are skeptical and want the agent to explain what it is doing.",
-)
 STREETS = (
     "Maple Avenue",
     "Cedar Lane",
@@ -115,21 +101,10 @@ CANCEL_WHY = {
     "no longer needed": ("I don't need it anymore", "you no longer need it"),
     "ordered by mistake": ("I ordered it by mistake", "you ordered it by mistake"),
 }
-THEN = ("Then", "After that,", "Next,")
-ACCEPT_REFUSAL = "If the agent says this is not possible, you accept it and do not insist."
-
-
-def _join(parts: Sequence[str]) -> str:
-    """'a', 'a and b', 'a, b and c'."""
-    return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
 
 
 def _options(options: dict[str, str]) -> str:
-    return _join([f"{key} {value}" for key, value in options.items()])
-
-
-def _a(noun: str) -> str:
-    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
+    return join_words([f"{key} {value}" for key, value in options.items()])
 
 
 def _address_text(address: dict[str, str]) -> str:
@@ -145,44 +120,11 @@ def _method_name(method: Record) -> str:
     return {"gift_card": "gift card", "paypal": "PayPal account"}.get(source, source)
 
 
-def _money(amount: float) -> str:
-    return str(round(amount, 2))
-
-
 # --- context ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Intent:
-    """One request of a task: what the user says, the gold reads and writes, the outputs."""
-
-    kind: str
-    subject: str
-    request: str
-    goal: str
-    reads: tuple[Action, ...]
-    writes: tuple[Action, ...] = ()
-    outputs: tuple[str, ...] = ()
-    condition: str | None = None
-    refuse: str | None = None
-    attempt: Action | None = None
-    """For a refusal: the forbidden call, checked to be rejected by the tool."""
-
-
-@dataclass
-class Context:
-    """The state a task is being built on: the user, the gold actions so far, their effects."""
-
-    rng: random.Random
-    session: Session
-    user_id: str
-    actions: list[Action] = field(default_factory=list)
-    writes: dict[str, list[str]] = field(default_factory=dict)
-    mentioned: set[str] = field(default_factory=set)
-
-    @property
-    def view(self) -> StateView:
-        return self.session.fork
+class Context(TaskBuilder):
+    """A retail task under construction: the user's orders and payment methods as they are now."""
 
     @property
     def user(self) -> Record:
@@ -191,18 +133,6 @@ class Context:
     def orders(self, *statuses: str) -> list[Record]:
         found = (self.view.get("orders", order_id) for order_id in self.user["orders"])
         return [o for o in found if o is not None and o["status"] in statuses]
-
-    def may_write(self, order_id: str, tool: str) -> bool:
-        """Whether ``tool`` may change ``order_id`` after this task's earlier writes to it."""
-        earlier = self.writes.get(order_id, [])
-        return order_id not in self.mentioned and tool not in earlier and API_GRAPH.allows([*earlier, tool])
-
-    def fresh(self, subject: str) -> bool:
-        """Whether no earlier intent of this task is about ``subject``."""
-        return subject not in self.mentioned and subject not in self.writes
-
-    def pick(self, items: Sequence[Any]) -> Any:
-        return self.rng.choice(items) if items else None
 
     def methods(self) -> list[Record]:
         """The user's payment methods that the user can name unambiguously."""
@@ -213,28 +143,9 @@ class Context:
     def gift_cards(self) -> list[Record]:
         return [m for m in self.methods() if m["source"] == "gift_card"]
 
-    def rejected(self, attempt: Action) -> bool:
-        """Whether the tool rejects ``attempt`` in the current state (which is left unchanged)."""
-        fork = self.session.fork
-        before = fork.snapshot()
-        output = TOOLS.execute(fork, attempt.name, attempt.arguments).output
-        fork.restore(before)
-        return output.startswith(ERROR_PREFIX)
-
-    def record(self, intent: Intent) -> None:
-        for write in intent.writes:
-            subject = str(write.arguments.get("order_id", self.user_id))
-            self.writes.setdefault(subject, []).append(write.name)
-        if not intent.writes:
-            self.mentioned.add(intent.subject)
-
-
-def _read(name: str, **arguments: Any) -> Action:
-    return Action(name=name, arguments=arguments)
-
 
 def _user_read(ctx: Context) -> Action:
-    return _read("get_user_details", user_id=ctx.user_id)
+    return read("get_user_details", user_id=ctx.user_id)
 
 
 @dataclass(frozen=True)
@@ -256,14 +167,14 @@ class OrderRef:
 def _order_ref(ctx: Context, order: Record) -> OrderRef:
     """By id, or (sometimes) by an item that no other order of the user contains."""
     order_id = order["order_id"]
-    reads = (_user_read(ctx), _read("get_order_details", order_id=order_id))
+    reads = (_user_read(ctx), read("get_order_details", order_id=order_id))
     orders = [ctx.view.get("orders", o) for o in ctx.user["orders"]]
     names = [{i["name"] for i in o["items"]} for o in orders if o is not None]
     unique = sorted(n for n in {i["name"] for i in order["items"]} if sum(n in s for s in names) == 1)
     if not unique or ctx.rng.random() < 0.7:
         return OrderRef(f"order {order_id}", reads)
     earlier = ctx.user["orders"][: ctx.user["orders"].index(order_id) + 1]
-    scans = tuple(_read("get_order_details", order_id=o) for o in earlier)
+    scans = tuple(read("get_order_details", order_id=o) for o in earlier)
     return OrderRef(f"order with the {ctx.pick(unique).lower()}", (_user_read(ctx), *scans))
 
 
@@ -401,7 +312,7 @@ def _swaps(ctx: Context, order: Record, count: int) -> list[Swap]:
 
 
 def _swap_text(order: Record, swaps: list[Swap]) -> str:
-    return _join([f"{_item_name(order, s.item)} for the one with {_options(s.changed)}" for s in swaps])
+    return join_words([f"{_item_name(order, s.item)} for the one with {_options(s.changed)}" for s in swaps])
 
 
 def _difference_method(ctx: Context, difference: float) -> Record | None:
@@ -420,7 +331,7 @@ def _swap_intent(ctx: Context, tool: str, statuses: tuple[str, ...]) -> Intent |
     if not swaps or method is None:
         return None
     ref = _order_ref(ctx, order)
-    products = tuple(_read("get_product_details", product_id=s.item["product_id"]) for s in swaps)
+    products = tuple(read("get_product_details", product_id=s.item["product_id"]) for s in swaps)
     args = {
         "order_id": order["order_id"],
         "item_ids": [s.item["item_id"] for s in swaps],
@@ -467,10 +378,10 @@ def _refund_sum(ctx: Context, order: Record, items: list[Record]) -> tuple[str, 
     """The refund of ``items`` as the agent would compute it: a ``calculate`` call for two or more."""
     prices = [i["price"] for i in items]
     if len(prices) == 1:
-        return _money(prices[0]), ()
+        return money(prices[0]), ()
     expression = " + ".join(str(p) for p in prices)
-    return TOOLS.execute(ctx.session.fork, "calculate", {"expression": expression}).output, (
-        _read("calculate", expression=expression),
+    return DOMAIN.tools.execute(ctx.session.fork, "calculate", {"expression": expression}).output, (
+        read("calculate", expression=expression),
     )
 
 
@@ -488,7 +399,7 @@ def _return(ctx: Context) -> Intent | None:
     if not items:
         return None
     ref = _order_ref(ctx, order)
-    names = _join([_item_name(order, i) for i in items])
+    names = join_words([_item_name(order, i) for i in items])
     wants_total = ctx.rng.random() < 0.4
     total, calc = _refund_sum(ctx, order, items) if wants_total else ("", ())
     ask = " and tell me how much I will get back" if wants_total else ""
@@ -649,8 +560,8 @@ def _refuse_exchange_other_product(ctx: Context) -> Intent | None:
         "refuse_exchange_other_product",
         order,
         Action(name=EXCHANGE, arguments={**args, "payment_method_id": method_id}),
-        f"I received {{ref}} and I'd like to exchange {names} for {_a(other)}.",
-        f"exchange {names} from {{ref}} for {_a(other)}",
+        f"I received {{ref}} and I'd like to exchange {names} for {article(other)}.",
+        f"exchange {names} from {{ref}} for {article(other)}",
         "an exchange can only swap an item for another option of the same product.",
     )
 
@@ -668,7 +579,7 @@ def _info(
         goal=want,
         reads=reads,
         outputs=(out,),
-        condition="If the agent gives you a rough figure, you ask for the exact one.",
+        condition=EXACT_FIGURE,
     )
 
 
@@ -678,7 +589,7 @@ def _order_total(ctx: Context) -> Intent | None:
     if order is None:
         return None
     ref = _order_ref(ctx, order)
-    amount = _money(order["payment_history"][0]["amount"])
+    amount = money(order["payment_history"][0]["amount"])
     return _info(
         ctx,
         "info_order_total",
@@ -725,7 +636,7 @@ def _item_options(ctx: Context) -> Intent | None:
         item["product_id"],
         f"How many options of the {name} from {ref.mine} are available right now?",
         f"know how many options of the {name} from {ref.yours} are available right now",
-        (*ref.reads, _read("get_product_details", product_id=item["product_id"])),
+        (*ref.reads, read("get_product_details", product_id=item["product_id"])),
         str(count),
     )
 
@@ -741,7 +652,7 @@ def _refund_estimate(ctx: Context) -> Intent | None:
     items = sorted(items[: ctx.rng.choice((2, 3))], key=order["items"].index)
     ref = _order_ref(ctx, order)
     total, calc = _refund_sum(ctx, order, items)
-    names = _join([_item_name(order, i) for i in items])
+    names = join_words([_item_name(order, i) for i in items])
     return _info(
         ctx,
         "info_refund_estimate",
@@ -759,7 +670,7 @@ def _catalogue_product(ctx: Context) -> Record | None:
 
 
 def _catalogue_reads(product: Record) -> tuple[Action, ...]:
-    return (_read(CATALOGUE), _read("get_product_details", product_id=product["product_id"]))
+    return (read(CATALOGUE), read("get_product_details", product_id=product["product_id"]))
 
 
 def _product_options(ctx: Context) -> Intent | None:
@@ -791,7 +702,7 @@ def _variant_price(ctx: Context) -> Intent | None:
         f"How much does the {what} cost?",
         f"know the price of the {what}",
         _catalogue_reads(product),
-        _money(variant["price"]),
+        money(variant["price"]),
     )
 
 
@@ -807,7 +718,7 @@ def _cheapest(ctx: Context) -> Intent | None:
         f"What is the price of the cheapest {name} you have available?",
         f"know the price of the cheapest available {name}",
         _catalogue_reads(product),
-        _money(min(v["price"] for v in _available(product))),
+        money(min(v["price"] for v in _available(product))),
     )
 
 
@@ -870,10 +781,6 @@ def _family(path: list[str]) -> str:
     return CATALOGUE if path[0] == CATALOGUE else path[-1]
 
 
-Need = Literal["write", "refuse"] | None
-"""What a planned intent must be: a write, a refusal, or anything a walk leads to."""
-
-
 def _builder(rng: random.Random, family: str, need: Need) -> Builder | None:
     refusal = REFUSALS.get(family)
     if need == "refuse" or (need is None and refusal is not None and rng.random() < REFUSAL_SHARE):
@@ -882,19 +789,13 @@ def _builder(rng: random.Random, family: str, need: Need) -> Builder | None:
     return rng.choice(builders) if builders else None
 
 
-def _satisfies(intent: Intent | None, need: Need) -> bool:
-    if intent is None:
-        return False
-    return need is None or bool(intent.writes if need == "write" else intent.refuse)
-
-
 def _draw_intent(ctx: Context, identify: str, need: Need, tries: int = 12) -> Intent | None:
     """An intent reached by a walk from ``identify``, resampling walks that lead nowhere valid."""
     for _ in range(tries):
         start = CATALOGUE if need is None and ctx.rng.random() < CATALOGUE_START else identify
         builder = _builder(ctx.rng, _family(walk(ctx.rng, start)), need)
         intent = None if builder is None else builder(ctx)
-        if _satisfies(intent, need):
+        if satisfies(intent, need):
             return intent
     return None
 
@@ -913,13 +814,6 @@ def _plan(rng: random.Random) -> list[Need]:
 # --- tasks --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Identity:
-    action: Action
-    known: dict[str, str]
-    who: str
-
-
 def _identity(ctx: Context) -> Identity:
     user = ctx.user
     first, last = user["name"]["first_name"], user["name"]["last_name"]
@@ -932,160 +826,26 @@ def _identity(ctx: Context) -> Identity:
     return Identity(Action(name="find_user_id_by_name_zip", arguments=known), known, who)
 
 
-def _execute(ctx: Context, actions: Sequence[Action]) -> list[int] | None:
-    """Run the actions not already played (reads are not repeated); their indices, or None on error."""
-    indices = []
-    for action in actions:
-        is_write = action.name in WRITES
-        if not is_write and action in ctx.actions:
-            continue
-        if not ctx.session.call(action.name, action.arguments).ok:
-            return None
-        indices.append(len(ctx.actions))
-        ctx.actions.append(action)
-    return indices
-
-
-def _instruction(ctx: Context, identity: Identity, intents: list[Intent]) -> str:
-    sentences = [identity.who]
-    for number, intent in enumerate(intents):
-        lead = "You want to" if number == 0 else f"{ctx.rng.choice(THEN)} you want to"
-        if number == len(intents) - 1 and number > 1:
-            lead = "Finally, you want to"
-        sentences.append(f"{lead} {intent.goal}.")
-    sentences += list(dict.fromkeys(i.condition for i in intents if i.condition))
-    sentences.append(ctx.rng.choice(PERSONAS))
-    return " ".join(sentences)
-
-
 def _build(database: Database, rng: random.Random, user_id: str) -> Task | None:
     """One task for ``user_id`` (its id and meta are completed by the caller), or None."""
-    ctx = Context(rng, Session(TOOLS, database), user_id)
+    ctx = Context.start(DOMAIN, database, rng, user_id, subject_key="order_id")
     identity = _identity(ctx)
-    if ctx.session.call(identity.action.name, identity.action.arguments).output != user_id:
+    if not ctx.identify(identity):
         return None
-    ctx.actions.append(identity.action)
-    intents: list[Intent] = []
-    requests: list[Request] = []
-    for number, need in enumerate(_plan(rng)):
-        intent = _draw_intent(ctx, identity.action.name, need)
-        indices = None if intent is None else _execute(ctx, (*intent.reads, *intent.writes))
-        if intent is None or indices is None:
-            return None
-        ctx.record(intent)
-        intents.append(intent)
-        served = [0, *indices] if number == 0 else indices
-        requests.append(Request(text=intent.request, actions=served, refuse=intent.refuse))
-    return Task(
-        id="",
-        user_id=user_id,
-        instruction=_instruction(ctx, identity, intents),
-        goal=Goal(known=identity.known, requests=requests),
-        actions=list(ctx.actions),
-        outputs=[o for i in intents for o in i.outputs],
-        meta={"intents": [i.kind for i in intents], "writes": sum(len(i.writes) for i in intents)},
-    )
-
-
-# --- validation ---------------------------------------------------------------------------------
-
-
-def problems(task: Task, database: Database) -> list[str]:
-    """Why ``task`` is not a valid retail task (empty when it is): replay, writes, policy, grounding."""
-    session = replay(TOOLS, database, task.actions)
-    found = [f"action {s.index} ({s.name}) failed: {s.output}" for s in session.trace.steps if not s.ok]
-    writes = [a for a in task.actions if a.name in WRITES]
-    if len(writes) != task.meta.get("writes"):
-        found.append(f"{len(writes)} writes, but the intents make {task.meta.get('writes')}")
-    goal = task.effective_goal()
-    for request in goal.requests:
-        if request.refuse and any(task.actions[i].name in WRITES for i in request.actions):
-            found.append(f"refused request makes a write: {request.text}")
-    found += [f"policy: {v.rule}: {v.message}" for v in load_domain("retail").policy.check(session.trace)]
-    found += [f"output {o!r} is empty or has a comma" for o in task.outputs if not o or "," in o]
-    found += _ungrounded(task.actions)
-    return found
-
-
-def _ungrounded(actions: Sequence[Action]) -> list[str]:
-    """Actions whose tool no earlier action feeds in the API graph (roots excepted)."""
-    roots = set(API_GRAPH.roots())
-    feeds = {(e.source, e.target) for e in API_GRAPH.edges}
-    out = []
-    for index, action in enumerate(actions):
-        earlier = {a.name for a in actions[:index]}
-        if action.name not in roots and not any((s, action.name) in feeds for s in earlier):
-            out.append(f"action {index} ({action.name}) is not fed by any earlier action")
-    return out
+    return ctx.build(identity, _plan(rng), lambda need: _draw_intent(ctx, identity.action.name, need))
 
 
 # --- sampling -----------------------------------------------------------------------------------
 
 
-def user_pool(database: Database, split: str) -> list[str]:
-    """The users a split draws from: a fixed hash bucket per split (all users for unknown splits)."""
-    users = sorted(database.table("users"))
-    spec = SPLITS.get(split)
-    return users if spec is None else [u for u in users if _bucket(u) in spec.buckets]
-
-
-def _bucket(user_id: str) -> int:
-    return int(hashlib.sha256(user_id.encode()).hexdigest(), 16) % 10
-
-
-def _signature(task: Task) -> str:
-    return json.dumps([task.user_id, [a.model_dump() for a in task.actions], task.outputs], sort_keys=True)
-
-
 def sample_tasks(database: Database, n: int, seed: int, split: str = "test") -> list[Task]:
     """``n`` validated, distinct tasks for ``split``, the same for the same database, seed and split."""
-    rng = random.Random(f"retail/{split}/{seed}")
-    pool = user_pool(database, split)
-    tasks: list[Task] = []
-    seen: set[str] = set()
-    for _ in range(n * 50):
-        if len(tasks) == n:
-            break
-        task = _build(database, rng, rng.choice(pool))
-        if task is None or _signature(task) in seen or problems(task, database):
-            continue
-        seen.add(_signature(task))
-        meta = {"split": split, "source": "sampler", "seed": seed, **task.meta}
-        tasks.append(task.model_copy(update={"id": f"retail-{split}-{len(tasks):03d}", "meta": meta}))
-    if len(tasks) < n:
-        raise RuntimeError(f"could only build {len(tasks)} of {n} tasks from {len(pool)} users")
-    return tasks
-
-
-def task_rows(tasks: Sequence[Task]) -> list[dict[str, Any]]:
-    """Tasks as JSON rows (``None`` fields left out); ``Task.model_validate`` reads them back."""
-    return [t.model_dump(mode="json", exclude_none=True) for t in tasks]
-
-
-def default_path(split: str) -> Path:
-    return HOME / "tasks" / f"{split}.jsonl"
+    pool = user_pool(database, SPLITS.get(split))
+    return sampling.sample_tasks("retail", database, n, seed, split, _build, pool)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m apigen_gym.domains.retail.sampler",
-        description="Sample validated retail tasks by random walks on the API graph.",
-    )
-    parser.add_argument("--split", default="test", help="split name (default: test)")
-    parser.add_argument("--n", type=int, help="number of tasks (default: the split's shipped size)")
-    parser.add_argument("--seed", type=int, help="random seed (default: the split's shipped seed)")
-    parser.add_argument("--out", type=Path, help="output JSONL (default: domains/retail/tasks/<split>.jsonl)")
-    parser.add_argument("--data-dir", type=Path, help="a τ-bench-layout data folder (default: shipped data)")
-    args = parser.parse_args(argv)
-    spec = SPLITS.get(args.split, SplitSpec(n=100, seed=0, buckets=()))
-    database = load_domain("retail").database(args.data_dir)
-    tasks = sample_tasks(
-        database, args.n or spec.n, spec.seed if args.seed is None else args.seed, args.split
-    )
-    out = args.out or default_path(args.split)
-    write_jsonl(out, task_rows(tasks))
-    print(f"wrote {len(tasks)} {args.split} tasks to {out}")
-    return 0
+    return sampler_main("retail", SPLITS, sample_tasks, argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,375 @@
+"""Task sampling shared by every domain: intents built on a live session, validated, split by user.
+
+A domain's sampler only knows its own intents: which rows make a request valid (or forbidden), what
+the user says, which gold reads and writes serve it. This module does the rest: it runs the gold
+actions as they are chosen (so a later intent sees what an earlier one changed), assembles the
+structured goal and the instruction, validates every task (replay without error, write count,
+refusals without writes, policy rules, grounded in the API graph), keeps splits on disjoint users,
+numbers the tasks and writes them, reproducibly from a seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from apigen_gym.apigraph import ApiGraph
+from apigen_gym.database import Database, StateView
+from apigen_gym.domain import Domain, load_domain
+from apigen_gym.jsonio import write_jsonl
+from apigen_gym.session import Session, replay
+from apigen_gym.task import Action, Goal, Request, Task
+from apigen_gym.tools import ERROR_PREFIX, ToolKind
+
+PERSONAS = (
+    "You are polite and patient, and you keep your answers short.",
+    "You are in a hurry and want this sorted out quickly.",
+    "You are careful with money and like to hear amounts spelled out.",
+    "You are friendly and chatty, but you stay on topic.",
+    "You are a private person and share only what the agent asks for.",
+    "You are direct and a little impatient.",
+    "You are new to online shopping and unsure about some of the terms.",
+    "You are methodical and like to handle one thing at a time.",
+    "You are cheerful and thank the agent often.",
+    "You are skeptical and want the agent to explain what it is doing.",
+)
+"""Persona sentences closing an instruction."""
+THEN = ("Then", "After that,", "Next,")
+ACCEPT_REFUSAL = "If the agent says this is not possible, you accept it and do not insist."
+EXACT_FIGURE = "If the agent gives you a rough figure, you ask for the exact one."
+
+Need = Literal["write", "refuse"] | None
+"""What a planned intent must be: a write, a refusal, or anything."""
+
+
+# --- words --------------------------------------------------------------------------------------
+
+
+def join_words(parts: Sequence[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
+
+
+def article(noun: str) -> str:
+    """'a lamp', 'an oven'."""
+    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
+
+
+def money(amount: float) -> str:
+    """An amount as a required output: rounded to cents, no thousands separator."""
+    return str(round(amount, 2))
+
+
+def read(name: str, **arguments: Any) -> Action:
+    return Action(name=name, arguments=arguments)
+
+
+# --- intents and the task under construction -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Intent:
+    """One request of a task: what the user says, the gold reads and writes, the outputs."""
+
+    kind: str
+    subject: str
+    """What the request is about (an order, a reservation, a trip...)."""
+    request: str
+    """The user's own words (first person), as the scripted user says them."""
+    goal: str
+    """The instruction's clause for it (second person, after "You want to")."""
+    reads: tuple[Action, ...]
+    writes: tuple[Action, ...] = ()
+    outputs: tuple[str, ...] = ()
+    condition: str | None = None
+    refuse: str | None = None
+    attempt: Action | None = None
+    """For a refusal: the forbidden call, checked to be rejected by the tool."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """How the user is identified: the gold look-up, the facts the user knows, the instruction opener."""
+
+    action: Action
+    known: dict[str, str]
+    who: str
+
+
+_Builder = TypeVar("_Builder", bound="TaskBuilder")
+
+
+@dataclass
+class TaskBuilder:
+    """The state one task is built on: the user, the gold actions so far and their effects."""
+
+    domain: Domain
+    rng: random.Random
+    session: Session
+    user_id: str
+    subject_key: str = "order_id"
+    """The argument that names what a write acts on (the user id when a write has none)."""
+    actions: list[Action] = field(default_factory=list)
+    writes: dict[str, list[str]] = field(default_factory=dict)
+    mentioned: set[str] = field(default_factory=set)
+
+    @classmethod
+    def start(
+        cls: type[_Builder],
+        domain: Domain,
+        database: Database,
+        rng: random.Random,
+        user_id: str,
+        subject_key: str,
+    ) -> _Builder:
+        """A builder on a fresh session of ``database``."""
+        return cls(domain, rng, Session(domain.tools, database), user_id, subject_key)
+
+    @property
+    def view(self) -> StateView:
+        """The current state, after the gold actions chosen so far."""
+        return self.session.fork
+
+    @property
+    def graph(self) -> ApiGraph:
+        if self.domain.api_graph is None:
+            raise ValueError(f"domain {self.domain.name} has no API graph")
+        return self.domain.api_graph
+
+    def pick(self, items: Sequence[Any]) -> Any:
+        return self.rng.choice(items) if items else None
+
+    def fresh(self, subject: str) -> bool:
+        """Whether no earlier intent of this task is about ``subject``."""
+        return subject not in self.mentioned and subject not in self.writes
+
+    def may_write(self, subject: str, tool: str) -> bool:
+        """Whether ``tool`` may change ``subject`` after this task's earlier writes to it."""
+        earlier = self.writes.get(subject, [])
+        return subject not in self.mentioned and tool not in earlier and self.graph.allows([*earlier, tool])
+
+    def rejected(self, attempt: Action) -> bool:
+        """Whether the tool rejects ``attempt`` in the current state (which is left unchanged)."""
+        fork = self.session.fork
+        before = fork.snapshot()
+        output = self.domain.tools.execute(fork, attempt.name, attempt.arguments).output
+        fork.restore(before)
+        return output.startswith(ERROR_PREFIX)
+
+    def is_write(self, action: Action) -> bool:
+        tool = self.domain.tools.get(action.name)
+        return tool is not None and tool.kind is ToolKind.WRITE
+
+    def execute(self, actions: Sequence[Action]) -> list[int] | None:
+        """Run the actions not already played (reads are not repeated); their indices, or None on error."""
+        indices = []
+        for action in actions:
+            if not self.is_write(action) and action in self.actions:
+                continue
+            if not self.session.call(action.name, action.arguments).ok:
+                return None
+            indices.append(len(self.actions))
+            self.actions.append(action)
+        return indices
+
+    def record(self, intent: Intent) -> None:
+        for write in intent.writes:
+            subject = str(write.arguments.get(self.subject_key, self.user_id))
+            self.writes.setdefault(subject, []).append(write.name)
+        if not intent.writes:
+            self.mentioned.add(intent.subject)
+
+    def identify(self, identity: Identity) -> bool:
+        """Play the identification look-up; whether it found this builder's user."""
+        if self.session.call(identity.action.name, identity.action.arguments).output != self.user_id:
+            return False
+        self.actions.append(identity.action)
+        return True
+
+    def instruction(self, who: str, intents: Sequence[Intent]) -> str:
+        """The τ-bench-style instruction: who the user is, what they want in order, conditions, persona."""
+        sentences = [who]
+        for number, intent in enumerate(intents):
+            lead = "You want to" if number == 0 else f"{self.rng.choice(THEN)} you want to"
+            if number == len(intents) - 1 and number > 1:
+                lead = "Finally, you want to"
+            sentences.append(f"{lead} {intent.goal}.")
+        sentences += list(dict.fromkeys(i.condition for i in intents if i.condition))
+        sentences.append(self.rng.choice(PERSONAS))
+        return " ".join(sentences)
+
+    def build(
+        self, identity: Identity | None, plan: Sequence[Need], draw: Callable[[Need], Intent | None]
+    ) -> Task | None:
+        """A task from intents drawn for ``plan``, each executed as it comes; None when one fails.
+
+        With an ``identity``, its look-up must already have been played (see :meth:`identify`) and it
+        belongs to the first request; without one the user is known from the start.
+        """
+        intents: list[Intent] = []
+        requests: list[Request] = []
+        for number, need in enumerate(plan):
+            intent = draw(need)
+            indices = None if intent is None else self.execute((*intent.reads, *intent.writes))
+            if intent is None or indices is None:
+                return None
+            self.record(intent)
+            intents.append(intent)
+            served = [0, *indices] if number == 0 and identity is not None else indices
+            requests.append(Request(text=intent.request, actions=served, refuse=intent.refuse))
+        return Task(
+            id="",
+            user_id=self.user_id,
+            instruction=self.instruction(identity.who if identity else "", intents).strip(),
+            goal=Goal(known=identity.known if identity else {}, requests=requests),
+            actions=list(self.actions),
+            outputs=[o for i in intents for o in i.outputs],
+            meta={"intents": [i.kind for i in intents], "writes": sum(len(i.writes) for i in intents)},
+        )
+
+
+def satisfies(intent: Intent | None, need: Need) -> bool:
+    """Whether ``intent`` is what the plan asked for."""
+    if intent is None:
+        return False
+    return need is None or bool(intent.writes if need == "write" else intent.refuse)
+
+
+# --- validation ---------------------------------------------------------------------------------
+
+
+def problems(domain: Domain, database: Database, task: Task) -> list[str]:
+    """Why ``task`` is not a valid task of ``domain`` (empty when it is).
+
+    The gold actions replay without error, the writes match the intents, refused requests make no
+    write, no policy rule is broken, outputs are non-empty without commas, and (when the domain has an
+    API graph) every action is fed by an earlier one.
+    """
+    session = replay(domain.tools, database, task.actions)
+    found = [f"action {s.index} ({s.name}) failed: {s.output}" for s in session.trace.steps if not s.ok]
+    write_names = {t.name for t in domain.tools.of_kind(ToolKind.WRITE)}
+    writes = [a for a in task.actions if a.name in write_names]
+    if "writes" in task.meta and len(writes) != task.meta["writes"]:
+        found.append(f"{len(writes)} writes, but the intents make {task.meta['writes']}")
+    for request in task.effective_goal().requests:
+        if request.refuse and any(task.actions[i].name in write_names for i in request.actions):
+            found.append(f"refused request makes a write: {request.text}")
+    found += [f"policy: {v.rule}: {v.message}" for v in domain.policy.check(session.trace)]
+    found += [f"output {o!r} is empty or has a comma" for o in task.outputs if not o or "," in o]
+    if domain.api_graph is not None:
+        found += ungrounded(task.actions, domain.api_graph)
+    return found
+
+
+def ungrounded(actions: Sequence[Action], graph: ApiGraph) -> list[str]:
+    """Actions whose tool no earlier action feeds in the API graph (roots excepted)."""
+    roots = set(graph.roots())
+    feeds = {(e.source, e.target) for e in graph.edges}
+    out = []
+    for index, action in enumerate(actions):
+        earlier = {a.name for a in actions[:index]}
+        if action.name not in roots and not any((s, action.name) in feeds for s in earlier):
+            out.append(f"action {index} ({action.name}) is not fed by any earlier action")
+    return out
+
+
+# --- splits and sampling ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """Default size and seed of a shipped split, and which user buckets (of ten) it draws from."""
+
+    n: int
+    seed: int
+    buckets: tuple[int, ...]
+
+
+def bucket(user_id: str) -> int:
+    """A stable bucket 0–9 for a user: splits draw from disjoint buckets."""
+    return int(hashlib.sha256(user_id.encode()).hexdigest(), 16) % 10
+
+
+def user_pool(database: Database, spec: SplitSpec | None, table: str = "users") -> list[str]:
+    """The users a split draws from (all users when the split has no spec)."""
+    users = sorted(database.table(table))
+    return users if spec is None else [u for u in users if bucket(u) in spec.buckets]
+
+
+def signature(task: Task) -> str:
+    """What makes two tasks the same: user, gold actions, outputs."""
+    return json.dumps([task.user_id, [a.model_dump() for a in task.actions], task.outputs], sort_keys=True)
+
+
+BuildTask = Callable[[Database, random.Random, str], "Task | None"]
+"""A domain's builder: one task for a user (id and meta completed by :func:`sample_tasks`), or None."""
+
+
+def sample_tasks(
+    domain_name: str,
+    database: Database,
+    n: int,
+    seed: int,
+    split: str,
+    build: BuildTask,
+    pool: Sequence[str],
+    attempts_per_task: int = 50,
+) -> list[Task]:
+    """``n`` validated, distinct tasks, the same for the same database, seed and split."""
+    domain = load_domain(domain_name)
+    rng = random.Random(f"{domain_name}/{split}/{seed}")
+    tasks: list[Task] = []
+    seen: set[str] = set()
+    for _ in range(n * attempts_per_task):
+        if len(tasks) == n:
+            break
+        task = build(database, rng, rng.choice(pool))
+        if task is None or signature(task) in seen or problems(domain, database, task):
+            continue
+        seen.add(signature(task))
+        meta = {"split": split, "source": "sampler", "seed": seed, **task.meta}
+        tasks.append(task.model_copy(update={"id": f"{domain_name}-{split}-{len(tasks):03d}", "meta": meta}))
+    if len(tasks) < n:
+        raise RuntimeError(f"could only build {len(tasks)} of {n} {domain_name} tasks from {len(pool)} users")
+    return tasks
+
+
+def task_rows(tasks: Sequence[Task]) -> list[dict[str, Any]]:
+    """Tasks as JSON rows (``None`` fields left out); ``Task.model_validate`` reads them back."""
+    return [t.model_dump(mode="json", exclude_none=True) for t in tasks]
+
+
+SampleSplit = Callable[[Database, int, int, str], list[Task]]
+"""``sample(database, n, seed, split)``: a domain's sampler entry point."""
+
+
+def sampler_main(
+    domain_name: str, splits: dict[str, SplitSpec], sample: SampleSplit, argv: Sequence[str] | None
+) -> int:
+    """The command line of ``python -m apigen_gym.domains.<domain>.sampler``."""
+    domain = load_domain(domain_name)
+    parser = argparse.ArgumentParser(
+        prog=f"python -m apigen_gym.domains.{domain_name}.sampler",
+        description=f"Sample validated {domain_name} tasks by random walks on the API graph.",
+    )
+    parser.add_argument("--split", default="test", help="split name (default: test)")
+    parser.add_argument("--n", type=int, help="number of tasks (default: the split's shipped size)")
+    parser.add_argument("--seed", type=int, help="random seed (default: the split's shipped seed)")
+    parser.add_argument(
+        "--out", type=Path, help=f"output JSONL (default: domains/{domain_name}/tasks/<split>.jsonl)"
+    )
+    parser.add_argument("--data-dir", type=Path, help="a τ-bench-layout data folder (default: shipped data)")
+    args = parser.parse_args(argv)
+    spec = splits.get(args.split, SplitSpec(n=100, seed=0, buckets=()))
+    database = domain.database(args.data_dir)
+    tasks = sample(database, args.n or spec.n, spec.seed if args.seed is None else args.seed, args.split)
+    out = args.out or domain.home / "tasks" / f"{args.split}.jsonl"
+    write_jsonl(out, task_rows(tasks))
+    print(f"wrote {len(tasks)} {args.split} tasks to {out}")
+    return 0
