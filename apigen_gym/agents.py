@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from apigen_gym.llm import Usage
 from apigen_gym.task import IDENTITY_TOOLS, Action, Task
 from apigen_gym.tools import ToolKind, ToolSet
 from apigen_gym.users import STOP
+
+if TYPE_CHECKING:
+    from apigen_gym.env import ApigenEnv
 
 ASK_IDENTITY = (
     "I'd be glad to help. First I need to identify you: could you tell me your email address, "
@@ -24,16 +28,26 @@ TRANSFER_NOTICE = (
 
 
 class Agent(ABC):
-    """Produces one action per observation; ``reset`` is called at the start of every episode."""
+    """Produces one action per observation; ``reset`` is called at the start of every episode.
+
+    Agents that call models implement :meth:`act_async` and read the conversation from the env
+    they were reset with (``env.messages``, ``env.tools``).
+    """
 
     name: str = "agent"
+    usage: Usage = Usage()
+    cost: float = 0.0
 
-    def reset(self, info: dict[str, Any], task: Task | None = None) -> None:  # noqa: B027 - optional hook
+    def reset(self, info: dict[str, Any], task: Task | None = None, env: ApigenEnv | None = None) -> None:  # noqa: B027
         """Start an episode; ``info`` is what ``env.reset`` returned."""
 
     @abstractmethod
     def act(self, observation: str) -> Any:
         """The next action: a JSON tool call, a message, a dict or an OpenAI message."""
+
+    async def act_async(self, observation: str) -> Any:
+        """:meth:`act` for asynchronous runners (agents that call models override it)."""
+        return self.act(observation)
 
 
 def describe(action: Action) -> str:
@@ -99,7 +113,7 @@ class OracleAgent(Agent):
         self.tools = tools
         self._moves: list[_Say | Action] = []
 
-    def reset(self, info: dict[str, Any], task: Task | None = None) -> None:
+    def reset(self, info: dict[str, Any], task: Task | None = None, env: ApigenEnv | None = None) -> None:
         if task is None:
             raise ValueError("the oracle agent needs the task")
         self._moves = plan_oracle_moves(task, self.tools)
@@ -122,7 +136,7 @@ class RandomAgent(Agent):
         self.stop_probability = stop_probability
         self.schemas: list[dict[str, Any]] = []
 
-    def reset(self, info: dict[str, Any], task: Task | None = None) -> None:
+    def reset(self, info: dict[str, Any], task: Task | None = None, env: ApigenEnv | None = None) -> None:
         self.schemas = list(info.get("tools", []))
 
     def act(self, observation: str) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -15,8 +15,12 @@ from apigen_gym.agents import Agent, OracleAgent, RandomAgent
 from apigen_gym.domain import DOMAIN_NAMES, DataError, load_domain
 from apigen_gym.env import ApigenEnv, format_transcript
 from apigen_gym.evaluation import evaluate, failure_rows, format_summary
+from apigen_gym.llm import LLMClient, LLMSettings
+from apigen_gym.llm_agents import ReActAgent, ToolCallingAgent
+from apigen_gym.llm_user import BestOfNUser, LLMUser
 from apigen_gym.registration import ENV_IDS
 from apigen_gym.tools import ToolKind
+from apigen_gym.users import ScriptedUser, UserSimulator
 
 
 class UsageError(Exception):
@@ -64,26 +68,86 @@ def cmd_envs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _make_agent(name: str, env: ApigenEnv, seed: int) -> Agent:
-    if name == "oracle":
-        return OracleAgent(env.domain.tools)
-    return RandomAgent(seed=seed)
+def _settings(args: argparse.Namespace, model: str | None) -> LLMSettings:
+    """LLM settings from the command line (and ``OPENAI_*`` variables)."""
+    try:
+        return LLMSettings.from_env(
+            model=model,
+            base_url=args.base_url,
+            temperature=args.temperature,
+            seed=args.llm_seed,
+            timeout=args.timeout,
+            max_retries=args.max_retries,
+            cache_dir=args.cache_dir,
+            max_connections=max(64, args.concurrency * 2),
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _agent_factory(args: argparse.Namespace, env: ApigenEnv) -> tuple[Callable[[], Agent], str]:
+    """Makes one agent per episode (sharing one LLM client), and says which backend it is."""
+    kind = args.agent or ("tool-calling" if args.agent_model else "oracle")
+    if kind in ("oracle", "random"):
+        if args.agent_model:
+            raise UsageError(
+                f"--agent {kind} plays offline: drop --agent-model, or use --agent tool-calling|react"
+            )
+        tools = env.domain.tools
+        seed = args.seed
+        if kind == "oracle":
+            return (lambda: OracleAgent(tools)), "oracle (offline)"
+        return (lambda: RandomAgent(seed=seed)), "random (offline)"
+    settings = _settings(args, args.agent_model)
+    client = LLMClient(settings)
+    agent_class = ReActAgent if kind == "react" else ToolCallingAgent
+    return (lambda: agent_class(client)), f"{kind} model={settings.model} ({settings.base_url or 'OpenAI'})"
+
+
+def _user_factory(args: argparse.Namespace) -> tuple[Callable[[], UserSimulator], str]:
+    if args.user == "scripted":
+        if args.user_model:
+            raise UsageError("--user scripted plays offline: drop --user-model, or use --user llm")
+        return ScriptedUser, "scripted (offline)"
+    settings = _settings(args, args.user_model)
+    client = LLMClient(settings)
+    critic = LLMClient(_settings(args, args.critic_model)) if args.critic_model else client
+    best_of = args.user_best_of
+    where = f"model={settings.model} ({settings.base_url or 'OpenAI'})"
+    if best_of > 1:
+        return (lambda: BestOfNUser(client, critic, n=best_of)), f"llm best-of-{best_of} {where}"
+    return (lambda: LLMUser(client)), f"llm {where}"
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     env = _make_env(args)
-    agent = _make_agent(args.agent, env, args.seed)
+    make_agent, agent_label = _agent_factory(args, env)
+    make_user, user_label = _user_factory(args)
     task_ids = args.tasks.split(",") if args.tasks else None
     known = {t.id for t in env.tasks}
     for task_id in task_ids or []:
         if task_id not in known:
             raise UsageError(f"--tasks: no task {task_id!r} in split {args.split!r}")
+
+    def make_env() -> ApigenEnv:
+        return ApigenEnv(
+            env.domain, data_dir=args.data_dir, split=args.split, max_steps=args.max_steps, user=make_user()
+        )
+
     print(
-        f"eval {args.env} split={args.split} agent={agent.name} (offline) user={env.user.name} (offline) "
-        f"trials={args.trials} → {Path(args.out) / 'results.jsonl'}",
+        f"eval {args.env} split={args.split} agent={agent_label} user={user_label} trials={args.trials} "
+        f"concurrency={args.concurrency} → {Path(args.out) / 'results.jsonl'}",
         file=sys.stderr,
     )
-    results = evaluate(env, agent, args.out, task_ids, trials=args.trials)
+    results = evaluate(
+        make_env,
+        make_agent,
+        args.out,
+        task_ids,
+        trials=args.trials,
+        concurrency=args.concurrency,
+        progress=sys.stderr.isatty(),
+    )
     print(format_summary(results))
     failures = failure_rows(results)
     if failures:
@@ -146,9 +210,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="run an agent on every task of a split and score it")
     env_options(ev)
-    ev.add_argument("--agent", choices=["oracle", "random"], default="oracle", help="offline agent")
+    ev.add_argument(
+        "--agent",
+        choices=["oracle", "random", "tool-calling", "react"],
+        help="oracle or random (offline); tool-calling (default with --agent-model) or react (model agents)",
+    )
+    ev.add_argument("--agent-model", help="the agent's model (any OpenAI-compatible server)")
+    ev.add_argument("--user", choices=["scripted", "llm"], default="scripted", help="user simulator")
+    ev.add_argument("--user-model", help="the LLM user's model")
+    ev.add_argument("--user-best-of", type=int, default=1, help="APIGen-MT best-of-N LLM user (N candidates)")
+    ev.add_argument("--critic-model", help="the best-of-N critic's model (default: the user model)")
+    ev.add_argument("--base-url", help="OpenAI-compatible base URL (default: OPENAI_BASE_URL, or OpenAI)")
+    ev.add_argument("--temperature", type=float, help="sampling temperature passed to the models")
+    ev.add_argument("--llm-seed", type=int, help="seed passed to the models")
+    ev.add_argument("--timeout", type=float, default=120.0, help="seconds per LLM request")
+    ev.add_argument("--max-retries", type=int, default=5, help="retries of a failed LLM request")
+    ev.add_argument("--cache-dir", type=Path, help="record/replay LLM responses in this folder")
     ev.add_argument("--tasks", help="comma-separated task ids (default: all)")
     ev.add_argument("--trials", type=int, default=1, help="trials per task")
+    ev.add_argument("--concurrency", type=int, default=8, help="episodes in flight")
     ev.add_argument("--seed", type=int, default=0, help="seed of the random agent")
     ev.add_argument("--out", required=True, help="output folder; re-running resumes")
     return parser
@@ -160,10 +240,9 @@ COMMANDS = {"envs": cmd_envs, "eval": cmd_eval, "play": cmd_play}
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        if getattr(args, "trials", 1) < 1:
-            raise UsageError("--trials must be at least 1")
-        if getattr(args, "max_steps", 1) < 1:
-            raise UsageError("--max-steps must be at least 1")
+        for option in ("trials", "max_steps", "concurrency", "user_best_of"):
+            if getattr(args, option, 1) < 1:
+                raise UsageError(f"--{option.replace('_', '-')} must be at least 1")
         return COMMANDS[args.command](args)
     except (UsageError, DataError) as exc:
         print(f"apigen-gym: error: {exc}", file=sys.stderr)

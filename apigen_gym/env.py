@@ -45,7 +45,10 @@ class ApigenEnv(gym.Env[str, str]):
         database: an explicit base :class:`Database`, instead of the one in ``data_dir``.
         split: the task split to draw from.
         tasks: explicit tasks, instead of a split.
-        user: ``"scripted"`` (offline, deterministic) or a :class:`UserSimulator`.
+        user: ``"scripted"`` (offline, deterministic), ``"llm"`` (a model plays the customer) or a
+            :class:`UserSimulator`.
+        user_model, base_url: the model and server of the ``"llm"`` user (else ``OPENAI_*`` variables).
+        user_best_of: with ``"llm"``, APIGen-MT's best-of-N user with a critic (N > 1).
         max_steps: agent actions before the episode is truncated.
         output_mode: ``"compat"`` (τ-bench substring rule) or ``"strict"``.
         violation_penalty: subtracted from the reward per policy violation (default 0: reported only).
@@ -63,6 +66,9 @@ class ApigenEnv(gym.Env[str, str]):
         split: str = "test",
         tasks: list[Task] | None = None,
         user: str | UserSimulator = "scripted",
+        user_model: str | None = None,
+        base_url: str | None = None,
+        user_best_of: int = 1,
         max_steps: int = 60,
         output_mode: OutputMode = "compat",
         violation_penalty: float = 0.0,
@@ -83,7 +89,7 @@ class ApigenEnv(gym.Env[str, str]):
         if not self.tasks:
             raise DataError(f"no tasks for {self.domain.name} (split {split!r})")
         self._task_index = {t.id: i for i, t in enumerate(self.tasks)}
-        self.user = _make_user(user)
+        self.user = make_user(user, user_model, base_url, user_best_of)
         self.max_steps = max_steps
         self.output_mode: OutputMode = output_mode
         self.violation_penalty = violation_penalty
@@ -108,6 +114,11 @@ class ApigenEnv(gym.Env[str, str]):
     @property
     def policy(self) -> str:
         return self.domain.policy.text
+
+    @property
+    def steps_taken(self) -> int:
+        """Agent actions so far in this episode."""
+        return self._steps
 
     def state_diff(self) -> Diff:
         """The episode's changes: ``{table: {key: record or None}}`` (τ-bench ``final_diff`` format)."""
@@ -303,9 +314,18 @@ def format_transcript(messages: list[dict[str, Any]]) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def _make_user(user: str | UserSimulator) -> UserSimulator:
+def make_user(
+    user: str | UserSimulator, model: str | None = None, base_url: str | None = None, best_of: int = 1
+) -> UserSimulator:
+    """A user simulator from its name (``scripted``, ``llm``) or as given."""
     if isinstance(user, UserSimulator):
         return user
     if user == "scripted":
         return ScriptedUser()
-    raise ValueError(f"unknown user {user!r}: use 'scripted' or pass a UserSimulator instance")
+    if user == "llm":
+        from apigen_gym.llm import LLMClient, LLMSettings  # imported only when a model is used
+        from apigen_gym.llm_user import BestOfNUser, LLMUser
+
+        client = LLMClient(LLMSettings.from_env(model=model, base_url=base_url))
+        return BestOfNUser(client, n=best_of) if best_of > 1 else LLMUser(client)
+    raise ValueError(f"unknown user {user!r}: use 'scripted', 'llm' or pass a UserSimulator instance")

@@ -6,6 +6,7 @@ skipped, so a killed run loses nothing that was written.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections import Counter
@@ -15,9 +16,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 from tabulate import tabulate
+from tqdm import tqdm
 
 from apigen_gym.agents import Agent
 from apigen_gym.env import ApigenEnv
+from apigen_gym.llm import LLMError, Usage
 
 RESULTS_FILE = "results.jsonl"
 
@@ -37,33 +40,62 @@ class EpisodeResult(BaseModel):
     user: str
     seconds: float
     error: str | None = None
+    """``None``, or the labelled infrastructure error that stopped the episode (then reward is 0)."""
+    usage: Usage = Field(default_factory=Usage)
+    cost: float = 0.0
     meta: dict[str, Any] = Field(default_factory=dict)
+
+
+def _spent(*parties: object) -> tuple[Usage, float]:
+    """Tokens and cost the agent and the user simulator spent in this episode."""
+    usage, cost = Usage(), 0.0
+    for party in parties:
+        usage = usage + getattr(party, "usage", Usage())
+        cost += float(getattr(party, "cost", 0.0))
+    return usage, round(cost, 8)
+
+
+async def run_episode_async(
+    env: ApigenEnv, agent: Agent, task_id: str, trial: int = 0, seed: int | None = None
+) -> EpisodeResult:
+    """Play one episode to its end; an LLM failure ends it with a labelled error and reward 0."""
+    started = time.perf_counter()
+    reward, error = 0.0, None
+    step_info: dict[str, Any] = {}
+    try:
+        observation, info = await env.reset_async(seed=seed, options={"task_id": task_id})
+        agent.reset(info, env.task, env)
+        done = False
+        while not done:
+            action = await agent.act_async(observation)
+            observation, step_reward, terminated, truncated, step_info = await env.step_async(action)
+            reward, done = float(step_reward), terminated or truncated
+    except LLMError as exc:
+        reward, error = 0.0, exc.label
+    usage, cost = _spent(agent, env.user)
+    return EpisodeResult(
+        task_id=task_id,
+        trial=trial,
+        reward=reward,
+        reward_info=step_info.get("reward_info", {}),
+        messages=env.messages,
+        termination="error" if error else env.termination,
+        steps=env.steps_taken,
+        env_id=f"apigen/{env.domain.name}-v0",
+        agent=agent.name,
+        user=env.user.name,
+        seconds=round(time.perf_counter() - started, 6),
+        error=error,
+        usage=usage,
+        cost=cost,
+    )
 
 
 def run_episode(
     env: ApigenEnv, agent: Agent, task_id: str, trial: int = 0, seed: int | None = None
 ) -> EpisodeResult:
-    """Play one episode of ``task_id`` to its end and return its record."""
-    started = time.perf_counter()
-    observation, info = env.reset(seed=seed, options={"task_id": task_id})
-    agent.reset(info, env.task)
-    reward, done, step_info = 0.0, False, info
-    while not done:
-        observation, step_reward, terminated, truncated, step_info = env.step(agent.act(observation))
-        reward, done = float(step_reward), terminated or truncated
-    return EpisodeResult(
-        task_id=task_id,
-        trial=trial,
-        reward=reward,
-        reward_info=step_info["reward_info"],
-        messages=env.messages,
-        termination=env.termination,
-        steps=step_info["steps"],
-        env_id=f"apigen/{env.domain.name}-v0",
-        agent=agent.name,
-        user=env.user.name,
-        seconds=round(time.perf_counter() - started, 6),
-    )
+    """:func:`run_episode_async` from synchronous code."""
+    return asyncio.run(run_episode_async(env, agent, task_id, trial, seed))
 
 
 def read_results(out_dir: str | os.PathLike[str]) -> list[EpisodeResult]:
@@ -88,6 +120,7 @@ class ResultsWriter:
         self.path = Path(out_dir) / RESULTS_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._repair_torn_tail()
+        self._handle = self.path.open("a", encoding="utf-8")
 
     def _repair_torn_tail(self) -> None:
         """Drop a partial last line left by a killed run, so appends start on a fresh line."""
@@ -99,34 +132,98 @@ class ResultsWriter:
                 handle.truncate(data.rfind(b"\n") + 1)
 
     def write(self, result: EpisodeResult) -> None:
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(result.model_dump_json() + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        """Append one line and flush it to the OS: it survives a killed process (not a power cut)."""
+        self._handle.write(result.model_dump_json() + "\n")
+        self._handle.flush()
+
+    def close(self) -> None:
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self._handle.close()
+
+    def __enter__(self) -> ResultsWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def evaluate(
-    env: ApigenEnv,
-    agent: Agent,
+    make_env: Callable[[], ApigenEnv],
+    make_agent: Callable[[], Agent],
     out_dir: str | os.PathLike[str],
     task_ids: Iterable[str] | None = None,
     trials: int = 1,
-    on_result: Callable[[EpisodeResult], None] | None = None,
+    concurrency: int = 1,
+    progress: bool = False,
 ) -> list[EpisodeResult]:
-    """Run every (task, trial) not already in ``out_dir``; return all results, old and new."""
+    """Run every (task, trial) not already in ``out_dir``; return all results, old and new.
+
+    ``make_env`` and ``make_agent`` are called once per episode, so episodes in flight share nothing.
+    """
+    return asyncio.run(run_async(make_env, make_agent, out_dir, task_ids, trials, concurrency, progress))
+
+
+async def run_async(
+    make_env: Callable[[], ApigenEnv],
+    make_agent: Callable[[], Agent],
+    out_dir: str | os.PathLike[str],
+    task_ids: Iterable[str] | None = None,
+    trials: int = 1,
+    concurrency: int = 1,
+    progress: bool = False,
+) -> list[EpisodeResult]:
+    """:func:`evaluate` inside a running event loop: ``concurrency`` episodes in flight."""
     done = {(r.task_id, r.trial): r for r in read_results(out_dir)}
-    writer = ResultsWriter(out_dir)
-    ids = list(task_ids) if task_ids is not None else [t.id for t in env.tasks]
-    for trial in range(trials):
-        for task_id in ids:
-            if (task_id, trial) in done:
-                continue
-            result = run_episode(env, agent, task_id, trial, seed=trial)
-            writer.write(result)
-            done[(task_id, trial)] = result
-            if on_result is not None:
-                on_result(result)
+    ids = list(task_ids) if task_ids is not None else [t.id for t in make_env().tasks]
+    todo = [(t, k) for k in range(trials) for t in ids if (t, k) not in done]
+    queue: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
+    for item in todo:
+        queue.put_nowait(item)
+    with ResultsWriter(out_dir) as writer, _Progress(len(todo), progress) as bar:
+
+        async def worker() -> None:
+            while not queue.empty():
+                task_id, trial = queue.get_nowait()
+                result = await run_episode_async(make_env(), make_agent(), task_id, trial, seed=trial)
+                writer.write(result)
+                done[(task_id, trial)] = result
+                bar.update(result)
+
+        await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(todo))))))
     return [done[(t, k)] for k in range(trials) for t in ids if (t, k) in done]
+
+
+class _Progress:
+    """A tqdm bar with episodes done, mean reward, tokens and cost so far (silent when disabled)."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.bar = tqdm(total=total, unit="episode", disable=not enabled, dynamic_ncols=True)
+        self.rewards = 0.0
+        self.count = 0
+        self.tokens = 0
+        self.cost = 0.0
+        self.errors = 0
+
+    def update(self, result: EpisodeResult) -> None:
+        self.count += 1
+        self.rewards += result.reward
+        self.tokens += result.usage.total_tokens
+        self.cost += result.cost
+        self.errors += result.error is not None
+        self.bar.set_postfix(
+            reward=f"{self.rewards / self.count:.3f}",
+            tokens=self.tokens,
+            cost=f"${self.cost:.4f}",
+            errors=self.errors,
+        )
+        self.bar.update()
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
 
 
 def _rate(values: Iterable[bool]) -> float:

@@ -1,0 +1,322 @@
+"""One small layer over the ``openai`` package for every LLM call the project makes.
+
+- Works with any ``/v1/chat/completions`` server (OpenAI, vLLM, SGLang, Ollama, the project's own
+  loopback server); model, base URL and key come from arguments or the usual ``OPENAI_*`` variables.
+- Retries 429, 5xx, timeouts, dropped connections and empty answers with exponential backoff and
+  full jitter; after the last retry raises :class:`LLMError` labelled ``infrastructure``. Requests
+  the server rejects as such (400: bad request or context too long, 401, 403, 404, 422) are labelled
+  ``request`` and not retried.
+- Token usage and cost per call (price table configurable), and an optional on-disk cache keyed by
+  the full request, for record/replay in tests and for resuming interrupted runs.
+- Fast: the request goes through the real ``openai`` client (its HTTP stack, auth, errors), but as a
+  raw ``post`` whose JSON the layer builds and reads itself. The typed ``create`` path spends several
+  milliseconds of CPU per call walking the request for type transforms and validating the response
+  into pydantic models, which caps a 2-core machine at a few hundred calls per second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import openai
+from pydantic import BaseModel, ConfigDict, Field
+
+from apigen_gym import jsonio
+
+try:  # the HTTP library the installed openai is built on
+    import httpx2 as http
+except ImportError:  # openai < 3
+    import httpx as http  # type: ignore[no-redef]
+
+
+class Price(BaseModel):
+    """USD per million tokens."""
+
+    prompt: float
+    completion: float
+
+
+DEFAULT_PRICES: dict[str, Price] = {
+    "gpt-4o": Price(prompt=2.5, completion=10.0),
+    "gpt-4o-mini": Price(prompt=0.15, completion=0.6),
+    "gpt-4.1": Price(prompt=2.0, completion=8.0),
+    "gpt-4.1-mini": Price(prompt=0.4, completion=1.6),
+}
+"""List prices of a few hosted models (override with ``LLMSettings.prices``); unknown models cost 0."""
+
+CacheMode = Literal["off", "read-write", "replay"]
+
+
+class LLMSettings(BaseModel):
+    """Where and how to call a model. ``from_env`` fills the gaps from ``OPENAI_*`` variables."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    base_url: str | None = None
+    api_key: str | None = Field(default=None, repr=False)
+    temperature: float | None = None
+    seed: int | None = None
+    max_tokens: int | None = None
+    timeout: float = 120.0
+    max_retries: int = 5
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+    max_connections: int = 1024
+    cache_dir: Path | None = None
+    cache_mode: CacheMode = "read-write"
+    prices: dict[str, Price] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
+
+    @classmethod
+    def from_env(cls, model: str | None = None, base_url: str | None = None, **overrides: Any) -> LLMSettings:
+        """Settings from arguments, then ``OPENAI_MODEL``, ``OPENAI_BASE_URL``, ``OPENAI_API_KEY``."""
+        chosen = model or os.environ.get("OPENAI_MODEL")
+        if not chosen:
+            raise ValueError("no model: pass --model (or set OPENAI_MODEL)")
+        return cls(
+            model=chosen,
+            base_url=base_url or os.environ.get("OPENAI_BASE_URL"),
+            api_key=overrides.pop("api_key", None) or os.environ.get("OPENAI_API_KEY"),
+            **{k: v for k, v in overrides.items() if v is not None},
+        )
+
+    def price(self) -> Price | None:
+        """This model's price: an exact entry, else the longest entry the model name starts with."""
+        if self.model in self.prices:
+            return self.prices[self.model]
+        matches = [name for name in self.prices if self.model.startswith(name)]
+        return self.prices[max(matches, key=len)] if matches else None
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+        )
+
+
+class Completion(BaseModel):
+    """One answered call: the assistant message (OpenAI format), its usage and cost."""
+
+    message: dict[str, Any]
+    usage: Usage = Field(default_factory=Usage)
+    cost: float = 0.0
+    attempts: int = 1
+    cached: bool = False
+
+    @property
+    def content(self) -> str:
+        return str(self.message.get("content") or "")
+
+
+class LLMError(Exception):
+    """A call that did not produce an answer: ``infrastructure`` (after retries) or ``request``."""
+
+    def __init__(self, kind: Literal["infrastructure", "request"], cause: str, attempts: int):
+        self.kind = kind
+        self.cause = cause
+        self.attempts = attempts
+        super().__init__(self.label)
+
+    @property
+    def label(self) -> str:
+        """E.g. ``infrastructure: RateLimitError after 6 attempts``."""
+        return f"{self.kind}: {self.cause} after {self.attempts} attempt{'s' if self.attempts != 1 else ''}"
+
+
+_RETRYABLE = (
+    openai.RateLimitError,
+    openai.InternalServerError,
+    openai.APITimeoutError,
+    openai.APIConnectionError,
+)
+
+
+class _EmptyAnswer(Exception):
+    """The server answered 200 with no choice or no message."""
+
+
+def _retry_after(exc: Exception) -> float:
+    """The server's requested wait, in seconds, when it sent one."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    try:
+        if "retry-after-ms" in headers:
+            return float(headers["retry-after-ms"]) / 1000
+        if "retry-after" in headers:
+            return float(headers["retry-after"])
+    except ValueError:
+        pass
+    return 0.0
+
+
+def _cause(exc: Exception) -> str:
+    status = getattr(exc, "status_code", None)
+    return f"{type(exc).__name__}" + (f" ({status})" if status else "")
+
+
+class LLMClient:
+    """Chat completions with retries, labelling, usage, cost and an optional cache.
+
+    Safe to share between coroutines of one event loop; an ``openai`` client is made per event loop.
+    """
+
+    def __init__(self, settings: LLMSettings, rng: random.Random | None = None):
+        self.settings = settings
+        self.rng = rng or random.Random()
+        self.usage = Usage()
+        self.cost = 0.0
+        self.calls = 0
+        self._clients: dict[int, openai.AsyncOpenAI] = {}
+
+    def _client(self) -> openai.AsyncOpenAI:
+        loop = id(asyncio.get_running_loop())
+        client = self._clients.get(loop)
+        if client is None:
+            pool = openai.DefaultAsyncHttpxClient(
+                limits=http.Limits(
+                    max_connections=self.settings.max_connections,
+                    max_keepalive_connections=self.settings.max_connections,
+                ),
+            )
+            client = openai.AsyncOpenAI(
+                api_key=self.settings.api_key or "no-key",
+                base_url=self.settings.base_url,
+                timeout=self.settings.timeout,
+                max_retries=0,  # retries are ours: labelled, with jitter, counted
+                http_client=pool,
+            )
+            self._clients[loop] = client
+        return client
+
+    def request_body(
+        self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None, **params: Any
+    ) -> dict[str, Any]:
+        """The JSON body of a chat-completions request."""
+        body: dict[str, Any] = {"model": self.settings.model, "messages": list(messages)}
+        if tools:
+            body["tools"] = list(tools)
+        defaults = {
+            "temperature": self.settings.temperature,
+            "seed": self.settings.seed,
+            "max_tokens": self.settings.max_tokens,
+        }
+        for key, value in {**defaults, **params}.items():
+            if value is not None:
+                body[key] = value
+        return body
+
+    async def complete(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        **params: Any,
+    ) -> Completion:
+        """One chat completion; raises :class:`LLMError` when no answer could be had."""
+        body = self.request_body(messages, tools, **params)
+        key = jsonio.digest(body) if self.settings.cache_dir is not None else None
+        if key is not None and self.settings.cache_mode != "off":
+            hit = self._cache_read(key)
+            if hit is not None:
+                return hit
+            if self.settings.cache_mode == "replay":
+                raise LLMError("infrastructure", "cache miss in replay mode", 0)
+        completion = await self._call_with_retries(body)
+        if key is not None and self.settings.cache_mode == "read-write":
+            self._cache_write(key, completion)
+        return completion
+
+    async def _call_with_retries(self, body: dict[str, Any]) -> Completion:
+        attempts = self.settings.max_retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._account(await self._post(body), attempt)
+            except openai.APIStatusError as exc:
+                if not isinstance(exc, _RETRYABLE):
+                    raise LLMError("request", _cause(exc), attempt) from exc
+                failure: Exception = exc
+            except (*_RETRYABLE, _EmptyAnswer) as exc:
+                failure = exc
+            if attempt == attempts:
+                raise LLMError("infrastructure", _cause(failure), attempt) from failure
+            backoff = min(self.settings.backoff_max, self.settings.backoff_base * 2 ** (attempt - 1))
+            await asyncio.sleep(max(_retry_after(failure), self.rng.uniform(0, backoff)))
+        raise AssertionError("unreachable")
+
+    async def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+        response = await self._client().post("/chat/completions", cast_to=http.Response, body=body)
+        try:
+            data = json.loads(response.content)
+            message = data["choices"][0]["message"]
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise _EmptyAnswer("no message in the answer") from exc
+        if not isinstance(message, dict):
+            raise _EmptyAnswer("no message in the answer")
+        return data  # type: ignore[no-any-return]
+
+    def _account(self, data: dict[str, Any], attempts: int) -> Completion:
+        raw = data.get("usage") or {}
+        usage = Usage(
+            prompt_tokens=int(raw.get("prompt_tokens") or 0),
+            completion_tokens=int(raw.get("completion_tokens") or 0),
+        )
+        price = self.settings.price()
+        cost = (
+            0.0
+            if price is None
+            else (usage.prompt_tokens * price.prompt + usage.completion_tokens * price.completion) / 1e6
+        )
+        message = _clean_message(data["choices"][0]["message"])
+        self.usage = self.usage + usage
+        self.cost += cost
+        self.calls += 1
+        return Completion(message=message, usage=usage, cost=cost, attempts=attempts)
+
+    def _cache_path(self, key: str) -> Path:
+        assert self.settings.cache_dir is not None
+        return self.settings.cache_dir / key[:2] / f"{key}.json"
+
+    def _cache_read(self, key: str) -> Completion | None:
+        path = self._cache_path(key)
+        if not path.is_file():
+            return None
+        try:
+            found = Completion.model_validate_json(path.read_text(encoding="utf-8"))
+        except ValueError:
+            return None  # a damaged entry is a miss
+        return found.model_copy(update={"cached": True})
+
+    def _cache_write(self, key: str, completion: Completion) -> None:
+        jsonio.atomic_write_text(self._cache_path(key), completion.model_dump_json())
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.close()
+        self._clients.clear()
+
+
+def _clean_message(message: dict[str, Any]) -> dict[str, Any]:
+    """An assistant message with only the fields a chat request accepts back."""
+    clean: dict[str, Any] = {"role": "assistant", "content": message.get("content")}
+    calls = message.get("tool_calls")
+    if calls:
+        clean["tool_calls"] = [
+            {"id": c.get("id"), "type": "function", "function": dict(c.get("function") or {})}
+            for c in calls
+            if isinstance(c, dict)
+        ]
+    return clean
