@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -127,17 +128,26 @@ class OracleAgent(Agent):
 
 
 class RandomAgent(Agent):
-    """Random tool calls with random arguments, random messages, and sometimes stops: a baseline."""
+    """Random tool calls with random arguments, random messages, and sometimes stops: a baseline.
+
+    Each episode draws from its own stream, seeded by the agent's seed, the task and the env's seeded
+    RNG, so trials of one task differ and re-runs repeat.
+    """
 
     name = "random"
 
     def __init__(self, seed: int | None = None, stop_probability: float = 0.05):
+        self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.stop_probability = stop_probability
         self.schemas: list[dict[str, Any]] = []
 
     def reset(self, info: dict[str, Any], task: Task | None = None, env: ApigenEnv | None = None) -> None:
         self.schemas = list(info.get("tools", []))
+        entropy = [self.seed or 0, zlib.crc32(str(info.get("task_id", "")).encode())]
+        if env is not None:
+            entropy.append(int(env.np_random.integers(2**32)))
+        self.rng = np.random.default_rng(entropy)
 
     def act(self, observation: str) -> Any:
         roll = self.rng.random()

@@ -192,6 +192,35 @@ def cmd_play(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from apigen_gym.report import report_main
+
+    if not Path(args.dir).is_dir():
+        raise UsageError(f"{args.dir}: no such folder")
+    print(report_main(args.dir, args.format))
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from apigen_gym.leaderboard import build_main, submit_main
+
+    if args.action == "build":
+        print(build_main(args.dir))
+        return 0
+    if not Path(args.run).is_dir():
+        raise UsageError(f"{args.run}: no such folder")
+    fields = {
+        "model": args.model,
+        "agent": args.agent,
+        "user_model": args.user_model,
+        "task_set": args.task_set,
+        "split": args.split,
+        "notes": args.notes,
+    }
+    print(submit_main(args.run, args.dir, **{k: v for k, v in fields.items() if v is not None}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="apigen-gym", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -231,10 +260,34 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--concurrency", type=int, default=8, help="episodes in flight")
     ev.add_argument("--seed", type=int, default=0, help="seed of the random agent")
     ev.add_argument("--out", required=True, help="output folder; re-running resumes")
+
+    report = sub.add_parser("report", help="metrics and failure analysis of an eval folder")
+    report.add_argument("dir", help="a folder with results.jsonl")
+    report.add_argument("--format", choices=["terminal", "markdown"], default="terminal")
+
+    board = sub.add_parser("leaderboard", help="build the leaderboard, or submit a run to it")
+    board_sub = board.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    build = board_sub.add_parser("build", help="write leaderboard/README.md and leaderboard/index.html")
+    build.add_argument("--dir", default="leaderboard", help="the leaderboard folder (default: leaderboard)")
+    submit = board_sub.add_parser("submit", help="add an eval folder as a submission, then rebuild")
+    submit.add_argument("run", help="the eval folder (with results.jsonl)")
+    submit.add_argument("--model", required=True, help="the agent's model ('none' for offline agents)")
+    submit.add_argument("--agent", help="agent kind (default: from the results)")
+    submit.add_argument("--user-model", help="the user simulator's model")
+    submit.add_argument("--task-set", choices=["apigen-gym", "tau-bench"], help="whose tasks were run")
+    submit.add_argument("--split", help="the split that was run")
+    submit.add_argument("--notes", help="free text shown with the entry")
+    submit.add_argument("--dir", default="leaderboard", help="the leaderboard folder (default: leaderboard)")
     return parser
 
 
-COMMANDS = {"envs": cmd_envs, "eval": cmd_eval, "play": cmd_play}
+COMMANDS = {
+    "envs": cmd_envs,
+    "eval": cmd_eval,
+    "play": cmd_play,
+    "report": cmd_report,
+    "leaderboard": cmd_leaderboard,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
