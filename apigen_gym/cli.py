@@ -100,6 +100,7 @@ def _agent_factory(args: argparse.Namespace, env: ApigenEnv) -> tuple[Callable[[
         return (lambda: RandomAgent(seed=seed)), "random (offline)"
     settings = _settings(args, args.agent_model)
     client = LLMClient(settings)
+    args.clients.append(client)
     agent_class = ReActAgent if kind == "react" else ToolCallingAgent
     return (lambda: agent_class(client)), f"{kind} model={settings.model} ({settings.base_url or 'OpenAI'})"
 
@@ -112,6 +113,7 @@ def _user_factory(args: argparse.Namespace) -> tuple[Callable[[], UserSimulator]
     settings = _settings(args, args.user_model)
     client = LLMClient(settings)
     critic = LLMClient(_settings(args, args.critic_model)) if args.critic_model else client
+    args.clients += [client, critic]
     best_of = args.user_best_of
     where = f"model={settings.model} ({settings.base_url or 'OpenAI'})"
     if best_of > 1:
@@ -121,6 +123,7 @@ def _user_factory(args: argparse.Namespace) -> tuple[Callable[[], UserSimulator]
 
 def cmd_eval(args: argparse.Namespace) -> int:
     env = _make_env(args)
+    args.clients = []
     make_agent, agent_label = _agent_factory(args, env)
     make_user, user_label = _user_factory(args)
     task_ids = args.tasks.split(",") if args.tasks else None
@@ -147,6 +150,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         trials=args.trials,
         concurrency=args.concurrency,
         progress=sys.stderr.isatty(),
+        clients=args.clients,
     )
     print(format_summary(results))
     failures = failure_rows(results)
@@ -189,6 +193,23 @@ def cmd_play(args: argparse.Namespace) -> int:
     print()
     print(json.dumps(step_info["reward_info"], indent=2))
     print(f"reward: {step_info['reward_info']['reward']}")
+    return 0
+
+
+def cmd_serve_llm(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from apigen_gym.llm_server import check_host, config_from_args, run_server
+
+    try:
+        config = config_from_args(args)
+        check_host(args.host, args.allow_remote)
+    except (ValidationError, ValueError) as exc:
+        raise UsageError(str(exc).replace("\n", "; ")) from None
+    try:
+        run_server(config, args.host, args.port, allow_remote=args.allow_remote)
+    except OSError as exc:
+        raise UsageError(f"cannot serve on {args.host}:{args.port}: {exc}") from None
     return 0
 
 
@@ -261,6 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0, help="seed of the random agent")
     ev.add_argument("--out", required=True, help="output folder; re-running resumes")
 
+    serve = sub.add_parser("serve-llm", help="the loopback OpenAI-compatible server with scripted models")
+    from apigen_gym.llm_server import add_arguments as server_arguments
+
+    server_arguments(serve)
+
     report = sub.add_parser("report", help="metrics and failure analysis of an eval folder")
     report.add_argument("dir", help="a folder with results.jsonl")
     report.add_argument("--format", choices=["terminal", "markdown"], default="terminal")
@@ -286,6 +312,7 @@ COMMANDS = {
     "eval": cmd_eval,
     "play": cmd_play,
     "report": cmd_report,
+    "serve-llm": cmd_serve_llm,
     "leaderboard": cmd_leaderboard,
 }
 

@@ -10,7 +10,7 @@ import asyncio
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from apigen_gym.agents import Agent
 from apigen_gym.env import ApigenEnv
-from apigen_gym.llm import LLMError, Usage
+from apigen_gym.llm import LLMClient, LLMError, Usage
 
 RESULTS_FILE = "results.jsonl"
 
@@ -156,12 +156,22 @@ def evaluate(
     trials: int = 1,
     concurrency: int = 1,
     progress: bool = False,
+    clients: Sequence[LLMClient] = (),
 ) -> list[EpisodeResult]:
     """Run every (task, trial) not already in ``out_dir``; return all results, old and new.
 
     ``make_env`` and ``make_agent`` are called once per episode, so episodes in flight share nothing.
+    The LLM ``clients`` they use are closed at the end.
     """
-    return asyncio.run(run_async(make_env, make_agent, out_dir, task_ids, trials, concurrency, progress))
+
+    async def run_and_close() -> list[EpisodeResult]:
+        try:
+            return await run_async(make_env, make_agent, out_dir, task_ids, trials, concurrency, progress)
+        finally:
+            for client in dict.fromkeys(clients):
+                await client.aclose()
+
+    return asyncio.run(run_and_close())
 
 
 async def run_async(
@@ -231,6 +241,12 @@ def _rate(values: Iterable[bool]) -> float:
     return sum(flags) / len(flags) if flags else 0.0
 
 
+def _outputs_found(result: EpisodeResult) -> bool:
+    """Every required output was said (an episode stopped by an error said nothing that counts)."""
+    outputs = result.reward_info.get("outputs", [])
+    return result.error is None and all(o["found"] for o in outputs)
+
+
 def summary_rows(results: list[EpisodeResult]) -> list[tuple[str, Any]]:
     """The headline numbers of a run, as (name, value) rows."""
     n = len(results)
@@ -264,5 +280,5 @@ def failure_rows(results: list[EpisodeResult], limit: int = 10) -> list[tuple[st
         info = r.reward_info
         parts = [f"{table}: {', '.join(keys)}" for table, keys in info.get("differing", {}).items()]
         parts += [f"missing output {o['output']!r}" for o in info.get("outputs", []) if not o["found"]]
-        rows.append((r.task_id, r.trial, "; ".join(parts) or str(r.termination)))
+        rows.append((r.task_id, r.trial, r.error or "; ".join(parts) or str(r.termination)))
     return rows[:limit]

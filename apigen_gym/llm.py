@@ -187,7 +187,9 @@ class LLMClient:
         loop = id(asyncio.get_running_loop())
         client = self._clients.get(loop)
         if client is None:
-            pool = openai.DefaultAsyncHttpxClient(
+            # aiohttp as the transport costs ~4× less CPU per call than the default one
+            transport = getattr(openai, "DefaultAioHttpClient", openai.DefaultAsyncHttpxClient)
+            pool = transport(
                 limits=http.Limits(
                     max_connections=self.settings.max_connections,
                     max_keepalive_connections=self.settings.max_connections,
