@@ -257,10 +257,8 @@ def summary_rows(results: list[EpisodeResult]) -> list[tuple[str, Any]]:
         ("tasks", len({r.task_id for r in results})),
         ("mean reward", round(sum(r.reward for r in results) / n, 4) if n else 0.0),
         ("state match", round(_rate(r.reward_info.get("state_match", False) for r in results), 4)),
-        (
-            "outputs found",
-            round(_rate(all(o["found"] for o in r.reward_info.get("outputs", [])) for r in results), 4),
-        ),
+        ("outputs found", round(_rate(_outputs_found(r) for r in results), 4)),
+        ("infra errors", sum(r.error is not None for r in results)),
         ("terminations", ", ".join(f"{k} {v}" for k, v in terminations.most_common())),
         ("policy violations", ", ".join(f"{k} {v}" for k, v in violations.most_common()) or "none"),
         ("mean steps", round(sum(r.steps for r in results) / n, 1) if n else 0.0),
