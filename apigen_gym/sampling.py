@@ -308,7 +308,11 @@ def signature(task: Task) -> str:
 
 
 BuildTask = Callable[[Database, random.Random, str], "Task | None"]
-"""A domain's builder: one task for a user (id and meta completed by :func:`sample_tasks`), or None."""
+"""A domain's builder: one task for a user (id and meta completed by :func:`sample_tasks`), or None.
+
+Every domain's ``sampler`` module exposes one as ``build_task(database, rng, user_id)``, beside
+``SPLITS`` and ``sample_tasks(database, n, seed, split)``; data generation proposes with it.
+"""
 
 
 def sample_tasks(

@@ -826,7 +826,7 @@ def _identity(ctx: Context) -> Identity:
     return Identity(Action(name="find_user_id_by_name_zip", arguments=known), known, who)
 
 
-def _build(database: Database, rng: random.Random, user_id: str) -> Task | None:
+def build_task(database: Database, rng: random.Random, user_id: str) -> Task | None:
     """One task for ``user_id`` (its id and meta are completed by the caller), or None."""
     ctx = Context.start(DOMAIN, database, rng, user_id, subject_key="order_id")
     identity = _identity(ctx)
@@ -841,7 +841,7 @@ def _build(database: Database, rng: random.Random, user_id: str) -> Task | None:
 def sample_tasks(database: Database, n: int, seed: int, split: str = "test") -> list[Task]:
     """``n`` validated, distinct tasks for ``split``, the same for the same database, seed and split."""
     pool = user_pool(database, SPLITS.get(split))
-    return sampling.sample_tasks("retail", database, n, seed, split, _build, pool)
+    return sampling.sample_tasks("retail", database, n, seed, split, build_task, pool)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
