@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from apigen_gym.agents import Agent
 from apigen_gym.env import ApigenEnv
+from apigen_gym.jsonio import JsonlAppender, read_models
 from apigen_gym.llm import LLMClient, LLMError, Usage
 
 RESULTS_FILE = "results.jsonl"
@@ -100,52 +101,14 @@ def run_episode(
 
 def read_results(out_dir: str | os.PathLike[str]) -> list[EpisodeResult]:
     """Every complete record in ``out_dir/results.jsonl``; a torn last line (a killed run) is ignored."""
-    path = Path(out_dir) / RESULTS_FILE
-    if not path.is_file():
-        return []
-    results = []
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            try:
-                results.append(EpisodeResult.model_validate_json(line))
-            except ValueError:
-                continue
-    return results
+    return list(read_models(Path(out_dir) / RESULTS_FILE, EpisodeResult))
 
 
-class ResultsWriter:
-    """Appends one record per line and flushes it to disk before returning."""
+class ResultsWriter(JsonlAppender):
+    """Appends one episode per line to ``out_dir/results.jsonl``, flushed before returning."""
 
     def __init__(self, out_dir: str | os.PathLike[str]):
-        self.path = Path(out_dir) / RESULTS_FILE
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._repair_torn_tail()
-        self._handle = self.path.open("a", encoding="utf-8")
-
-    def _repair_torn_tail(self) -> None:
-        """Drop a partial last line left by a killed run, so appends start on a fresh line."""
-        if not self.path.is_file() or self.path.stat().st_size == 0:
-            return
-        data = self.path.read_bytes()
-        if not data.endswith(b"\n"):
-            with self.path.open("r+b") as handle:
-                handle.truncate(data.rfind(b"\n") + 1)
-
-    def write(self, result: EpisodeResult) -> None:
-        """Append one line and flush it to the OS: it survives a killed process (not a power cut)."""
-        self._handle.write(result.model_dump_json() + "\n")
-        self._handle.flush()
-
-    def close(self) -> None:
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
-        self._handle.close()
-
-    def __enter__(self) -> ResultsWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        super().__init__(Path(out_dir) / RESULTS_FILE)
 
 
 def evaluate(

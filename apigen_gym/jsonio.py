@@ -8,7 +8,11 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def _read_umask() -> int:
@@ -72,3 +76,48 @@ def read_jsonl(path: str | os.PathLike[str]) -> Iterator[Any]:
         for line in handle:
             if line.strip():
                 yield json.loads(line)
+
+
+def read_models(path: str | os.PathLike[str], model: type[M]) -> Iterator[M]:
+    """Every complete row of a JSONL file as ``model``; a torn or damaged line (a killed run) is skipped."""
+    target = Path(path)
+    if not target.is_file():
+        return
+    with target.open(encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                yield model.model_validate_json(line)
+            except ValueError:
+                continue
+
+
+class JsonlAppender:
+    """Appends one JSON row per record and flushes it: a killed process keeps every finished row.
+
+    A torn last line left by an earlier kill is cut off first, so appends start on a fresh line.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_file() and self.path.stat().st_size:
+            data = self.path.read_bytes()
+            if not data.endswith(b"\n"):
+                with self.path.open("r+b") as handle:
+                    handle.truncate(data.rfind(b"\n") + 1)
+        self._handle = self.path.open("a", encoding="utf-8")
+
+    def write(self, record: BaseModel) -> None:
+        self._handle.write(record.model_dump_json() + "\n")
+        self._handle.flush()
+
+    def close(self) -> None:
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self._handle.close()
+
+    def __enter__(self) -> JsonlAppender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""APIGen-MT data generation: verified task blueprints (phase 1) and simulated dialogues (phase 2)."""
