@@ -1,0 +1,51 @@
+"""The settings of a generation run, saved as ``RUN/config.json`` so that a re-run resumes the same run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from apigen_gym.llm import LLMSettings
+
+DEFAULT_FEEDBACK_ROUNDS = {"retail": 3, "airline": 5, "travel": 3}
+
+
+class GenerationConfig(BaseModel):
+    """Everything that decides what a run produces. Offline when no model is given."""
+
+    model_config = ConfigDict(frozen=True)
+
+    domain: str
+    n: int = Field(gt=0, description="accepted tasks (phase 1) / verified dialogues wanted")
+    phase: Literal["1", "2", "all"] = "all"
+    seed: int = 0
+    data_dir: Path | None = None
+    proposer: LLMSettings | None = None
+    """The LLM proposer; ``None``: the offline template proposer (the domain's task sampler)."""
+    judges: list[LLMSettings] = Field(default_factory=list)
+    """The review committee (majority vote); empty: rules only."""
+    acceptance_threshold: float = Field(0.5, ge=0, le=1)
+    """Share of the committee's criteria a blueprint must pass (each criterion by majority vote)."""
+    feedback_rounds: int | None = None
+    """Proposal rounds per blueprint with feedback (default per domain: retail 3, airline 5, travel 3)."""
+    recombine: float = Field(0.2, ge=0, le=1)
+    """How many extra tasks to make by recombining accepted ones, as a share of ``n``."""
+    user: LLMSettings | None = None
+    """The phase-2 user simulator; ``None``: the scripted user."""
+    user_best_of: int = Field(1, ge=1)
+    critic: LLMSettings | None = None
+    agent: LLMSettings | None = None
+    """The phase-2 agent; ``None``: the oracle agent."""
+    attempts: int = Field(3, ge=1, description="phase-2 attempts per task")
+    concurrency: int = Field(8, ge=1)
+    decontaminate_against: list[str] = Field(default_factory=lambda: ["test"])
+    """Evaluation splits that generated tasks must not overlap."""
+
+    @property
+    def offline(self) -> bool:
+        return self.proposer is None and not self.judges and self.user is None and self.agent is None
+
+    def rounds(self) -> int:
+        return self.feedback_rounds or DEFAULT_FEEDBACK_ROUNDS.get(self.domain, 3)
