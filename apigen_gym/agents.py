@@ -62,17 +62,17 @@ def call(action: Action) -> str:
 
 
 @dataclass(frozen=True)
-class _Say:
+class Say:
     text: str
 
 
-def plan_oracle_moves(task: Task, tools: ToolSet) -> list[_Say | Action]:
+def plan_oracle_moves(task: Task, tools: ToolSet) -> list[Say | Action]:
     """The oracle's script: identify, then per request read, confirm and write, refuse, report."""
     goal = task.effective_goal()
-    moves: list[_Say | Action] = []
+    moves: list[Say | Action] = []
     played: set[int] = set()
     if task.actions and task.actions[0].name in IDENTITY_TOOLS:
-        moves.append(_Say(ASK_IDENTITY))
+        moves.append(Say(ASK_IDENTITY))
         for index, action in enumerate(task.actions):
             if action.name not in IDENTITY_TOOLS:
                 break
@@ -89,19 +89,19 @@ def plan_oracle_moves(task: Task, tools: ToolSet) -> list[_Say | Action]:
             tool = tools.get(action.name)
             kind = tool.kind if tool is not None else ToolKind.READ
             if kind is ToolKind.WRITE:
-                moves.append(_Say(f"I am about to {describe(action)}. Do you confirm (yes/no)?"))
+                moves.append(Say(f"I am about to {describe(action)}. Do you confirm (yes/no)?"))
             elif kind is ToolKind.TERMINAL:
                 said = "" if outputs_said else f"{report} "
-                moves.append(_Say(f"{said}{TRANSFER_NOTICE}"))
+                moves.append(Say(f"{said}{TRANSFER_NOTICE}"))
                 outputs_said = True
             moves.append(action)
         if request.refuse:
-            moves.append(_Say(f"I'm sorry, but I can't do that: {request.refuse}"))
+            moves.append(Say(f"I'm sorry, but I can't do that: {request.refuse}"))
         closing = WHAT_ELSE
         if number == len(goal.requests) - 1 and not outputs_said:
             closing = f"{report} {WHAT_ELSE}"
             outputs_said = True
-        moves.append(_Say(closing))
+        moves.append(Say(closing))
     return moves
 
 
@@ -112,7 +112,7 @@ class OracleAgent(Agent):
 
     def __init__(self, tools: ToolSet):
         self.tools = tools
-        self._moves: list[_Say | Action] = []
+        self._moves: list[Say | Action] = []
 
     def reset(self, info: dict[str, Any], task: Task | None = None, env: ApigenEnv | None = None) -> None:
         if task is None:
@@ -124,7 +124,7 @@ class OracleAgent(Agent):
         if not self._moves:
             return f"Thank you for contacting us. Goodbye! {STOP}"
         move = self._moves.pop()
-        return move.text if isinstance(move, _Say) else call(move)
+        return move.text if isinstance(move, Say) else call(move)
 
 
 class RandomAgent(Agent):

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from apigen_gym.agents import _Say, plan_oracle_moves
+from apigen_gym.agents import Say, plan_oracle_moves
 from apigen_gym.domain import DataError, Domain, load_domain
 from apigen_gym.task import Action, Task
 from apigen_gym.users import STOP, ScriptedUser
@@ -139,7 +139,7 @@ class TaskIndex:
         self._openings: dict[str, list[Task]] | None = None
         self._tasks: list[tuple[str, Task]] = []
         self._by_system: dict[str, Task | None] = {}
-        self._plans: dict[int, list[_Say | Action]] = {}
+        self._plans: dict[int, list[Say | Action]] = {}
 
     @property
     def splits(self) -> list[str]:
@@ -187,7 +187,7 @@ class TaskIndex:
             self._by_system[text] = max(found, key=lambda t: len(t.instruction)) if found else None
         return self._by_system[text]
 
-    def plan(self, task: Task) -> list[_Say | Action]:
+    def plan(self, task: Task) -> list[Say | Action]:
         """The oracle's moves for ``task``, computed once."""
         moves = self._plans.get(id(task))
         if moves is None:
@@ -244,7 +244,7 @@ class OracleModel(ScriptedModel):
         if turn >= len(moves):
             return Reply(GOODBYE)
         move = moves[turn]
-        return Reply(move.text) if isinstance(move, _Say) else Reply(None, (call_of(move),))
+        return Reply(move.text) if isinstance(move, Say) else Reply(None, (call_of(move),))
 
 
 class ChattyModel(ScriptedModel):
