@@ -151,6 +151,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         progress=sys.stderr.isatty(),
         clients=args.clients,
+        retry_errors=args.retry_errors,
     )
     print(format_summary(results))
     failures = failure_rows(results)
@@ -281,6 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--concurrency", type=int, default=8, help="episodes in flight")
     ev.add_argument("--seed", type=int, default=0, help="seed of the random agent")
     ev.add_argument("--out", required=True, help="output folder; re-running resumes")
+    ev.add_argument(
+        "--retry-errors",
+        action="store_true",
+        help="on resume, run again the episodes that ended in an LLM error",
+    )
 
     serve = sub.add_parser("serve-llm", help="the loopback OpenAI-compatible server with scripted models")
     from apigen_gym.llm_server import add_arguments as server_arguments

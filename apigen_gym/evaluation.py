@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from tabulate import tabulate
 from tqdm import tqdm
 
+from apigen_gym import jsonio
 from apigen_gym.agents import Agent
 from apigen_gym.env import ApigenEnv
 from apigen_gym.jsonio import JsonlAppender, read_models
@@ -120,6 +121,7 @@ def evaluate(
     concurrency: int = 1,
     progress: bool = False,
     clients: Sequence[LLMClient] = (),
+    retry_errors: bool = False,
 ) -> list[EpisodeResult]:
     """Run every (task, trial) not already in ``out_dir``; return all results, old and new.
 
@@ -129,7 +131,9 @@ def evaluate(
 
     async def run_and_close() -> list[EpisodeResult]:
         try:
-            return await run_async(make_env, make_agent, out_dir, task_ids, trials, concurrency, progress)
+            return await run_async(
+                make_env, make_agent, out_dir, task_ids, trials, concurrency, progress, retry_errors
+            )
         finally:
             for client in dict.fromkeys(clients):
                 await client.aclose()
@@ -145,9 +149,19 @@ async def run_async(
     trials: int = 1,
     concurrency: int = 1,
     progress: bool = False,
+    retry_errors: bool = False,
 ) -> list[EpisodeResult]:
-    """:func:`evaluate` inside a running event loop: ``concurrency`` episodes in flight."""
+    """:func:`evaluate` inside a running event loop: ``concurrency`` episodes in flight.
+
+    Episodes that ended in an infrastructure error count as finished (a failure) unless
+    ``retry_errors``: then their rows are removed and they run again.
+    """
     done = {(r.task_id, r.trial): r for r in read_results(out_dir)}
+    if retry_errors and any(r.error for r in done.values()):
+        done = {key: r for key, r in done.items() if not r.error}
+        jsonio.atomic_write_text(
+            Path(out_dir) / RESULTS_FILE, "".join(r.model_dump_json() + "\n" for r in done.values())
+        )
     ids = list(task_ids) if task_ids is not None else [t.id for t in make_env().tasks]
     todo = [(t, k) for k in range(trials) for t in ids if (t, k) not in done]
     queue: asyncio.Queue[tuple[str, int]] = asyncio.Queue()

@@ -134,7 +134,9 @@ class LLMError(Exception):
 
     @property
     def label(self) -> str:
-        """E.g. ``infrastructure: RateLimitError after 6 attempts``."""
+        """E.g. ``infrastructure: RateLimitError (429) after 6 attempts``."""
+        if self.attempts == 0:
+            return f"{self.kind}: {self.cause}"
         return f"{self.kind}: {self.cause} after {self.attempts} attempt{'s' if self.attempts != 1 else ''}"
 
 
@@ -165,6 +167,12 @@ def _retry_after(exc: Exception) -> float:
 
 
 def _cause(exc: Exception) -> str:
+    """What failed, for the label: the error class and status, or a refused connection."""
+    link: BaseException | None = exc
+    while link is not None:  # the aiohttp transport reports a refused connection as a connect timeout
+        if type(link).__name__ == "ClientConnectorError" or isinstance(link, ConnectionRefusedError):
+            return "APIConnectionError (connection refused)"
+        link = link.__cause__ or link.__context__
     status = getattr(exc, "status_code", None)
     return f"{type(exc).__name__}" + (f" ({status})" if status else "")
 
@@ -217,7 +225,8 @@ class LLMClient:
             "seed": self.settings.seed,
             "max_tokens": self.settings.max_tokens,
         }
-        for key, value in {**defaults, **params}.items():
+        given = {key: value for key, value in params.items() if value is not None}  # None: keep the setting
+        for key, value in {**defaults, **given}.items():
             if value is not None:
                 body[key] = value
         return body
@@ -256,7 +265,8 @@ class LLMClient:
             if attempt == attempts:
                 raise LLMError("infrastructure", _cause(failure), attempt) from failure
             backoff = min(self.settings.backoff_max, self.settings.backoff_base * 2 ** (attempt - 1))
-            await asyncio.sleep(max(_retry_after(failure), self.rng.uniform(0, backoff)))
+            wait = max(min(_retry_after(failure), self.settings.backoff_max), self.rng.uniform(0, backoff))
+            await asyncio.sleep(wait)
         raise AssertionError("unreachable")
 
     async def _post(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 from typing import Any
 
@@ -102,7 +103,7 @@ def parse_score(text: str) -> float:
     except (ValueError, KeyError, TypeError):
         match = _SCORE.search(text)
         value = float(match.group()) if match else 0.0
-    return max(0.0, min(10.0, value))
+    return 0.0 if math.isnan(value) else max(0.0, min(10.0, value))
 
 
 class BestOfNUser(LLMUser):
@@ -119,7 +120,10 @@ class BestOfNUser(LLMUser):
         self.last_scores: list[float] = []
 
     async def _reply(self) -> str:
-        seeds = [None if self._seed is None else self._seed + i for i in range(self.n)]
+        base = (
+            0 if self._seed is None else self._seed
+        )  # distinct seeds: distinct requests, distinct cache keys
+        seeds = [base + i for i in range(self.n)]
         completions = await asyncio.gather(*(self.client.complete(self._prompt(), seed=s) for s in seeds))
         for completion in completions:
             self._count(completion)

@@ -84,7 +84,8 @@ def test_console_script_reports_errors_without_traceback() -> None:
     )
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
-    assert done.stderr.strip() == "apigen-gym: error: unknown env 'nope' (known: apigen/retail-v0)"
+    assert done.stderr.count("\n") == 1
+    assert done.stderr.startswith("apigen-gym: error: unknown env 'nope' (known: apigen/retail-v0, ")
 
 
 def test_play_reads_tool_calls_and_messages(

@@ -50,6 +50,13 @@ def test_wheel_installs_and_runs_from_another_directory(tmp_path: Path) -> None:
     ):
         assert expected in names, f"{expected} missing from the wheel"
     assert not any(n.startswith("domains/") for n in names), "domains must only ship as apigen_gym.domains"
+    for domain in sorted(p.parent.name for p in (ROOT / "domains").glob("*/__init__.py")):
+        for part in ("__init__.py", "tools.py", "policy.md", "tasks/test.jsonl"):
+            assert f"apigen_gym/domains/{domain}/{part}" in names, f"{domain}/{part} missing from the wheel"
+    for package in sorted(p.parent for p in (ROOT / "apigen_gym").rglob("__init__.py")):
+        assert f"{package.relative_to(ROOT).as_posix()}/__init__.py" in names, (
+            f"package {package.name} not shipped"
+        )
 
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)  # a pure-Python wheel installs by unpacking
