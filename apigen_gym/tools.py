@@ -15,6 +15,9 @@ from enum import Enum
 from typing import Any, get_type_hints
 
 import pydantic
+from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
 
 from apigen_gym.database import Fork
 
@@ -68,12 +71,41 @@ def _docstring_parts(doc: str) -> tuple[str, dict[str, str]]:
     return " ".join(summary.split()), params
 
 
-def _strip_titles(schema: Any) -> Any:
-    if isinstance(schema, dict):
-        return {k: _strip_titles(v) for k, v in schema.items() if k != "title"}
-    if isinstance(schema, list):
-        return [_strip_titles(v) for v in schema]
-    return schema
+def _inline(schema: dict[str, Any]) -> Any:
+    """The schema with every ``$ref`` replaced by its definition, without titles or ``additionalProperties``.
+
+    OpenAI function schemas (and τ-bench's) spell nested objects out in place; extra keys are still
+    rejected by validation.
+    """
+    definitions = schema.get("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return resolve(definitions[node["$ref"].rsplit("/", 1)[-1]])
+            return {
+                k: resolve(v) for k, v in node.items() if k not in ("title", "$defs", "additionalProperties")
+            }
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    return resolve(schema)
+
+
+class Number(float):
+    """A JSON number argument that stays an int when it is one (250 is echoed as 250, not 250.0)."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        strict = [core_schema.int_schema(strict=True), core_schema.float_schema(strict=True)]
+        return core_schema.union_schema(strict)  # type: ignore[arg-type]
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"type": "number"}
 
 
 @dataclass(frozen=True)
@@ -90,7 +122,7 @@ class Tool:
     @classmethod
     def from_function(cls, fn: Callable[..., str], kind: ToolKind, name: str | None = None) -> Tool:
         """Build a tool from ``fn(db, **arguments) -> str``; the first parameter receives the fork."""
-        hints = get_type_hints(fn)
+        hints = get_type_hints(fn, include_extras=True)
         summary, param_docs = _docstring_parts(fn.__doc__ or "")
         fields: dict[str, Any] = {}
         for param in list(inspect.signature(fn).parameters.values())[1:]:
@@ -103,8 +135,7 @@ class Tool:
         model = pydantic.create_model(  # type: ignore[call-overload]
             f"{tool_name}_arguments", __config__=pydantic.ConfigDict(extra="forbid"), **fields
         )
-        params = _strip_titles(model.model_json_schema())
-        params.pop("additionalProperties", None)
+        params = _inline(model.model_json_schema())
         parameters = {
             "type": "object",
             "properties": params.get("properties", {}),

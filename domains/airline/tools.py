@@ -10,59 +10,22 @@ use the base database's indexes: a search costs O(matching flights), not O(table
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, GetCoreSchemaHandler, GetJsonSchemaHandler, TypeAdapter
-from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema, core_schema
+from pydantic import Field
 from typing_extensions import TypedDict
 
 from apigen_gym.common_tools import calculate, think, transfer_to_human_agents
 from apigen_gym.database import Fork, Record
 from apigen_gym.domains.airline.terms import AIRPORT_CITIES, BAG_FEE, INSURANCE_FEE, NOW_TEXT, next_day
 from apigen_gym.jsonio import dumps
-from apigen_gym.tools import ToolError, ToolKind, ToolSet, tool
+from apigen_gym.tools import Number, ToolError, ToolKind, ToolSet, tool
 
 RESERVATION_IDS = tuple(f"HATHA{letter}" for letter in "TUVWXYZ")
 """Ids of new reservations, first free one first (τ-bench uses the first three)."""
 CERTIFICATE_IDS = ("certificate_3221322", "certificate_3221323", "certificate_3221324")
 """Ids of sent certificates, first free one first."""
 CHANGE_FORBIDDEN_SOURCE = "certificate"
-
-
-def _inline_schema(annotation: Any) -> dict[str, Any]:
-    """The JSON schema of ``annotation`` with every ``$ref`` replaced by its definition.
-
-    OpenAI function schemas (and τ-bench's) spell nested objects out in place.
-    """
-    schema = TypeAdapter(annotation).json_schema()
-    definitions = schema.pop("$defs", {})
-
-    def resolve(node: Any) -> Any:
-        if isinstance(node, dict):
-            if "$ref" in node:
-                return resolve(definitions[node["$ref"].rsplit("/", 1)[-1]])
-            return {key: resolve(value) for key, value in node.items()}
-        if isinstance(node, list):
-            return [resolve(value) for value in node]
-        return node
-
-    return resolve(schema)
-
-
-class Number(float):
-    """A JSON number that stays an int when it is one, so that 250 is echoed as 250 (not 250.0)."""
-
-    @classmethod
-    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
-        strict = [core_schema.int_schema(strict=True), core_schema.float_schema(strict=True)]
-        return core_schema.union_schema(strict)  # type: ignore[arg-type]
-
-    @classmethod
-    def __get_pydantic_json_schema__(
-        cls, schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        return {"type": "number"}
 
 
 class FlightRef(TypedDict):
@@ -89,38 +52,12 @@ class Payment(TypedDict):
     amount: Annotated[Number, Field(description="the amount this method pays")]
 
 
-class _SpelledOutList:
-    """A list argument validated as ``list[item]`` (plain dicts), whose schema spells the item out."""
-
-    item: ClassVar[Any]
-
-    @classmethod
-    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
-        return handler.generate_schema(list[cls.item])  # type: ignore[name-defined]
-
-    @classmethod
-    def __get_pydantic_json_schema__(
-        cls, schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        return _inline_schema(list[cls.item])  # type: ignore[name-defined]
-
-
-class Flights(_SpelledOutList, list[FlightRef]):
-    """The flights of an itinerary, in order."""
-
-    item = FlightRef
-
-
-class Passengers(_SpelledOutList, list[Passenger]):
-    """The passengers of a reservation."""
-
-    item = Passenger
-
-
-class Payments(_SpelledOutList, list[Payment]):
-    """The payment methods of a booking and what each pays."""
-
-    item = Payment
+Flights = list[FlightRef]
+"""The flights of an itinerary, in order."""
+Passengers = list[Passenger]
+"""The passengers of a reservation."""
+Payments = list[Payment]
+"""The payment methods of a booking and what each pays."""
 
 
 Cabin = Literal["basic_economy", "economy", "business"]
