@@ -23,6 +23,7 @@ from apigen_gym.apigraph import ApiGraph
 from apigen_gym.database import Database, StateView
 from apigen_gym.domain import Domain, load_domain
 from apigen_gym.jsonio import write_jsonl
+from apigen_gym.policy import Step, Trace
 from apigen_gym.session import Session, replay
 from apigen_gym.task import Action, Goal, Request, Task
 from apigen_gym.tools import ERROR_PREFIX, ToolKind
@@ -161,6 +162,25 @@ class TaskBuilder:
         output = self.domain.tools.execute(fork, attempt.name, attempt.arguments).output
         fork.restore(before)
         return output.startswith(ERROR_PREFIX)
+
+    def forbidden(self, attempt: Action, said: str, rules: Sequence[str]) -> bool:
+        """Whether one of the policy ``rules`` flags ``attempt`` made now, after the user said ``said``.
+
+        For refusals the tools themselves would carry out: the policy, not the tool, forbids them.
+        The state is left unchanged.
+        """
+        fork = self.session.fork
+        before = fork.snapshot()
+        output = self.domain.tools.execute(fork, attempt.name, attempt.arguments).output
+        after = fork.snapshot()
+        fork.restore(before)
+        step = Step(0, attempt.name, dict(attempt.arguments), output, before, after, message_index=1)
+        messages: list[dict[str, Any]] = [
+            {"role": "user", "content": said},
+            {"role": "assistant", "content": None},
+        ]
+        trace = Trace(steps=[step], messages=messages)
+        return any(self.domain.policy.rule(rule_id)(trace) for rule_id in rules)
 
     def is_write(self, action: Action) -> bool:
         tool = self.domain.tools.get(action.name)

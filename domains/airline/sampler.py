@@ -55,7 +55,6 @@ from apigen_gym.domains.airline.terms import (
     free_bags,
     nonfree_bags,
 )
-from apigen_gym.policy import Step, Trace
 from apigen_gym.sampling import (
     ACCEPT_REFUSAL,
     EXACT_FIGURE,
@@ -190,21 +189,6 @@ class Context(TaskBuilder):
         output = DOMAIN.tools.execute(self.session.fork, name, arguments).output
         found = json.loads(output) if output.startswith("[") else []
         return found if isinstance(found, list) else []
-
-    def forbidden(self, attempt: Action, said: str, rules: Sequence[str]) -> bool:
-        """Whether one of ``rules`` flags ``attempt`` made now, after the user said ``said``."""
-        fork = self.session.fork
-        before = fork.snapshot()
-        output = DOMAIN.tools.execute(fork, attempt.name, attempt.arguments).output
-        after = fork.snapshot()
-        fork.restore(before)
-        step = Step(0, attempt.name, dict(attempt.arguments), output, before, after, message_index=1)
-        messages: list[dict[str, Any]] = [
-            {"role": "user", "content": said},
-            {"role": "assistant", "content": None},
-        ]
-        trace = Trace(steps=[step], messages=messages)
-        return any(DOMAIN.policy.rule(rule_id)(trace) for rule_id in rules)
 
 
 @dataclass(frozen=True)
