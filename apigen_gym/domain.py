@@ -79,7 +79,7 @@ def _load_tasks(folder: Path, split: str) -> tuple[Task, ...]:
     return tuple(tasks)
 
 
-DOMAIN_NAMES: tuple[str, ...] = ("retail", "airline")
+DOMAIN_NAMES: tuple[str, ...] = ("retail", "airline", "travel")
 """The domains registered as Gymnasium envs (``apigen/<name>-v0``)."""
 
 

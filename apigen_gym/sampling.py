@@ -35,7 +35,7 @@ PERSONAS = (
     "You are friendly and chatty, but you stay on topic.",
     "You are a private person and share only what the agent asks for.",
     "You are direct and a little impatient.",
-    "You are new to online shopping and unsure about some of the terms.",
+    "You are new to this and unsure about some of the terms.",
     "You are methodical and like to handle one thing at a time.",
     "You are cheerful and thank the agent often.",
     "You are skeptical and want the agent to explain what it is doing.",
@@ -63,8 +63,11 @@ def article(noun: str) -> str:
 
 
 def money(amount: float) -> str:
-    """An amount as a required output: rounded to cents, no thousands separator."""
-    return str(round(amount, 2))
+    """An amount as a required output: '412.5', '1234', '0.75' (cents, no comma, no trailing zero).
+
+    So that it is found in what an agent says, whether "$412.50", "412.5" or "$1,234.00".
+    """
+    return f"{round(amount, 2) + 0.0:.2f}".rstrip("0").rstrip(".")
 
 
 def read(name: str, **arguments: Any) -> Action:
