@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 IDENTITY_TOOLS: dict[str, tuple[str, ...]] = {
     "find_user_id_by_email": ("email",),
     "find_user_id_by_name_zip": ("first_name", "last_name", "zip"),
+    "find_user_id_by_name_birth_date": ("first_name", "last_name", "birth_date"),
 }
 """Identification look-ups whose arguments are facts the user knows about themselves."""
 

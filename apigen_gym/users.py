@@ -76,11 +76,22 @@ class ScriptedUser(UserSimulator):
         return f"I have nothing else to ask. {STOP}"
 
     def _identity(self, message: str) -> str:
+        """The identifying facts the agent asked for: the email, else the name with a zip code or a
+        birth date, else a user id; empty when the user knows none."""
         known = self._goal.known
-        by_name = all(k in known for k in ("first_name", "last_name", "zip"))
+        by_name = "first_name" in known and "last_name" in known
         wants_email = re.search(r"e-?mail", message, re.I) is not None
         if "email" in known and (wants_email or not by_name):
             return f"My email is {known['email']}."
         if by_name:
-            return f"I'm {known['first_name']} {known['last_name']}, zip code {known['zip']}."
+            details = [f"{label} {known[key]}" for key, label in _NAME_DETAILS if key in known]
+            return (
+                f"I'm {known['first_name']} {known['last_name']}" + "".join(f", {d}" for d in details) + "."
+            )
+        if "user_id" in known:
+            return f"My user id is {known['user_id']}."
         return ""
+
+
+_NAME_DETAILS = (("zip", "zip code"), ("birth_date", "born on"))
+"""Facts that go with a name to identify someone, and how the user says them."""
