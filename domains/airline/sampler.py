@@ -1261,7 +1261,7 @@ def _plan(rng: random.Random) -> list[Need]:
 # --- tasks --------------------------------------------------------------------------------------
 
 
-def _build(database: Database, rng: random.Random, user_id: str) -> Task | None:
+def build_task(database: Database, rng: random.Random, user_id: str) -> Task | None:
     """One task for ``user_id`` (its id and meta are completed by the caller), or None."""
     ctx = Context.start(DOMAIN, database, rng, user_id, subject_key="reservation_id")
     profile = read(PROFILE, user_id=user_id)
@@ -1276,7 +1276,7 @@ def _build(database: Database, rng: random.Random, user_id: str) -> Task | None:
 def sample_tasks(database: Database, n: int, seed: int, split: str = "test") -> list[Task]:
     """``n`` validated, distinct tasks for ``split``, the same for the same database, seed and split."""
     pool = user_pool(database, SPLITS.get(split))
-    return sampling.sample_tasks("airline", database, n, seed, split, _build, pool)
+    return sampling.sample_tasks("airline", database, n, seed, split, build_task, pool)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,544 @@
+"""APIGen-MT phase 1: propose task blueprints, validate them, feed failures back, keep verified tasks.
+
+For each blueprint index ``i`` (its randomness seeded from ``(config.seed, i)``): sample a context,
+propose, validate (format → execution → policy → committee), and on rejection send a summary of the
+failures back to the proposer, up to ``config.rounds()`` rounds. Validated tasks are deduplicated
+and decontaminated against the evaluation splits, then accepted tasks of the same user are
+recombined. Every round is a row of ``proposals.jsonl``; re-running resumes where a run stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import random
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+import apigen_gym
+from apigen_gym.database import Database
+from apigen_gym.domain import Domain, load_domain
+from apigen_gym.generation.blueprint import (
+    STAGES,
+    Blueprint,
+    ContextSummary,
+    Outcome,
+    ProposalError,
+    ProposalRecord,
+    RemovedRecord,
+    Source,
+    Verdict,
+)
+from apigen_gym.generation.config import GenerationConfig
+from apigen_gym.generation.context import Context, ContextSampler
+from apigen_gym.generation.decontam import Decontaminator, Deduplicator
+from apigen_gym.generation.proposers import LLMProposer, Proposer, TemplateProposer
+from apigen_gym.generation.recombine import Recombiner, candidates
+from apigen_gym.generation.store import JsonlAppender, RunPaths, read_models
+from apigen_gym.generation.validators import Committee, RuleCheck, check_rules, feedback_summary
+from apigen_gym.jsonio import read_json, write_json
+from apigen_gym.llm import LLMClient, Usage
+from apigen_gym.sampling import bucket
+from apigen_gym.task import Task
+
+PAIR_SHARE = 0.5
+"""Chance that an odd blueprint index serves the same user as the one before (recombination material)."""
+MAX_BLUEPRINTS_PER_TASK = 10
+"""Blueprints tried per wanted task before a run gives up."""
+FEW_SHOT_SPLIT = "train"
+
+
+class StageCount(BaseModel):
+    """How many proposals reached a validator and how many it passed."""
+
+    reached: int = 0
+    passed: int = 0
+
+    @property
+    def rate(self) -> float:
+        return self.passed / self.reached if self.reached else 0.0
+
+
+class Phase1Stats(BaseModel):
+    """Counts and rates of a phase-1 run (the whole run folder, resumed parts included)."""
+
+    domain: str
+    seed: int
+    target: int
+    blueprints: int = 0
+    """Blueprint indices decided (accepted, removed, or rejected after every round)."""
+    proposals: int = 0
+    """Proposal rounds made."""
+    accepted: int = 0
+    """Tasks in ``accepted.jsonl`` from proposals."""
+    recombined: int = 0
+    """Tasks in ``accepted.jsonl`` from recombination."""
+    stages: dict[str, StageCount] = Field(default_factory=dict)
+    stage_rates: dict[str, float] = Field(default_factory=dict)
+    rejections: dict[str, dict[str, int]] = Field(default_factory=dict)
+    """Failed proposal rounds by stage, then by reason kind (a round counts once per kind)."""
+    feedback_rounds: dict[int, int] = Field(default_factory=dict)
+    """Validated blueprints by the round they passed in (1: first try)."""
+    exhausted: int = 0
+    """Blueprints still rejected after the last round."""
+    recombinations_tried: int = 0
+    recombinations_accepted: int = 0
+    recombination_rejections: dict[str, int] = Field(default_factory=dict)
+    duplicates_removed: int = 0
+    contaminated_removed: int = 0
+    decontaminated_against: dict[str, int] = Field(default_factory=dict)
+    """Evaluation splits checked, with their sizes."""
+    abstentions: int = 0
+    """Judge calls that failed or answered unreadably."""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    seconds: float = 0.0
+    """Wall time of this invocation."""
+
+
+def _secret_free(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _secret_free(v) for k, v in value.items() if k != "api_key"}
+    if isinstance(value, list):
+        return [_secret_free(v) for v in value]
+    return value
+
+
+def save_config(config: GenerationConfig, paths: RunPaths) -> None:
+    """Write ``config.json`` (keys left out) on the first run; refuse to resume a different run."""
+    if paths.config.is_file():
+        saved = read_json(paths.config)
+        for key in ("domain", "seed"):
+            if saved.get(key) != getattr(config, key):
+                raise ValueError(
+                    f"{paths.root} holds a run with {key}={saved.get(key)!r}, not {getattr(config, key)!r}"
+                )
+        return
+    write_json(paths.config, _secret_free(config.model_dump(mode="json")))
+
+
+def evaluation_splits(domain: Domain, config: GenerationConfig) -> dict[str, list[Task]]:
+    """The tasks of every split named in ``decontaminate_against``, shipped and in ``data_dir``."""
+    found: dict[str, list[Task]] = {}
+    for split in config.decontaminate_against:
+        tasks: dict[str, Task] = {}
+        for folder in dict.fromkeys((None, config.data_dir)):
+            if split in domain.splits(folder):
+                tasks.update((t.id, t) for t in domain.tasks(split, folder))
+        if tasks:
+            found[split] = list(tasks.values())
+    return found
+
+
+def generation_users(domain: Domain, database: Database, config: GenerationConfig) -> list[str]:
+    """Users outside the buckets of the evaluation splits, so no generated task serves a test user.
+
+    All users when the domain's sampler defines no such splits.
+    """
+    try:
+        splits = importlib.import_module(f"apigen_gym.domains.{domain.name}.sampler").SPLITS
+    except (ModuleNotFoundError, AttributeError):
+        splits = {}
+    held_out = {b for name in config.decontaminate_against if name in splits for b in splits[name].buckets}
+    users = sorted(database.table("users"))
+    return [u for u in users if bucket(u) not in held_out] or users
+
+
+def few_shot_pool(domain: Domain, config: GenerationConfig, accepted: Sequence[Task]) -> list[Task]:
+    """Examples for the proposer: the train split, else a split not evaluated on, else accepted tasks."""
+    shipped = [s for s in domain.splits() if s not in config.decontaminate_against]
+    if FEW_SHOT_SPLIT in shipped:
+        return domain.tasks(FEW_SHOT_SPLIT)
+    if shipped:
+        return domain.tasks(shipped[0])
+    return list(accepted)
+
+
+def provenance(
+    run: Phase1Run,
+    blueprint: Blueprint,
+    context: ContextSummary | None,
+    round_: int,
+    feedback: list[str],
+    verdicts: list[Verdict],
+    check: RuleCheck,
+) -> dict[str, Any]:
+    committee = next((v for v in verdicts if v.stage == "committee"), None)
+    return {
+        "source": blueprint.source,
+        "proposer_model": blueprint.model,
+        "persona": context.persona if context else None,
+        "context": context.model_dump(mode="json") if context else None,
+        "rounds": round_,
+        "feedback": feedback,
+        "votes": committee.details.get("votes", []) if committee else [],
+        "state_change": check.state_change,
+        "parents": blueprint.parents,
+        "seed": run.config.seed,
+        "env_version": run.domain.version,
+        "harness_version": apigen_gym.__version__,
+    }
+
+
+@dataclass
+class Settled:
+    """How validation ended: ``outcome`` is ``None`` when a validator rejected."""
+
+    verdicts: list[Verdict]
+    outcome: Outcome | None = None
+    task: Task | None = None
+    removal: RemovedRecord | None = None
+
+
+class Phase1Run:
+    """One phase-1 run over a run folder: state read back from its files, then extended."""
+
+    def __init__(self, config: GenerationConfig, paths: RunPaths, proposer: Proposer | None = None):
+        self.config = config
+        self.paths = paths
+        self.domain = load_domain(config.domain)
+        self.database = self.domain.database(config.data_dir)
+        self.limiter = asyncio.Semaphore(config.concurrency)
+        self.clients: list[LLMClient] = []
+        proposer_client = self._client(config.proposer) if config.proposer else None
+        if proposer is not None:
+            self.proposer: Proposer = proposer
+        elif proposer_client is not None:
+            self.proposer = LLMProposer(proposer_client, self.limiter)
+        else:
+            self.proposer = TemplateProposer.for_domain(self.domain, self.database)
+        judges = [self._client(s) for s in config.judges]
+        self.committee = Committee(judges, config.acceptance_threshold, self.limiter) if judges else None
+        self.recombiner = Recombiner(proposer_client, self.limiter)
+        self.parallel = bool(self.clients) or not isinstance(self.proposer, TemplateProposer)
+        self.rows = list(read_models(paths.proposals, ProposalRecord))
+        self.unfinished: dict[int, list[ProposalRecord]] = {}
+        """Rounds of blueprints an interrupted run did not finish, by index."""
+        for row in self.rows:
+            if row.kind == "proposal" and not row.final:
+                self.unfinished.setdefault(row.index, []).append(row)
+        self.accepted = {t.id: t for t in read_models(paths.accepted, Task)}
+        self.removed_ids = {r.task.id for r in read_models(paths.removed, RemovedRecord)}
+        self.dedup = Deduplicator(self.accepted.values())
+        self.decontaminator = Decontaminator(self.domain, evaluation_splits(self.domain, config))
+        self.sampler = ContextSampler(
+            self.domain, self.database, few_shot_pool(self.domain, config, list(self.accepted.values()))
+        )
+        self.users = generation_users(self.domain, self.database, config)
+        self.pairing = PAIR_SHARE if config.recombine > 0 else 0.0
+
+    def _client(self, settings: Any) -> LLMClient:
+        client = LLMClient(settings, random.Random(f"{self.config.seed}/llm/{len(self.clients)}"))
+        self.clients.append(client)
+        return client
+
+    # --- bookkeeping ----------------------------------------------------------------------------
+
+    def restore(self, accepted: JsonlAppender, removed: JsonlAppender) -> None:
+        """Put back tasks that a killed run decided but did not get to write."""
+        for row in self.rows:
+            if row.outcome == "accepted" and row.task is not None and row.task.id not in self.accepted:
+                self._accept(row.task, accepted)
+            if row.removal is not None and row.removal.task.id not in self.removed_ids:
+                removed.write(row.removal)
+                self.removed_ids.add(row.removal.task.id)
+
+    def _accept(self, task: Task, accepted: JsonlAppender) -> None:
+        accepted.write(task)
+        self.accepted[task.id] = task
+        self.dedup.add(task)
+
+    def admit(self, task: Task) -> tuple[Outcome, RemovedRecord | None]:
+        """Accepted, or removed as a duplicate of an accepted task or overlapping an evaluation task."""
+        same = self.dedup.duplicate_of(task)
+        if same is not None:
+            detail = f"same user, gold actions and outputs as {same}"
+            return "duplicate", RemovedRecord(task=task, reason="duplicate", detail=detail, overlaps=same)
+        overlap = self.decontaminator.overlap(task)
+        if overlap is not None:
+            removal = RemovedRecord(
+                task=task,
+                reason="contaminated",
+                detail=overlap.detail,
+                overlaps=overlap.task_id,
+                split=overlap.split,
+            )
+            return "contaminated", removal
+        return "accepted", None
+
+    def record(self, row: ProposalRecord, files: tuple[JsonlAppender, JsonlAppender, JsonlAppender]) -> None:
+        """Write the row first, then the task it accepts or removes (so a kill can always be repaired)."""
+        proposals, accepted, removed = files
+        proposals.write(row)
+        self.rows.append(row)
+        if row.outcome == "accepted" and row.task is not None:
+            self._accept(row.task, accepted)
+        if row.removal is not None:
+            removed.write(row.removal)
+            self.removed_ids.add(row.removal.task.id)
+
+    # --- proposals ------------------------------------------------------------------------------
+
+    def user_for(self, index: int) -> str:
+        """The user of blueprint ``index``: fresh, or (for some odd indices) the previous one's."""
+        if index % 2 and random.Random(f"{self.config.seed}/pair/{index}").random() < self.pairing:
+            return self.user_for(index - 1)
+        return random.Random(f"{self.config.seed}/user/{index}").choice(self.users)
+
+    def context(self, index: int) -> Context:
+        return self.sampler.sample(random.Random(f"{self.config.seed}/{index}/context"), self.user_for(index))
+
+    async def settle(
+        self,
+        proposal: Blueprint | ProposalError,
+        policy: str,
+        task_id: str,
+        context: ContextSummary | None,
+        round_: int = 1,
+        feedback: Sequence[str] = (),
+    ) -> Settled:
+        """Rules, then duplicate and overlap checks, then the committee (so removed tasks cost no review)."""
+        check = check_rules(self.domain, self.database, proposal)
+        verdicts = list(check.verdicts)
+        if not check.passed or not isinstance(proposal, Blueprint):
+            return Settled(verdicts)
+
+        def as_task() -> Task:
+            meta = provenance(self, proposal, context, round_, list(feedback), verdicts, check)
+            return self.make_task(task_id, proposal, meta)
+
+        outcome, removal = self.admit(as_task())
+        if removal is None and self.committee is not None:
+            verdicts.append(await self.committee.review(self.domain, proposal, check.session, policy))
+            if not verdicts[-1].passed:
+                return Settled(verdicts)
+            outcome, removal = self.admit(as_task())  # again: a concurrent proposal may have won meanwhile
+        task = as_task()
+        return Settled(verdicts, outcome, task if removal is None else None, removal)
+
+    def task_id(self, index: int, recombined: bool = False) -> str:
+        return f"{self.domain.name}-gen-{self.config.seed}-{'r' if recombined else ''}{index:05d}"
+
+    def make_task(self, task_id: str, blueprint: Blueprint, meta: dict[str, Any]) -> Task:
+        return Task(
+            id=task_id,
+            user_id=blueprint.user_id,
+            instruction=blueprint.instruction,
+            goal=blueprint.goal,
+            actions=blueprint.actions,
+            outputs=blueprint.outputs,
+            meta={"split": "generated", "source": blueprint.source, **blueprint.meta, "provenance": meta},
+        )
+
+    async def decide(self, index: int, files: tuple[JsonlAppender, JsonlAppender, JsonlAppender]) -> None:
+        """Propose blueprint ``index`` round after round until it is accepted, removed or out of rounds."""
+        context = self.context(index)
+        summary = context.summary()
+        policy = "\n\n".join(f"## {s.title}\n{s.text}" for s in context.policy)
+        earlier = sorted(self.unfinished.get(index, []), key=lambda r: r.round)
+        feedback = [r.summary or "" for r in earlier]
+        for round_ in range(len(earlier) + 1, self.config.rounds() + 1):
+            rng = random.Random(f"{self.config.seed}/{index}/{round_}")
+            proposal = await self.proposer.propose(context, list(feedback), rng)
+            settled = await self.settle(proposal, policy, self.task_id(index), summary, round_, feedback)
+            verdicts = settled.verdicts
+            row = ProposalRecord(
+                index=index,
+                round=round_,
+                source=proposal.source if isinstance(proposal, Blueprint) else self._source(proposal),
+                model=self.proposer.model,
+                context=summary,
+                feedback=list(feedback),
+                blueprint=proposal if isinstance(proposal, Blueprint) else None,
+                error=proposal if isinstance(proposal, ProposalError) else None,
+                verdicts=verdicts,
+                outcome="retry" if round_ < self.config.rounds() else "rejected",
+                usage=proposal.usage + sum((v.usage for v in verdicts), Usage()),
+                cost=proposal.cost + sum(v.cost for v in verdicts),
+            )
+            if settled.outcome is not None:
+                update = {"outcome": settled.outcome, "task": settled.task, "removal": settled.removal}
+                self.record(row.model_copy(update=update), files)
+                return
+            text = feedback_summary(proposal, verdicts)
+            self.record(row.model_copy(update={"summary": text}), files)
+            feedback.append(text)
+
+    async def recombine(
+        self, position: int, group: Sequence[Task], files: tuple[JsonlAppender, JsonlAppender, JsonlAppender]
+    ) -> None:
+        """Try one recombination: re-executed from the initial state, re-checked, reviewed."""
+        blueprint, note = await self.recombiner.blueprint(self.domain, group)
+        writes = [a.name for a in blueprint.actions]
+        policy = "\n\n".join(f"## {s.title}\n{s.text}" for s in self.sampler.policy.relevant(writes))
+        settled = await self.settle(blueprint, policy, self.task_id(position, recombined=True), None)
+        verdicts = settled.verdicts
+        row = ProposalRecord(
+            kind="recombination",
+            index=position,
+            source="recombined",
+            model=blueprint.model,
+            blueprint=blueprint,
+            verdicts=verdicts,
+            outcome=settled.outcome or "rejected",
+            parents=blueprint.parents,
+            task=settled.task,
+            removal=settled.removal,
+            summary=note,
+            usage=blueprint.usage + sum((v.usage for v in verdicts), Usage()),
+            cost=blueprint.cost + sum(v.cost for v in verdicts),
+        )
+        if settled.outcome is None and note is None:
+            row = row.model_copy(update={"summary": feedback_summary(blueprint, verdicts)})
+        self.record(row, files)
+
+    @staticmethod
+    def _source(error: ProposalError) -> Source:
+        return "llm" if error.model else "template"
+
+    # --- the run --------------------------------------------------------------------------------
+
+    async def _batch(self, jobs: Sequence[Callable[[], Awaitable[None]]]) -> None:
+        """Run jobs one by one offline, else concurrently (at most ``concurrency`` at a time)."""
+        if not self.parallel:
+            for job in jobs:
+                await job()
+            return
+        gate = asyncio.Semaphore(self.config.concurrency)
+
+        async def bounded(job: Callable[[], Awaitable[None]]) -> None:
+            async with gate:
+                await job()
+
+        await asyncio.gather(*(bounded(job) for job in jobs))
+
+    def _count(self, recombined: bool) -> int:
+        return sum((t.meta.get("source") == "recombined") == recombined for t in self.accepted.values())
+
+    async def run(self) -> Phase1Stats:
+        started = time.perf_counter()
+        save_config(self.config, self.paths)
+        files = (
+            JsonlAppender(self.paths.proposals),
+            JsonlAppender(self.paths.accepted),
+            JsonlAppender(self.paths.removed),
+        )
+        try:
+            self.restore(files[1], files[2])
+            await self._proposals(files)
+            await self._recombinations(files)
+        finally:
+            for handle in files:
+                handle.close()
+            for client in self.clients:
+                await client.aclose()
+        stats = compute_stats(self.config, self.paths, self.decontaminator.sizes)
+        stats.seconds = round(time.perf_counter() - started, 3)
+        save_stats(self.paths, stats)
+        return stats
+
+    async def _proposals(self, files: tuple[JsonlAppender, JsonlAppender, JsonlAppender]) -> None:
+        decided = {r.index for r in self.rows if r.kind == "proposal" and r.final}
+        limit = self.config.n * MAX_BLUEPRINTS_PER_TASK
+        index = 0
+        while self._count(recombined=False) < self.config.n and index < limit:
+            batch: list[int] = []
+            while len(batch) < self.config.n - self._count(recombined=False) and index < limit:
+                if index not in decided:
+                    batch.append(index)
+                index += 1
+            await self._batch([partial(self.decide, i, files) for i in batch])
+
+    async def _recombinations(self, files: tuple[JsonlAppender, JsonlAppender, JsonlAppender]) -> None:
+        target = round(self.config.recombine * self.config.n)
+        base = [t for t in self.accepted.values() if t.meta.get("source") != "recombined"]
+        done = {tuple(r.parents) for r in self.rows if r.kind == "recombination"}
+        todo = [
+            (position, group)
+            for position, group in enumerate(candidates(base, random.Random(f"{self.config.seed}/recombine")))
+            if tuple(t.id for t in group) not in done
+        ]
+        while todo and self._count(recombined=True) < target:
+            need = target - self._count(recombined=True)
+            batch, todo = todo[:need], todo[need:]
+            await self._batch([partial(self.recombine, p, g, files) for p, g in batch])
+
+
+def compute_stats(config: GenerationConfig, paths: RunPaths, splits: dict[str, int]) -> Phase1Stats:
+    """The run's counts, read from its files."""
+    stats = Phase1Stats(
+        domain=config.domain, seed=config.seed, target=config.n, decontaminated_against=splits
+    )
+    stages = {stage: StageCount() for stage in STAGES}
+    rejections: dict[str, Counter[str]] = {stage: Counter() for stage in STAGES}
+    rounds: Counter[int] = Counter()
+    recombination_rejections: Counter[str] = Counter()
+    usage = Usage()
+    for row in read_models(paths.proposals, ProposalRecord):
+        usage = usage + row.usage
+        stats.cost += row.cost
+        stats.abstentions += sum(len(v.details.get("abstained", [])) for v in row.verdicts)
+        stats.duplicates_removed += row.outcome == "duplicate"
+        stats.contaminated_removed += row.outcome == "contaminated"
+        failed = dict.fromkeys(
+            (v.stage, r.split(":")[0]) for v in row.verdicts if not v.passed for r in v.reasons
+        )
+        if row.kind == "recombination":
+            stats.recombinations_tried += 1
+            stats.recombinations_accepted += row.outcome == "accepted"
+            recombination_rejections.update(f"{stage}: {kind}" for stage, kind in failed)
+            continue
+        stats.proposals += 1
+        stats.blueprints += row.final
+        stats.exhausted += row.outcome == "rejected"
+        for verdict in row.verdicts:
+            stages[verdict.stage].reached += 1
+            stages[verdict.stage].passed += verdict.passed
+        for stage, kind in failed:
+            rejections[stage][kind] += 1
+        if row.passed:
+            rounds[row.round] += 1
+    for task in read_models(paths.accepted, Task):
+        if task.meta.get("source") == "recombined":
+            stats.recombined += 1
+        else:
+            stats.accepted += 1
+    stats.stages = {s: c for s, c in stages.items() if c.reached}
+    stats.stage_rates = {s: round(c.rate, 4) for s, c in stats.stages.items()}
+    stats.rejections = {s: dict(c.most_common()) for s, c in rejections.items() if c}
+    stats.recombination_rejections = dict(recombination_rejections.most_common())
+    stats.feedback_rounds = dict(sorted(rounds.items()))
+    stats.prompt_tokens, stats.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+    stats.cost = round(stats.cost, 6)
+    return stats
+
+
+def save_stats(paths: RunPaths, stats: Phase1Stats) -> None:
+    """Put the phase-1 counts under the ``phase1`` key of ``stats.json`` (other keys kept)."""
+    current: dict[str, Any] = {}
+    if paths.stats.is_file():
+        try:
+            loaded = read_json(paths.stats)
+            current = loaded if isinstance(loaded, dict) else {}
+        except ValueError:
+            current = {}
+    write_json(paths.stats, {**current, "phase1": stats.model_dump(mode="json")})
+
+
+async def run_phase1_async(
+    config: GenerationConfig, paths: RunPaths, *, proposer: Proposer | None = None
+) -> Phase1Stats:
+    """:func:`run_phase1` for callers already inside an event loop."""
+    return await Phase1Run(config, paths, proposer).run()
+
+
+def run_phase1(config: GenerationConfig, paths: RunPaths, *, proposer: Proposer | None = None) -> Phase1Stats:
+    """Run (or resume) phase 1 into ``paths``: ``config.n`` accepted tasks, then recombinations."""
+    return asyncio.run(run_phase1_async(config, paths, proposer=proposer))

@@ -1,0 +1,301 @@
+"""Proposers turn a context into a blueprint: the LLM proposer and the offline template proposer.
+
+Both implement :class:`Proposer`: ``await propose(context, feedback, rng)`` returns a
+:class:`Blueprint` or a :class:`ProposalError`, never raises for a bad answer or a failed call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import json
+import random
+import re
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Protocol
+
+from pydantic import BaseModel, Field, ValidationError
+
+from apigen_gym.database import Database
+from apigen_gym.domain import Domain
+from apigen_gym.generation.blueprint import Blueprint, ProposalError
+from apigen_gym.generation.context import Context
+from apigen_gym.llm import Completion, LLMClient, LLMError
+from apigen_gym.sampling import PERSONAS, BuildTask
+from apigen_gym.task import Action, Goal, Task
+
+TEMPLATE_TRIES = 8
+"""Builds per template proposal, looking for a task that uses one of the context's write tools."""
+
+
+class Proposer(Protocol):
+    """Anything that proposes blueprints; ``model`` names it in provenance (``None``: the template)."""
+
+    model: str | None
+
+    async def propose(
+        self, context: Context, feedback: list[str], rng: random.Random
+    ) -> Blueprint | ProposalError: ...
+
+
+# --- template -----------------------------------------------------------------------------------
+
+
+def sampler_builder(domain: str) -> BuildTask:
+    """The ``build_task`` of ``apigen_gym.domains.<domain>.sampler``; ValueError when there is none."""
+    name = f"apigen_gym.domains.{domain}.sampler"
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != name:
+            raise
+        raise ValueError(
+            f"domain {domain} has no task sampler ({name}): give a proposer model instead"
+        ) from None
+    build: BuildTask | None = getattr(module, "build_task", None)
+    if build is None:
+        raise ValueError(f"{name} has no build_task: give a proposer model instead")
+    return build
+
+
+def with_persona(instruction: str, persona: str) -> str:
+    """``instruction`` with the sampler's closing persona sentence replaced by ``persona``."""
+    for sentence in PERSONAS:
+        if instruction.endswith(sentence):
+            instruction = instruction[: -len(sentence)].rstrip()
+            break
+    return f"{instruction} {persona}".strip()
+
+
+def blueprint_of(task: Task, source: str = "template", model: str | None = None) -> Blueprint:
+    """A task as a blueprint (its goal made explicit)."""
+    return Blueprint.model_validate(
+        {
+            "user_id": task.user_id or "",
+            "instruction": task.instruction,
+            "goal": task.effective_goal(),
+            "actions": task.actions,
+            "outputs": task.outputs,
+            "source": source,
+            "model": model,
+            "meta": {k: v for k, v in task.meta.items() if k in ("intents", "writes")},
+        }
+    )
+
+
+class TemplateProposer:
+    """The offline proposer: the sampler's ``build_task`` on the context's user; feedback is ignored."""
+
+    model: str | None = None
+
+    def __init__(self, database: Database, build: BuildTask, tries: int = TEMPLATE_TRIES):
+        self.database = database
+        self.build = build
+        self.tries = tries
+
+    @classmethod
+    def for_domain(cls, domain: Domain, database: Database) -> TemplateProposer:
+        return cls(database, sampler_builder(domain.name))
+
+    def propose_now(self, context: Context, rng: random.Random) -> Blueprint | ProposalError:
+        """A task for the context's user, preferring one that uses the context's write tools."""
+        fallback: Task | None = None
+        for _ in range(self.tries):
+            task = self.build(self.database, rng, context.user_id)
+            if task is None:
+                continue
+            if any(a.name in context.write_tools for a in task.actions):
+                fallback = task
+                break
+            fallback = fallback or task
+        if fallback is None:
+            return ProposalError(reason=f"no task: the sampler built none for user {context.user_id}")
+        task = fallback.model_copy(
+            update={"instruction": with_persona(fallback.instruction, context.persona)}
+        )
+        return blueprint_of(task)
+
+    async def propose(
+        self, context: Context, feedback: list[str], rng: random.Random
+    ) -> Blueprint | ProposalError:
+        return self.propose_now(context, rng)
+
+
+# --- LLM ----------------------------------------------------------------------------------------
+
+PROPOSER_SYSTEM = """\
+You design tasks for customer-service agents of the {domain} domain. A task is what a simulated \
+customer wants from the agent, plus the exact tool calls a perfect agent makes to serve it (the gold \
+actions) and the facts the agent must tell the customer (the outputs). The gold actions are executed \
+on the database, checked against the policy and reviewed, so they must be exactly right.
+
+What a good task is:
+1. It serves one customer, the user given to you, and is built on the database rows you are shown: \
+use their real ids, item ids, prices and payment methods; never invent one.
+2. It centres on the write tools you are given: the customer wants what those tools do. Every write \
+must be allowed by the policy in the state it runs in, after the earlier writes of the same task.
+3. The gold actions are the complete sequence of calls, in order: identify the customer as the \
+policy requires, then the reads the agent needs to find what it acts on (each using an id learned \
+from an earlier call), then the writes. Arguments follow each tool's schema exactly.
+4. The instruction speaks to the customer in the second person ("You are ... You want to ..."). It \
+gives them every fact they need: who they are (the facts used to identify them), what they want and \
+in which order, the choices the agent will ask about (a reason, a payment method, an option), and \
+how to react. It names no tool. It ends with the persona sentence you are given.
+5. goal.known holds the facts the customer can tell when asked (for example an email address, or a \
+name and zip code). goal.requests lists the requests in the order the customer makes them: the \
+customer's own words in the first person, and the 0-based indices of the gold actions serving it \
+(the identification belongs to the first request). A request the policy forbids carries "refuse" \
+with the reason; its actions are reads only.
+6. outputs are the exact values the agent must say (an amount such as 54.04, a count, a tracking \
+number), without commas; [] when the customer asks for no information.
+
+Answer with one JSON object and nothing else, in this form:
+{{"user_id": "...", "instruction": "...", "goal": {{"known": {{"email": "..."}}, "requests": \
+[{{"text": "...", "actions": [0, 1, 2], "refuse": null}}]}}, "actions": [{{"name": "...", \
+"arguments": {{}}}}], "outputs": []}}"""
+
+FEEDBACK_HEADER = "## Your earlier attempts were rejected. Fix every point below"
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _tools_text(context: Context) -> str:
+    lines = []
+    for tool in context.domain.tools:
+        params = tool.schema["function"]["parameters"]
+        lines.append(f"- {tool.name} ({tool.kind.value}): {tool.description} Arguments: {_compact(params)}")
+    return "\n".join(lines)
+
+
+def example_json(task: Task) -> str:
+    """A task as the proposer is asked to write one."""
+    return _compact(
+        {
+            "user_id": task.user_id,
+            "instruction": task.instruction,
+            "goal": task.effective_goal().model_dump(mode="json"),
+            "actions": [a.model_dump(mode="json") for a in task.actions],
+            "outputs": task.outputs,
+        }
+    )
+
+
+def proposer_messages(context: Context, feedback: Sequence[str]) -> list[dict[str, str]]:
+    """The chat messages asking for one blueprint."""
+    parts = [
+        f"## Tools\n{_tools_text(context)}",
+        "## Policy excerpts\n" + "\n\n".join(f"### {s.title}\n{s.text}" for s in context.policy),
+        f"## The customer\nuser_id: {context.user_id}\nTheir database rows, by table and id:\n"
+        f"{_compact(context.rows)}",
+        "## API walks to build the task on\n" + "\n".join(" -> ".join(w) for w in context.walks),
+        f"## Write tools at the core of the task\n{', '.join(context.write_tools)}",
+        f"## Persona (the last sentence of the instruction)\n{context.persona}",
+    ]
+    if context.examples:
+        parts.append(
+            "## Accepted tasks, as examples of the format\n" + "\n".join(map(example_json, context.examples))
+        )
+    if feedback:
+        rounds = "\n".join(f"Round {n}: {text}" for n, text in enumerate(feedback, 1))
+        parts.append(f"{FEEDBACK_HEADER}\n{rounds}")
+    parts.append("Write the task now, as one JSON object.")
+    return [
+        {"role": "system", "content": PROPOSER_SYSTEM.format(domain=context.domain.name)},
+        {"role": "user", "content": "\n\n".join(parts)},
+    ]
+
+
+class BlueprintDraft(BaseModel):
+    """The JSON an LLM proposer must answer with."""
+
+    user_id: str | None = None
+    instruction: str = Field(min_length=1)
+    goal: Goal
+    actions: list[Action] = Field(min_length=1)
+    outputs: list[str] = Field(default_factory=list)
+
+
+def json_object(text: str) -> Any:
+    """The JSON object in an answer: the whole text, or its fenced block, or its outermost braces."""
+    fenced = re.search(r"```(?:json)?\s*(.*?)```", text, flags=re.DOTALL)
+    candidates = [text.strip(), fenced.group(1).strip() if fenced else ""]
+    start, end = text.find("{"), text.rfind("}")
+    if 0 <= start < end:
+        candidates.append(text[start : end + 1])
+    for candidate in candidates:
+        if candidate:
+            with contextlib.suppress(ValueError):
+                return json.loads(candidate)
+    raise ValueError("no JSON object found")
+
+
+def schema_errors(exc: ValidationError, limit: int = 5) -> str:
+    """A pydantic error as a short list of ``where: what``."""
+    parts = [f"{'.'.join(map(str, e['loc'])) or 'answer'}: {e['msg']}" for e in exc.errors(include_url=False)]
+    return "; ".join(parts[:limit]) + ("; ..." if len(parts) > limit else "")
+
+
+def parse_draft(text: str) -> BlueprintDraft | str:
+    """The draft in an answer, or why there is none (``"<kind>: <detail>"``)."""
+    try:
+        data = json_object(text)
+    except ValueError:
+        return f"not json: the answer is not a JSON object ({text[:80]!r})"
+    try:
+        return BlueprintDraft.model_validate(data)
+    except ValidationError as exc:
+        return f"schema: {schema_errors(exc)}"
+
+
+@contextlib.asynccontextmanager
+async def _limit(limiter: asyncio.Semaphore | None) -> AsyncIterator[None]:
+    if limiter is None:
+        yield
+    else:
+        async with limiter:
+            yield
+
+
+async def limited_complete(
+    client: LLMClient, messages: list[dict[str, str]], limiter: asyncio.Semaphore | None, **params: Any
+) -> Completion:
+    """One completion, holding ``limiter`` (the run's bound on calls in flight) while it runs."""
+    async with _limit(limiter):
+        return await client.complete(messages, **params)
+
+
+class LLMProposer:
+    """Asks a model for a blueprint as strict JSON, parsed with pydantic."""
+
+    def __init__(self, client: LLMClient, limiter: asyncio.Semaphore | None = None):
+        self.client = client
+        self.limiter = limiter
+        self.model: str | None = client.settings.model
+
+    async def propose(
+        self, context: Context, feedback: list[str], rng: random.Random
+    ) -> Blueprint | ProposalError:
+        messages = proposer_messages(context, feedback)
+        try:
+            answer = await limited_complete(self.client, messages, self.limiter, seed=rng.randrange(2**31))
+        except LLMError as exc:
+            return ProposalError(reason=f"llm error: {exc.label}", model=self.model)
+        draft = parse_draft(answer.content)
+        if isinstance(draft, str):
+            return ProposalError(
+                reason=draft, raw=answer.content, model=self.model, usage=answer.usage, cost=answer.cost
+            )
+        return Blueprint(
+            user_id=draft.user_id or context.user_id,
+            instruction=draft.instruction,
+            goal=draft.goal,
+            actions=draft.actions,
+            outputs=draft.outputs,
+            source="llm",
+            model=self.model,
+            usage=answer.usage,
+            cost=answer.cost,
+        )

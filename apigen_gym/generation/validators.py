@@ -1,0 +1,361 @@
+"""Validators, cheapest first: format, execution on a fork, policy rules, then the LLM review committee.
+
+Each returns a :class:`Verdict` whose reasons read ``"<kind>: <detail>"`` (the kind is what stats
+count); :func:`feedback_summary` turns the failures into the text a proposer gets back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError, model_validator
+
+from apigen_gym.database import Database, thaw
+from apigen_gym.domain import Domain
+from apigen_gym.generation.blueprint import CRITERIA, Blueprint, ProposalError, Verdict, Vote
+from apigen_gym.generation.proposers import json_object, limited_complete, schema_errors
+from apigen_gym.llm import LLMClient, LLMError, Usage
+from apigen_gym.policy import Trace
+from apigen_gym.sampling import ungrounded
+from apigen_gym.session import Session, replay
+from apigen_gym.task import IDENTITY_TOOLS, Action
+from apigen_gym.tools import ToolKind
+
+USERS = "users"
+RECORD_ARGUMENTS = ("order_id", "reservation_id", "trip_id")
+"""Arguments naming the record a write acts on (a write with none acts on its ``user_id``)."""
+OUTPUT_CHARS = 600
+"""How much of each tool output a judge is shown."""
+_NUMBER = re.compile(r"-?\d+")
+
+
+def write_names(domain: Domain) -> set[str]:
+    return {t.name for t in domain.tools.of_kind(ToolKind.WRITE)}
+
+
+def identity_tools(domain: Domain) -> frozenset[str]:
+    """Look-ups that return a user id: the known ones, and API-graph roots that feed a ``user_id``."""
+    found = set(IDENTITY_TOOLS)
+    if domain.api_graph is not None:
+        roots = set(domain.api_graph.roots())
+        found.update(
+            e.source
+            for e in domain.api_graph.edges
+            if e.source in roots and e.produces == "user_id" and e.consumes == "user_id"
+        )
+    return frozenset(found)
+
+
+def written_records(action: Action, or_user: bool = True) -> list[str]:
+    """The records a write names: order / reservation / trip ids, else (``or_user``) the user it changes."""
+    found = [str(action.arguments[k]) for k in RECORD_ARGUMENTS if isinstance(action.arguments.get(k), str)]
+    user = action.arguments.get("user_id")
+    return found or ([str(user)] if or_user and isinstance(user, str) else [])
+
+
+# --- format -------------------------------------------------------------------------------------
+
+
+def _argument_problems(domain: Domain, actions: Sequence[Action]) -> list[str]:
+    found = []
+    for index, action in enumerate(actions):
+        tool = domain.tools.get(action.name)
+        if tool is None:
+            found.append(f"unknown tool: action {index} calls {action.name!r}")
+            continue
+        try:
+            tool.arguments.model_validate(action.arguments)
+        except ValidationError as exc:
+            found.append(f"bad arguments: action {index} ({action.name}): {schema_errors(exc)}")
+    return found
+
+
+def _goal_problems(domain: Domain, blueprint: Blueprint) -> list[str]:
+    found = []
+    writes = write_names(domain)
+    size = len(blueprint.actions)
+    served: set[int] = set()
+    if not blueprint.goal.requests:
+        found.append("goal: no request")
+    for number, request in enumerate(blueprint.goal.requests):
+        bad = [i for i in request.actions if not 0 <= i < size]
+        if bad:
+            found.append(f"goal: request {number} points at actions {bad}, but there are {size} actions")
+        served.update(i for i in request.actions if 0 <= i < size)
+        if request.refuse and any(
+            blueprint.actions[i].name in writes for i in request.actions if 0 <= i < size
+        ):
+            found.append(f"goal: request {number} must be refused but is served by a write")
+    for index, action in enumerate(blueprint.actions):
+        if action.name in writes and index not in served:
+            found.append(f"goal: write action {index} ({action.name}) serves no request")
+    return found
+
+
+def check_format(domain: Domain, database: Database, proposal: Blueprint | ProposalError) -> Verdict:
+    """Schema, known user and tools, arguments that validate, goal indices in range, usable outputs."""
+    if isinstance(proposal, ProposalError):
+        return Verdict(stage="format", passed=False, reasons=[proposal.reason])
+    found = []
+    if proposal.user_id not in database.table(USERS):
+        found.append(f"unknown user: {proposal.user_id!r} is not in the database")
+    if not proposal.instruction.strip():
+        found.append("empty instruction: the instruction is blank")
+    if not proposal.actions:
+        found.append("no actions: a task needs gold actions")
+    found += _argument_problems(domain, proposal.actions)
+    found += _goal_problems(domain, proposal)
+    found += [
+        f"bad output: {o!r} is empty or has a comma" for o in proposal.outputs if not o.strip() or "," in o
+    ]
+    refuses = any(r.refuse for r in proposal.goal.requests)
+    if not (any(a.name in write_names(domain) for a in proposal.actions) or proposal.outputs or refuses):
+        found.append("unverifiable: no write, no output and no refused request")
+    if domain.api_graph is not None and not any(f.startswith("unknown tool") for f in found):
+        found += [f"ungrounded: {text}" for text in ungrounded(proposal.actions, domain.api_graph)]
+    return Verdict(stage="format", passed=not found, reasons=found)
+
+
+# --- execution ----------------------------------------------------------------------------------
+
+
+def _plain(text: str) -> str:
+    return text.lower().replace(",", "")
+
+
+def check_execution(domain: Domain, database: Database, blueprint: Blueprint) -> tuple[Verdict, Session]:
+    """Replay the gold actions on a fork: none may fail; the diff is kept as ``state_change``."""
+    session = replay(domain.tools, database, blueprint.actions)
+    identify = identity_tools(domain)
+    found = []
+    for step in session.trace.steps:
+        if not step.ok:
+            found.append(f"action failed: action {step.index} ({step.name}) returned {step.output[:200]!r}")
+        elif step.name in identify and step.output.strip() != blueprint.user_id:
+            found.append(
+                f"wrong user: action {step.index} identifies {step.output.strip()!r}, "
+                f"not the task's user {blueprint.user_id!r}"
+            )
+    seen = _plain(" ".join(s.output for s in session.trace.steps))
+    for output in blueprint.outputs:
+        if not _NUMBER.fullmatch(output.strip()) and _plain(output) not in seen:
+            found.append(f"ungrounded output: {output!r} appears in no tool output of the gold actions")
+    details = {"state_change": thaw(session.diff())} if not found else {}
+    return Verdict(stage="execution", passed=not found, reasons=found, details=details), session
+
+
+# --- policy -------------------------------------------------------------------------------------
+
+
+def forbidden_sequences(domain: Domain, actions: Sequence[Action]) -> list[str]:
+    """Writes the API graph forbids after an earlier write on the same record."""
+    if domain.api_graph is None:
+        return []
+    writes = write_names(domain)
+    done: dict[str, list[tuple[int, str]]] = {}
+    found = []
+    for index, action in enumerate(actions):
+        if action.name not in writes:
+            continue
+        for record in written_records(action):
+            for earlier_index, earlier in done.get(record, []):
+                if (earlier, action.name) in domain.api_graph.forbidden:
+                    found.append(
+                        f"forbidden sequence: action {index} ({action.name}) after action {earlier_index} "
+                        f"({earlier}) on {record}"
+                    )
+            done.setdefault(record, []).append((index, action.name))
+    return found
+
+
+def check_policy(domain: Domain, trace: Trace, actions: Sequence[Action]) -> Verdict:
+    """The domain's rules on the action-only trace (dialogue rules are skipped) and forbidden write pairs."""
+    found = [
+        f"{v.rule}: {'action ' + str(v.step) + ': ' if v.step is not None else ''}{v.message}"
+        for v in domain.policy.check(trace)
+    ]
+    found += forbidden_sequences(domain, actions)
+    return Verdict(stage="policy", passed=not found, reasons=found)
+
+
+@dataclass
+class RuleCheck:
+    """The verdicts of the rule-based validators, and the replayed session when execution ran."""
+
+    verdicts: list[Verdict]
+    session: Session | None
+
+    @property
+    def passed(self) -> bool:
+        return all(v.passed for v in self.verdicts)
+
+    @property
+    def state_change(self) -> dict[str, Any]:
+        found = next((v for v in self.verdicts if v.stage == "execution"), None)
+        return dict(found.details.get("state_change", {})) if found else {}
+
+
+def check_rules(domain: Domain, database: Database, proposal: Blueprint | ProposalError) -> RuleCheck:
+    """Format, then execution, then policy; stops at the first stage that rejects."""
+    verdict = check_format(domain, database, proposal)
+    if not verdict.passed or isinstance(proposal, ProposalError):
+        return RuleCheck([verdict], None)
+    executed, session = check_execution(domain, database, proposal)
+    if not executed.passed:
+        return RuleCheck([verdict, executed], session)
+    return RuleCheck([verdict, executed, check_policy(domain, session.trace, proposal.actions)], session)
+
+
+# --- committee ----------------------------------------------------------------------------------
+
+JUDGE_SYSTEM = """\
+You review task blueprints for training customer-service agents of the {domain} domain. A blueprint \
+is an instruction for a simulated customer, the gold tool calls a perfect agent makes (already \
+executed: you see each call's result), the values the agent must say (outputs) and the resulting \
+database change. It already passed automatic checks: every call runs and no coded policy rule fires.
+
+Score each criterion 1 (yes) or 0 (no):
+- correctness: the gold calls do exactly what the instruction asks, with the right records, items, \
+options and payment methods, and the policy allows every change.
+- completeness: the instruction gives the customer every fact and choice the agent will need, and \
+every gold call is motivated by it; the outputs answer what the customer asks.
+- satisfaction: a customer with this instruction would be satisfied once these calls are made and \
+the outputs are said.
+- creativity: the task is realistic and natural, not a trivial or contradictory request.
+
+Answer with one JSON object and nothing else:
+{{"correctness": 1, "completeness": 1, "satisfaction": 1, "creativity": 1, "reason": "one short sentence"}}"""
+
+
+class JudgeAnswer(BaseModel):
+    """The JSON a judge must answer with (a ``scores`` object around the criteria is accepted too)."""
+
+    correctness: bool
+    completeness: bool
+    satisfaction: bool
+    creativity: bool
+    reason: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flatten(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("scores"), dict):
+            return {**data["scores"], "reason": data.get("reason", "")}
+        return data
+
+
+def judge_messages(
+    domain: Domain, blueprint: Blueprint, session: Session | None, policy: str
+) -> list[dict[str, str]]:
+    """The chat messages asking one judge to score ``blueprint``."""
+    steps = session.trace.steps if session is not None else []
+    calls = [
+        {
+            "call": a.model_dump(mode="json"),
+            "result": (steps[i].output if i < len(steps) else "")[:OUTPUT_CHARS],
+        }
+        for i, a in enumerate(blueprint.actions)
+    ]
+    body = {
+        "instruction": blueprint.instruction,
+        "goal": blueprint.goal.model_dump(mode="json"),
+        "gold_calls": calls,
+        "outputs": blueprint.outputs,
+        "state_change": thaw(session.diff()) if session is not None else {},
+    }
+    text = f"## Policy\n{policy}\n\n## Blueprint\n{json.dumps(body, ensure_ascii=False)}\n\nScore it now."
+    return [
+        {"role": "system", "content": JUDGE_SYSTEM.format(domain=domain.name)},
+        {"role": "user", "content": text},
+    ]
+
+
+class Committee:
+    """N judges score each blueprint; majority vote per criterion; accepted when enough criteria pass."""
+
+    def __init__(
+        self, judges: Sequence[LLMClient], threshold: float = 0.5, limiter: asyncio.Semaphore | None = None
+    ):
+        if not judges:
+            raise ValueError("a committee needs at least one judge")
+        self.judges = list(judges)
+        self.threshold = threshold
+        self.limiter = limiter
+
+    async def _vote(
+        self, number: int, judge: LLMClient, messages: list[dict[str, str]]
+    ) -> tuple[Vote, Usage, float]:
+        name = f"judge{number}:{judge.settings.model}"
+        try:
+            answer = await limited_complete(judge, messages, self.limiter)
+        except LLMError as exc:
+            return Vote(judge=name, error=f"llm error: {exc.label}"), Usage(), 0.0
+        try:
+            parsed = JudgeAnswer.model_validate(json_object(answer.content))
+        except (ValueError, ValidationError) as exc:
+            error = f"bad answer: {str(exc).splitlines()[0][:160]}"
+            return Vote(judge=name, error=error), answer.usage, answer.cost
+        scores = {c: bool(getattr(parsed, c)) for c in CRITERIA}
+        return Vote(judge=name, scores=scores, reason=parsed.reason), answer.usage, answer.cost
+
+    async def review(
+        self, domain: Domain, blueprint: Blueprint, session: Session | None, policy: str
+    ) -> Verdict:
+        """Every judge's vote, the majority per criterion and the decision."""
+        messages = judge_messages(domain, blueprint, session, policy)
+        results = await asyncio.gather(*(self._vote(n, j, messages) for n, j in enumerate(self.judges, 1)))
+        votes = [vote for vote, _, _ in results]
+        usage = sum((u for _, u, _ in results), Usage())
+        cost = sum(c for _, _, c in results)
+        return decide(votes, self.threshold).model_copy(update={"usage": usage, "cost": cost})
+
+
+def decide(votes: Sequence[Vote], threshold: float) -> Verdict:
+    """Majority vote per criterion among the judges who answered (a tie fails); abstentions are recorded."""
+    answered = [v for v in votes if not v.abstained]
+    details: dict[str, Any] = {
+        "votes": [v.model_dump() for v in votes],
+        "abstained": [v.judge for v in votes if v.abstained],
+    }
+    if not answered:
+        return Verdict(
+            stage="committee", passed=False, reasons=["no judge: every judge abstained"], details=details
+        )
+    criteria = {c: 2 * sum(v.scores.get(c, False) for v in answered) > len(answered) for c in CRITERIA}
+    share = sum(criteria.values()) / len(CRITERIA)
+    reasons = []
+    for criterion, ok in criteria.items():
+        if not ok:
+            against = [v for v in answered if not v.scores.get(criterion, False)]
+            why = " | ".join(v.reason for v in against if v.reason)
+            reasons.append(
+                f"{criterion}: {len(against)} of {len(answered)} judges said no"
+                + (f" ({why})" if why else "")
+            )
+    passed = share >= threshold
+    details.update(criteria=criteria, share=share)
+    return Verdict(stage="committee", passed=passed, reasons=[] if passed else reasons, details=details)
+
+
+# --- feedback -----------------------------------------------------------------------------------
+
+FEEDBACK_CHARS = 1500
+
+
+def _call_text(action: Action) -> str:
+    return f"{action.name}({json.dumps(action.arguments, ensure_ascii=False)})"
+
+
+def feedback_summary(proposal: Blueprint | ProposalError, verdicts: Sequence[Verdict]) -> str:
+    """What went wrong, for the proposer's next round: the calls it proposed and every failure."""
+    failed = [v for v in verdicts if not v.passed]
+    lines = [f"Rejected at {v.stage}: {'; '.join(v.reasons)}." for v in failed]
+    if isinstance(proposal, Blueprint):
+        lines.append("Your gold actions were: " + "; ".join(map(_call_text, proposal.actions)))
+    text = " ".join(lines)
+    return text if len(text) <= FEEDBACK_CHARS else text[: FEEDBACK_CHARS - 3] + "..."
