@@ -214,6 +214,60 @@ def cmd_serve_llm(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from apigen_gym.generation.config import GenerationConfig
+    from apigen_gym.generation.pipeline import GenerationError, generate_main
+
+    domain = domain_of(args.domain)
+    if args.data_dir is not None and not Path(args.data_dir).is_dir():
+        raise UsageError(f"--data-dir {args.data_dir}: no such folder")
+
+    def model(name: str | None) -> LLMSettings | None:
+        return None if name is None else _settings(args, name)
+
+    try:
+        config = GenerationConfig(
+            domain=domain,
+            n=args.n,
+            phase=args.phase,
+            seed=args.seed,
+            data_dir=args.data_dir,
+            proposer=model(args.model),
+            judges=[_settings(args, m) for m in args.judge_model or []],
+            acceptance_threshold=args.threshold,
+            feedback_rounds=args.rounds,
+            recombine=args.recombine,
+            user=model(args.user_model),
+            user_best_of=args.user_best_of,
+            critic=model(args.critic_model),
+            agent=model(args.agent_model),
+            attempts=args.attempts,
+            concurrency=args.concurrency,
+        )
+    except ValidationError as exc:
+        raise UsageError(str(exc).replace("\n", "; ")) from None
+    try:
+        print(generate_main(config, args.out, progress=sys.stderr.isatty()))
+    except (GenerationError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from apigen_gym.generation.pipeline import GenerationError, export_main
+
+    if not Path(args.run).is_dir():
+        raise UsageError(f"{args.run}: no such folder")
+    out = args.out or str(Path(args.run) / f"export-{args.format}.jsonl")
+    try:
+        print(export_main(args.run, args.format, out))
+    except (GenerationError, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from None
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from apigen_gym.report import report_main
 
@@ -288,6 +342,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="on resume, run again the episodes that ended in an LLM error",
     )
 
+    gen = sub.add_parser("generate", help="APIGen-MT: verified task blueprints, then verified dialogues")
+    gen.add_argument("--domain", required=True, help="retail, airline or travel (or an env id)")
+    gen.add_argument("-n", type=int, required=True, help="task blueprints to accept")
+    gen.add_argument("--phase", choices=["1", "2", "all"], default="all", help="which phases to run")
+    gen.add_argument("--out", required=True, help="the run folder; re-running resumes")
+    gen.add_argument("--seed", type=int, default=0, help="seed of the run")
+    gen.add_argument("--data-dir", help="a τ-bench-layout folder (default: the shipped data)")
+    gen.add_argument("--model", help="the proposer's model (default: the offline template proposer)")
+    gen.add_argument("--judge-model", action="append", help="a review-committee judge's model (repeatable)")
+    gen.add_argument("--threshold", type=float, default=0.5, help="share of committee criteria to pass")
+    gen.add_argument("--rounds", type=int, help="proposal rounds with feedback (default per domain)")
+    gen.add_argument("--recombine", type=float, default=0.2, help="extra recombined tasks, as a share of n")
+    gen.add_argument("--user-model", help="phase 2 LLM user's model (default: the scripted user)")
+    gen.add_argument("--user-best-of", type=int, default=1, help="best-of-N LLM user")
+    gen.add_argument("--critic-model", help="the best-of-N critic's model")
+    gen.add_argument("--agent-model", help="phase 2 agent's model (default: the oracle agent)")
+    gen.add_argument("--attempts", type=int, default=3, help="phase 2 attempts per task")
+    gen.add_argument("--concurrency", type=int, default=8, help="LLM calls or episodes in flight")
+    gen.add_argument("--base-url", help="OpenAI-compatible base URL (default: OPENAI_BASE_URL, or OpenAI)")
+    gen.add_argument("--temperature", type=float, help="sampling temperature passed to the models")
+    gen.add_argument("--llm-seed", type=int, help="seed passed to the models")
+    gen.add_argument("--timeout", type=float, default=120.0, help="seconds per LLM request")
+    gen.add_argument("--max-retries", type=int, default=5, help="retries of a failed LLM request")
+    gen.add_argument("--cache-dir", type=Path, help="record/replay LLM responses in this folder")
+
+    export = sub.add_parser("export", help="a generation run's verified dialogues as training data")
+    export.add_argument("run", help="the run folder")
+    export.add_argument("--format", choices=["openai", "sharegpt"], default="openai")
+    export.add_argument("--out", help="output JSONL (default: RUN/export-<format>.jsonl)")
+
     serve = sub.add_parser("serve-llm", help="the loopback OpenAI-compatible server with scripted models")
     from apigen_gym.llm_server import add_arguments as server_arguments
 
@@ -319,6 +403,8 @@ COMMANDS = {
     "play": cmd_play,
     "report": cmd_report,
     "serve-llm": cmd_serve_llm,
+    "generate": cmd_generate,
+    "export": cmd_export,
     "leaderboard": cmd_leaderboard,
 }
 
@@ -326,7 +412,7 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        for option in ("trials", "max_steps", "concurrency", "user_best_of"):
+        for option in ("trials", "max_steps", "concurrency", "user_best_of", "n", "attempts"):
             if getattr(args, option, 1) < 1:
                 raise UsageError(f"--{option.replace('_', '-')} must be at least 1")
         return COMMANDS[args.command](args)

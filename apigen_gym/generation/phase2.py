@@ -1,0 +1,422 @@
+"""APIGen-MT Phase 2: play every accepted task as a simulated dialogue and keep only verified ones.
+
+For each accepted task, up to ``config.attempts`` episodes are played (an env on the task, a user
+simulator, an agent) with the evaluation runner's episode loop, ``config.concurrency`` tasks at a
+time. The first episode with reward 1 and no policy violation is kept in ``phase2/dialogues.jsonl``
+and the task is done; every other episode goes to ``phase2/failures.jsonl`` with a label, for DPO or
+RL. Re-running resumes: (task, attempt) pairs already recorded are skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from tqdm import tqdm
+
+import apigen_gym
+from apigen_gym.agents import Agent, OracleAgent
+from apigen_gym.domain import Domain, load_domain
+from apigen_gym.env import ApigenEnv
+from apigen_gym.evaluation import EpisodeResult, run_episode_async
+from apigen_gym.generation.config import GenerationConfig
+from apigen_gym.generation.store import JsonlAppender, RunPaths, read_models
+from apigen_gym.jsonio import digest, read_jsonl, write_jsonl
+from apigen_gym.llm import LLMClient, LLMSettings, Usage
+from apigen_gym.llm_agents import ToolCallingAgent
+from apigen_gym.llm_user import BestOfNUser, LLMUser
+from apigen_gym.task import Task
+from apigen_gym.users import ScriptedUser, UserSimulator
+
+Label = Literal[
+    "success",
+    "state_mismatch",
+    "missing_output",
+    "policy_violation",
+    "turn_limit",
+    "infrastructure",
+    "duplicate",
+]
+"""Why an episode was (not) kept. ``duplicate``: verified, but the same conversation is already kept."""
+FAILURE_LABELS: tuple[Label, ...] = (
+    "state_mismatch",
+    "missing_output",
+    "policy_violation",
+    "turn_limit",
+    "infrastructure",
+    "duplicate",
+)
+VERIFIED: frozenset[str] = frozenset({"success", "duplicate"})
+"""Labels that end a task's attempts: it has a verified dialogue."""
+
+
+class Models(BaseModel):
+    """Who played the episode."""
+
+    agent: str
+    user: str
+    user_best_of: int = 1
+    critic: str | None = None
+
+
+class Seeds(BaseModel):
+    """The seeds of one episode: the run's, the env reset's (the user's is drawn from it), the agent's."""
+
+    run: int
+    episode: int
+    agent: int | None = None
+
+
+class DialogueRecord(BaseModel):
+    """One Phase 2 episode, as written to ``dialogues.jsonl`` (label success) or ``failures.jsonl``."""
+
+    task_id: str
+    attempt: int = Field(ge=1)
+    label: Label
+    reward: float
+    messages: list[dict[str, Any]]
+    """The conversation in OpenAI chat format (system = policy)."""
+    tools: list[dict[str, Any]]
+    reward_info: dict[str, Any]
+    termination: str | None
+    steps: int
+    error: str | None = None
+    models: Models
+    seeds: Seeds
+    env_id: str
+    env_version: str
+    harness_version: str
+    usage: Usage = Field(default_factory=Usage)
+    cost: float = 0.0
+    seconds: float = 0.0
+    digest: str
+    """Hash of the conversation (tool-call ids normalised): equal conversations, equal digests."""
+    duplicate_of: str | None = None
+    """For ``duplicate``: ``task_id#attempt`` of the kept dialogue it repeats."""
+    task: Task
+    provenance: dict[str, Any] = Field(default_factory=dict)
+    """The task's Phase 1 provenance (``task.meta["provenance"]``)."""
+
+    @property
+    def ref(self) -> str:
+        return f"{self.task_id}#{self.attempt}"
+
+
+class _Done(BaseModel):
+    """The part of a record that resuming needs."""
+
+    task_id: str
+    attempt: int
+    label: str
+    digest: str = ""
+    duplicate_of: str | None = None
+
+
+class Phase2Stats(BaseModel):
+    """What one call of :func:`run_phase2` did."""
+
+    tasks: int = Field(description="accepted tasks (removed ones excluded)")
+    already_done: int = Field(description="tasks finished by an earlier run (verified or out of attempts)")
+    attempted: int = Field(description="tasks played in this run")
+    episodes: int
+    dialogues: int = Field(description="verified dialogues kept in this run")
+    duplicates: int
+    failures: dict[str, int] = Field(default_factory=dict)
+    usage: Usage = Field(default_factory=Usage)
+    cost: float = 0.0
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+
+
+def label_of(result: EpisodeResult) -> Label:
+    """Why an episode is kept or not: infrastructure, turn limit, state, outputs, then policy."""
+    if result.error is not None:
+        return "infrastructure"
+    if result.termination == "max_steps":
+        return "turn_limit"
+    info = result.reward_info
+    if not info.get("state_match", False):
+        return "state_mismatch"
+    if not all(o.get("found", False) for o in info.get("outputs", [])):
+        return "missing_output"
+    if info.get("violations") or result.reward < 1.0:
+        return "policy_violation"
+    return "success"
+
+
+def conversation_digest(messages: Sequence[dict[str, Any]]) -> str:
+    """A hash of the conversation that ignores tool-call ids (servers draw them at random)."""
+    ids: dict[str, str] = {}
+    normal = []
+    for message in messages:
+        m = dict(message)
+        if m.get("tool_calls"):
+            m["tool_calls"] = [
+                {**c, "id": ids.setdefault(str(c.get("id")), f"call_{len(ids)}")} for c in m["tool_calls"]
+            ]
+        if "tool_call_id" in m:
+            m["tool_call_id"] = ids.get(str(m["tool_call_id"]), m["tool_call_id"])
+        normal.append(m)
+    return digest(normal)
+
+
+def episode_seed(run_seed: int, task_id: str, attempt: int) -> int:
+    """The env seed of one (task, attempt): stable across runs and processes."""
+    raw = hashlib.sha256(f"{run_seed}/{task_id}/{attempt}".encode()).digest()
+    return int.from_bytes(raw[:4], "big") >> 1
+
+
+def json_rows(path: Path) -> Iterator[dict[str, Any]]:
+    """The complete JSON object rows of a file (none when it does not exist; a torn tail ends it)."""
+    if not path.is_file():
+        return
+    try:
+        yield from (row for row in read_jsonl(path) if isinstance(row, dict))
+    except ValueError:
+        return
+
+
+def _removed_id(row: dict[str, Any]) -> str | None:
+    """The task id of a ``removed.jsonl`` row (``{"task": {...}, "reason": ...}``)."""
+    task = row.get("task")
+    found = task.get("id") if isinstance(task, dict) else row.get("task_id", row.get("id"))
+    return None if found is None else str(found)
+
+
+def accepted_tasks(paths: RunPaths) -> list[Task]:
+    """Phase 1's accepted tasks, without those later removed (first occurrence of an id wins)."""
+    removed = {task_id for task_id in map(_removed_id, json_rows(paths.removed)) if task_id}
+    tasks: dict[str, Task] = {}
+    for task in read_models(paths.accepted, Task):
+        if task.id not in removed:
+            tasks.setdefault(task.id, task)
+    return list(tasks.values())
+
+
+def read_records(path: Path) -> list[DialogueRecord]:
+    """Every complete record of a Phase 2 file (a torn last line is ignored)."""
+    return list(read_models(path, DialogueRecord))
+
+
+def write_task_split(tasks: Iterable[Task], folder: str | Path, split: str = "accepted") -> Path:
+    """The tasks as ``folder/tasks/<split>.jsonl`` (τ-bench layout), e.g. for a loopback oracle model."""
+    path = Path(folder) / "tasks" / f"{split}.jsonl"
+    write_jsonl(path, [t.model_dump(mode="json", exclude_none=True) for t in tasks])
+    return path
+
+
+class _SeededToolCallingAgent(ToolCallingAgent):
+    """A tool-calling agent that sends its episode's seed, so retried attempts can differ."""
+
+    def __init__(self, client: LLMClient, seed: int):
+        super().__init__(client)
+        self.seed = seed
+
+    async def act_async(self, observation: str) -> Any:
+        env = self._env()
+        completion = self._count(await self.client.complete(env.messages, tools=env.tools, seed=self.seed))
+        return completion.message
+
+
+class Players:
+    """Makes the agent and the user of each episode from a config; owns the LLM clients."""
+
+    def __init__(self, config: GenerationConfig, domain: Domain):
+        self.config = config
+        self.domain = domain
+        best_of = config.user_best_of if config.user is not None else 1
+        self.agent_client = self._client(config.agent)
+        self.user_client = self._client(config.user)
+        # best-of-N without a critic model: the user's own model critiques
+        self.critic_client = self._client(config.critic) if best_of > 1 else None
+        critic = (config.critic or config.user) if best_of > 1 else None
+        self.models = Models(
+            agent=config.agent.model if config.agent else "oracle",
+            user=config.user.model if config.user else "scripted",
+            user_best_of=best_of,
+            critic=critic.model if critic is not None else None,
+        )
+
+    def _client(self, settings: LLMSettings | None) -> LLMClient | None:
+        return None if settings is None else LLMClient(settings)
+
+    def agent(self, seed: int) -> Agent:
+        if self.agent_client is None:
+            return OracleAgent(self.domain.tools)
+        return _SeededToolCallingAgent(self.agent_client, seed)
+
+    def agent_seed(self, seed: int) -> int | None:
+        return seed if self.agent_client is not None else None
+
+    def user(self) -> UserSimulator:
+        if self.user_client is None:
+            return ScriptedUser()
+        if self.config.user_best_of > 1:
+            return BestOfNUser(self.user_client, self.critic_client, n=self.config.user_best_of)
+        return LLMUser(self.user_client)
+
+    async def aclose(self) -> None:
+        clients = (self.agent_client, self.user_client, self.critic_client)
+        for client in dict.fromkeys(c for c in clients if c is not None):
+            await client.aclose()
+
+
+class _Ledger:
+    """What is recorded so far: attempts per task, verified tasks, kept conversations."""
+
+    def __init__(self, paths: RunPaths):
+        self.attempts: dict[str, set[int]] = {}
+        self.verified: set[str] = set()
+        self.kept: dict[str, str] = {}
+        for path in (paths.dialogues, paths.failures):
+            for row in read_models(path, _Done):
+                self.attempts.setdefault(row.task_id, set()).add(row.attempt)
+                if row.label in VERIFIED:
+                    self.verified.add(row.task_id)
+                if row.label == "success" and row.digest:
+                    self.kept.setdefault(row.digest, f"{row.task_id}#{row.attempt}")
+
+    def todo(self, task: Task, attempts: int) -> list[int]:
+        """The attempts still to play for ``task`` (none once it is verified)."""
+        if task.id in self.verified:
+            return []
+        done = self.attempts.get(task.id, set())
+        return [a for a in range(1, attempts + 1) if a not in done]
+
+
+class _Phase2Run:
+    """One pass over the accepted tasks: schedules, plays, labels and writes episodes."""
+
+    def __init__(self, config: GenerationConfig, paths: RunPaths, max_steps: int | None, progress: bool):
+        self.config = config
+        self.paths = paths
+        self.domain = load_domain(config.domain)
+        self.database = self.domain.database(config.data_dir)
+        self.max_steps = max_steps
+        self.progress = progress
+        self.players = Players(config, self.domain)
+        self.env_id = f"apigen/{self.domain.name}-v0"
+        self.ledger = _Ledger(paths)
+        self.labels: Counter[str] = Counter()
+        self.usage = Usage()
+        self.cost = 0.0
+
+    def _env(self, task: Task) -> ApigenEnv:
+        kwargs: dict[str, Any] = {} if self.max_steps is None else {"max_steps": self.max_steps}
+        return ApigenEnv(
+            self.domain, database=self.database, tasks=[task], user=self.players.user(), **kwargs
+        )
+
+    def _record(self, task: Task, attempt: int, seed: int, result: EpisodeResult) -> DialogueRecord:
+        label = label_of(result)
+        key = conversation_digest(result.messages)
+        duplicate_of = None
+        if label == "success":
+            duplicate_of = self.ledger.kept.get(key)
+            if duplicate_of is None:
+                self.ledger.kept[key] = f"{task.id}#{attempt}"
+            else:
+                label = "duplicate"
+        provenance = task.meta.get("provenance")
+        return DialogueRecord(
+            task_id=task.id,
+            attempt=attempt,
+            label=label,
+            reward=result.reward,
+            messages=result.messages,
+            tools=self.domain.tools.schemas,
+            reward_info=result.reward_info,
+            termination=result.termination,
+            steps=result.steps,
+            error=result.error,
+            models=self.players.models,
+            seeds=Seeds(run=self.config.seed, episode=seed, agent=self.players.agent_seed(seed)),
+            env_id=self.env_id,
+            env_version=self.domain.version,
+            harness_version=apigen_gym.__version__,
+            usage=result.usage,
+            cost=result.cost,
+            seconds=result.seconds,
+            digest=key,
+            duplicate_of=duplicate_of,
+            task=task,
+            provenance=provenance if isinstance(provenance, dict) else {},
+        )
+
+    async def _play(
+        self, task: Task, attempts: list[int], dialogues: JsonlAppender, failures: JsonlAppender
+    ) -> None:
+        for attempt in attempts:
+            seed = episode_seed(self.config.seed, task.id, attempt)
+            agent = self.players.agent(seed)
+            result = await run_episode_async(self._env(task), agent, task.id, attempt, seed=seed)
+            record = self._record(task, attempt, seed, result)
+            (dialogues if record.label == "success" else failures).write(record)
+            self.labels[record.label] += 1
+            self.usage = self.usage + record.usage
+            self.cost += record.cost
+            if record.label in VERIFIED:
+                break
+
+    async def run(self) -> Phase2Stats:
+        started, cpu = time.perf_counter(), time.process_time()
+        tasks = accepted_tasks(self.paths)
+        todo = [(t, a) for t in tasks if (a := self.ledger.todo(t, self.config.attempts))]
+        queue: asyncio.Queue[tuple[Task, list[int]]] = asyncio.Queue()
+        for item in todo:
+            queue.put_nowait(item)
+        bar = tqdm(total=len(todo), unit="task", disable=not self.progress, dynamic_ncols=True)
+        try:
+            with (
+                JsonlAppender(self.paths.dialogues) as dialogues,
+                JsonlAppender(self.paths.failures) as failures,
+            ):
+
+                async def worker() -> None:
+                    while not queue.empty():
+                        task, attempts = queue.get_nowait()
+                        await self._play(task, attempts, dialogues, failures)
+                        bar.set_postfix(kept=self.labels["success"], failed=sum(self.labels.values()))
+                        bar.update()
+
+                workers = max(1, min(self.config.concurrency, len(todo)))
+                await asyncio.gather(*(worker() for _ in range(workers)))
+        finally:
+            bar.close()
+            await self.players.aclose()
+        return Phase2Stats(
+            tasks=len(tasks),
+            already_done=len(tasks) - len(todo),
+            attempted=len(todo),
+            episodes=sum(self.labels.values()),
+            dialogues=self.labels["success"],
+            duplicates=self.labels["duplicate"],
+            failures={k: v for k, v in sorted(self.labels.items()) if k != "success"},
+            usage=self.usage,
+            cost=round(self.cost, 8),
+            seconds=round(time.perf_counter() - started, 6),
+            cpu_seconds=round(time.process_time() - cpu, 6),
+        )
+
+
+async def run_phase2_async(
+    config: GenerationConfig, paths: RunPaths, *, max_steps: int | None = None, progress: bool = False
+) -> Phase2Stats:
+    """:func:`run_phase2` inside a running event loop."""
+    return await _Phase2Run(config, paths, max_steps, progress).run()
+
+
+def run_phase2(
+    config: GenerationConfig, paths: RunPaths, *, max_steps: int | None = None, progress: bool = False
+) -> Phase2Stats:
+    """Play the accepted tasks not yet done; keep verified dialogues, label the rest; resumable.
+
+    ``max_steps``: agent actions before an episode is cut (``turn_limit``); default: the env's.
+    """
+    return asyncio.run(run_phase2_async(config, paths, max_steps=max_steps, progress=progress))

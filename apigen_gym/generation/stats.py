@@ -1,0 +1,427 @@
+"""Counts and rates of a generation run, from its files: written to ``RUN/stats.json`` and printed.
+
+Phase 1: proposals, acceptance per validation stage, feedback rounds, recombinations. Phase 2:
+success rate, attempts, failure labels. Kept dialogues: turns and tool calls, which write tools and
+policy rules they exercise, tokens and cost per dialogue.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+from tabulate import tabulate
+
+from apigen_gym.domain import Domain, load_domain
+from apigen_gym.generation.phase2 import DialogueRecord, accepted_tasks, json_rows, read_records
+from apigen_gym.generation.store import RunPaths
+from apigen_gym.jsonio import read_json, write_json
+from apigen_gym.llm import Usage
+from apigen_gym.policy import Rule, Trace
+from apigen_gym.tools import ERROR_PREFIX, ToolKind
+
+
+class Distribution(BaseModel):
+    """Mean, median, min and max of a list of numbers (zeros when it is empty)."""
+
+    mean: float = 0.0
+    median: float = 0.0
+    min: float = 0.0
+    max: float = 0.0
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Distribution:
+        if not values:
+            return cls()
+        return cls(
+            mean=round(statistics.fmean(values), 3),
+            median=float(statistics.median(values)),
+            min=float(min(values)),
+            max=float(max(values)),
+        )
+
+
+class StageAcceptance(BaseModel):
+    """How many blueprints a validation stage checked and passed."""
+
+    stage: str
+    checked: int
+    passed: int
+    rate: float
+
+
+class Phase1Summary(BaseModel):
+    proposals: int = Field(0, description="proposal rounds (rows of proposals.jsonl, recombinations apart)")
+    accepted: int = 0
+    removed: int = 0
+    recombinations: int = Field(0, description="recombinations tried")
+    recombined: int = Field(0, description="accepted tasks made by recombining others")
+    acceptance: list[StageAcceptance] = Field(default_factory=list)
+    feedback_rounds: dict[str, int] = Field(default_factory=dict, description="accepted tasks by rounds used")
+    mean_rounds: float = 0.0
+    usage: Usage = Field(default_factory=Usage)
+    cost: float = 0.0
+
+
+class Phase2Summary(BaseModel):
+    tasks: int = 0
+    verified_tasks: int = 0
+    success_rate: float = Field(0.0, description="share of tasks with a verified dialogue")
+    episodes: int = 0
+    dialogues: int = 0
+    attempts_per_task: float = Field(0.0, description="episodes per task played")
+    success_at_attempt: dict[str, int] = Field(default_factory=dict)
+    failures: dict[str, int] = Field(default_factory=dict)
+    usage: Usage = Field(default_factory=Usage)
+    cost: float = 0.0
+
+
+class DialogueShape(BaseModel):
+    turns: Distribution = Field(default_factory=Distribution, description="user and assistant messages")
+    tool_calls: Distribution = Field(default_factory=Distribution)
+
+
+class Coverage(BaseModel):
+    write_tools: dict[str, int] = Field(default_factory=dict, description="dialogues with a successful call")
+    unused_write_tools: list[str] = Field(default_factory=list)
+    rules: dict[str, int] = Field(
+        default_factory=dict, description="dialogues calling a rule's subject tools"
+    )
+    unexercised_rules: list[str] = Field(default_factory=list)
+
+
+class Spend(BaseModel):
+    tokens: int = 0
+    cost: float = 0.0
+    tokens_per_dialogue: float = 0.0
+    cost_per_dialogue: float = 0.0
+
+
+class GenerationStats(BaseModel):
+    """Everything ``stats.json`` holds."""
+
+    domain: str
+    phase1: dict[str, Any] | None = None
+    """Phase 1's own counts, kept as Phase 1 wrote them (``None`` when Phase 1 did not run here)."""
+    phase1_summary: Phase1Summary = Field(default_factory=Phase1Summary)
+    phase2: Phase2Summary = Field(default_factory=Phase2Summary)
+    dialogues: DialogueShape = Field(default_factory=DialogueShape)
+    coverage: Coverage = Field(default_factory=Coverage)
+    spend: Spend = Field(default_factory=Spend)
+    seconds: dict[str, float] = Field(default_factory=dict)
+
+
+# --- phase 1 ------------------------------------------------------------------------------------
+
+
+def _passed(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, Mapping):
+        for key in ("passed", "ok", "accepted", "pass"):
+            if isinstance(value.get(key), bool):
+                return bool(value[key])
+    return None
+
+
+def verdicts(row: Mapping[str, Any]) -> list[tuple[str, bool]]:
+    """A proposal's validator verdicts as (stage, passed): from a list of verdicts or a stage map."""
+    found = next((row[k] for k in ("verdicts", "checks", "validators", "stages") if k in row), None)
+    out: list[tuple[str, bool]] = []
+    if isinstance(found, Mapping):
+        items: Iterable[tuple[Any, Any]] = found.items()
+    elif isinstance(found, list):
+        items = (
+            (next((v[k] for k in ("stage", "validator", "name") if k in v), None), v)
+            for v in found
+            if isinstance(v, Mapping)
+        )
+    else:
+        return out
+    for stage, verdict in items:
+        ok = _passed(verdict)
+        if stage is not None and ok is not None:
+            out.append((str(stage), ok))
+    return out
+
+
+def _usage(raw: Any) -> Usage:
+    if isinstance(raw, Mapping):
+        return Usage(
+            prompt_tokens=int(raw.get("prompt_tokens") or 0),
+            completion_tokens=int(raw.get("completion_tokens") or 0),
+        )
+    return Usage()
+
+
+def phase1_summary(paths: RunPaths) -> Phase1Summary:
+    """Phase 1's numbers: from ``proposals.jsonl`` (when present) and the accepted tasks' provenance."""
+    summary = Phase1Summary()
+    checked: Counter[str] = Counter()
+    passed: Counter[str] = Counter()
+    accepted = decided = 0
+    for row in json_rows(paths.proposals):
+        summary.usage = summary.usage + _usage(row.get("usage"))
+        summary.cost += float(row.get("cost") or 0.0)
+        outcome = row.get("outcome")
+        if row.get("kind") == "recombination":
+            summary.recombinations += 1
+            continue
+        summary.proposals += 1
+        stages = verdicts(row)
+        for stage, ok in stages:
+            checked[stage] += 1
+            passed[stage] += ok
+        if isinstance(outcome, str):  # one row per round: "retry" rounds do not decide their blueprint
+            decided += outcome != "retry"
+            accepted += outcome == "accepted"
+        else:
+            decided += 1
+            accepted += bool(row.get("accepted", all(ok for _, ok in stages)))
+    summary.acceptance = [
+        StageAcceptance(stage=s, checked=n, passed=passed[s], rate=round(passed[s] / n, 4))
+        for s, n in checked.items()
+    ]
+    if decided:
+        rate = round(accepted / decided, 4)
+        summary.acceptance.append(
+            StageAcceptance(stage="overall (blueprints)", checked=decided, passed=accepted, rate=rate)
+        )
+    tasks = accepted_tasks(paths)
+    summary.accepted = len(tasks)
+    summary.removed = sum(1 for _ in json_rows(paths.removed))
+    rounds: list[int] = []
+    for task in tasks:
+        prov = task.meta.get("provenance") or {}
+        source = str(prov.get("source") or task.meta.get("source") or "")
+        if "recomb" in source or prov.get("parents"):
+            summary.recombined += 1
+            continue
+        value = prov.get("rounds")
+        if isinstance(value, int) and not isinstance(value, bool):
+            rounds.append(value)
+    summary.feedback_rounds = {str(k): v for k, v in sorted(Counter(rounds).items())}
+    summary.mean_rounds = round(statistics.fmean(rounds), 3) if rounds else 0.0
+    summary.cost = round(summary.cost, 8)
+    return summary
+
+
+def reported_phase1(paths: RunPaths) -> dict[str, Any] | None:
+    """Phase 1's own counts, as it wrote them under ``phase1`` in ``stats.json`` (None when absent)."""
+    if not paths.stats.is_file():
+        return None
+    try:
+        current = read_json(paths.stats)
+    except ValueError:
+        return None
+    found = current.get("phase1") if isinstance(current, dict) else None
+    return found if isinstance(found, dict) else None
+
+
+# --- phase 2 ------------------------------------------------------------------------------------
+
+
+def phase2_summary(
+    tasks: int, dialogues: Sequence[DialogueRecord], failures: Sequence[DialogueRecord]
+) -> Phase2Summary:
+    """Success rate, attempts and failure labels over every recorded episode."""
+    episodes = [*dialogues, *failures]
+    played = {r.task_id for r in episodes}
+    verified = {r.task_id for r in episodes if r.label in ("success", "duplicate")}
+    usage = Usage()
+    for r in episodes:
+        usage = usage + r.usage
+    return Phase2Summary(
+        tasks=tasks,
+        verified_tasks=len(verified),
+        success_rate=round(len(verified) / tasks, 4) if tasks else 0.0,
+        episodes=len(episodes),
+        dialogues=len(dialogues),
+        attempts_per_task=round(len(episodes) / len(played), 3) if played else 0.0,
+        success_at_attempt={str(k): v for k, v in sorted(Counter(r.attempt for r in dialogues).items())},
+        failures=dict(sorted(Counter(r.label for r in failures).items())),
+        usage=usage,
+        cost=round(sum(r.cost for r in episodes), 8),
+    )
+
+
+def tool_calls(messages: Sequence[Mapping[str, Any]]) -> list[tuple[str, bool]]:
+    """Every tool call of a conversation as (tool name, whether it succeeded)."""
+    outputs = {
+        m.get("tool_call_id"): str(m.get("content") or "") for m in messages if m.get("role") == "tool"
+    }
+    calls = []
+    for m in messages:
+        for call in m.get("tool_calls") or []:
+            name = str((call.get("function") or {}).get("name", ""))
+            calls.append((name, not outputs.get(call.get("id"), "").startswith(ERROR_PREFIX)))
+    return calls
+
+
+def dialogue_shape(dialogues: Sequence[DialogueRecord]) -> DialogueShape:
+    turns = [sum(1 for m in d.messages if m.get("role") in ("user", "assistant")) for d in dialogues]
+    return DialogueShape(
+        turns=Distribution.of(turns),
+        tool_calls=Distribution.of([len(tool_calls(d.messages)) for d in dialogues]),
+    )
+
+
+# --- coverage -----------------------------------------------------------------------------------
+
+
+class _ProbeTrace(Trace):
+    """An empty trace that remembers which tools a rule asks it for."""
+
+    def __init__(self) -> None:
+        super().__init__(steps=[], messages=[])
+        self.asked: set[str] = set()
+
+    def calls(self, *names: str) -> Iterator[Any]:
+        self.asked.update(names)
+        return iter(())
+
+
+def rule_subjects(domain: Domain) -> dict[str, frozenset[str]]:
+    """The tools each rule is about: declared (``rule.tools``), asked of the trace, or named in its id.
+
+    Rules about no tool in particular (authentication, one call per turn) get an empty set: every
+    dialogue with a tool call exercises them.
+    """
+    names = domain.tools.names
+    tokens = {name: set(name.split("_")) for name in names}
+    vocabulary = set().union(*tokens.values()) if tokens else set()
+    subjects: dict[str, frozenset[str]] = {}
+    for rule in domain.policy.rules:
+        declared = getattr(rule, "tools", None)
+        if declared:
+            subjects[rule.id] = frozenset(declared)
+            continue
+        probe = _ProbeTrace()
+        try:
+            rule(probe)
+        except Exception:  # a rule that cannot run on an empty trace names no tool this way
+            probe.asked.clear()
+        found = probe.asked & set(names)
+        if not found:
+            words = {w for w in rule.id.rsplit(".", 1)[-1].split("_") if len(w) > 3} & vocabulary
+            found = {n for n in names if words and words <= tokens[n]}
+        subjects[rule.id] = frozenset(found)
+    return subjects
+
+
+def coverage(domain: Domain, dialogues: Sequence[DialogueRecord]) -> Coverage:
+    """Which write tools the kept dialogues use, and which rules they exercise."""
+    writes = [t.name for t in domain.tools.of_kind(ToolKind.WRITE)]
+    subjects = rule_subjects(domain)
+    rules: list[Rule] = list(domain.policy.rules)
+    used: Counter[str] = Counter()
+    exercised: Counter[str] = Counter()
+    for d in dialogues:
+        calls = tool_calls(d.messages)
+        called = {name for name, _ in calls}
+        used.update({name for name, ok in calls if ok and name in writes})
+        for rule in rules:
+            subject = subjects[rule.id]
+            if (subject and subject & called) or (not subject and called):
+                exercised[rule.id] += 1
+    return Coverage(
+        write_tools={name: used[name] for name in writes},
+        unused_write_tools=[name for name in writes if not used[name]],
+        rules={r.id: exercised[r.id] for r in rules},
+        unexercised_rules=[r.id for r in rules if not exercised[r.id]],
+    )
+
+
+# --- the whole run ------------------------------------------------------------------------------
+
+
+def compute_stats(
+    domain: str, run_dir: str | Path, seconds: Mapping[str, float] | None = None
+) -> GenerationStats:
+    """The stats of the run in ``run_dir`` (any phase may be missing)."""
+    paths = RunPaths(run_dir)
+    world = load_domain(domain)
+    phase1 = phase1_summary(paths)
+    reported = reported_phase1(paths)
+    dialogues = [r for r in read_records(paths.dialogues) if r.label == "success"]
+    failures = read_records(paths.failures)
+    phase2 = phase2_summary(phase1.accepted, dialogues, failures)
+    tokens = phase1.usage.total_tokens + phase2.usage.total_tokens
+    cost = phase1.cost + phase2.cost
+    kept = len(dialogues)
+    return GenerationStats(
+        domain=domain,
+        phase1=reported,
+        phase1_summary=phase1,
+        phase2=phase2,
+        dialogues=dialogue_shape(dialogues),
+        coverage=coverage(world, dialogues),
+        spend=Spend(
+            tokens=tokens,
+            cost=round(cost, 8),
+            tokens_per_dialogue=round(tokens / kept, 1) if kept else 0.0,
+            cost_per_dialogue=round(cost / kept, 8) if kept else 0.0,
+        ),
+        seconds={k: round(v, 3) for k, v in (seconds or {}).items()},
+    )
+
+
+def write_stats(stats: GenerationStats, run_dir: str | Path) -> Path:
+    """Write ``RUN/stats.json`` (atomically; Phase 1's ``phase1`` key as read) and return its path."""
+    path = RunPaths(run_dir).stats
+    write_json(path, stats.model_dump(mode="json"))
+    return path
+
+
+def format_stats(stats: GenerationStats, fmt: str = "simple") -> str:
+    """The stats as tables: phase 1, phase 2, dialogues, coverage, spend."""
+    p1, p2, shape, cov, spend = (
+        stats.phase1_summary,
+        stats.phase2,
+        stats.dialogues,
+        stats.coverage,
+        stats.spend,
+    )
+    run = [
+        ("phase 1 proposal rounds", p1.proposals),
+        ("phase 1 accepted", p1.accepted),
+        ("phase 1 removed", p1.removed),
+        ("recombinations tried", p1.recombinations),
+        ("recombined accepted", p1.recombined),
+        ("mean feedback rounds", p1.mean_rounds),
+        ("feedback rounds", ", ".join(f"{k}: {v}" for k, v in p1.feedback_rounds.items()) or "-"),
+        ("phase 2 tasks", p2.tasks),
+        ("verified dialogues", p2.dialogues),
+        ("success rate", p2.success_rate),
+        ("episodes", p2.episodes),
+        ("attempts per task", p2.attempts_per_task),
+        ("success at attempt", ", ".join(f"{k}: {v}" for k, v in p2.success_at_attempt.items()) or "-"),
+        ("failures", ", ".join(f"{k} {v}" for k, v in p2.failures.items()) or "none"),
+        ("tokens", spend.tokens),
+        ("cost (USD)", spend.cost),
+        ("tokens per dialogue", spend.tokens_per_dialogue),
+        ("cost per dialogue (USD)", spend.cost_per_dialogue),
+        *((f"seconds ({k})", v) for k, v in stats.seconds.items()),
+    ]
+    parts = [tabulate(run, headers=[f"{stats.domain} run", "value"], tablefmt=fmt)]
+    if p1.acceptance:
+        stages = [(a.stage, a.checked, a.passed, a.rate) for a in p1.acceptance]
+        parts.append(tabulate(stages, headers=["phase 1 stage", "checked", "passed", "rate"], tablefmt=fmt))
+    shapes = [
+        ("turns", shape.turns.mean, shape.turns.median, shape.turns.min, shape.turns.max),
+        (
+            "tool calls",
+            shape.tool_calls.mean,
+            shape.tool_calls.median,
+            shape.tool_calls.min,
+            shape.tool_calls.max,
+        ),
+    ]
+    parts.append(tabulate(shapes, headers=["per dialogue", "mean", "median", "min", "max"], tablefmt=fmt))
+    parts.append(tabulate(list(cov.write_tools.items()), headers=["write tool", "dialogues"], tablefmt=fmt))
+    parts.append(tabulate(list(cov.rules.items()), headers=["policy rule", "dialogues"], tablefmt=fmt))
+    return "\n\n".join(parts)
