@@ -1,12 +1,16 @@
-"""Env speed at 1×, 10× and 100× the default retail database, beside a naive strategy.
+"""Env speed of every domain at 1×, 10× and 100× its default database, beside a naive strategy.
 
 Ours: copy-on-write fork on reset, diff against a cached gold diff on reward, indexed look-ups.
 Naive (measured in the same run): a full deep copy of the database on reset and a full-database
 canonical hash on reward (τ-bench also replays the gold actions on a fresh copy on every reward;
 the naive column leaves that out, so it is a lower bound for τ-bench).
 
-    python benchmarks/env_speed.py                 # scales 1 10 100, 5 repeats
-    python benchmarks/env_speed.py --scales 1 10 --repeats 3
+The task is the first one the domain's sampler builds with two or more writes; "search step" is
+each domain's heaviest read: retail's user look-up by email (a scan in τ-bench), airline's one-stop
+flight search (τ-bench's slowest read) and travel's flight search.
+
+    python benchmarks/env_speed.py                                  # all domains, scales 1 10 100
+    python benchmarks/env_speed.py --domains airline --scales 1 10 --repeats 3
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ from __future__ import annotations
 import argparse
 import copy
 import gc
+import importlib
 import json
+import random
 import statistics
 import time
 import tracemalloc
@@ -26,36 +32,39 @@ from tabulate import tabulate
 from apigen_gym import jsonio
 from apigen_gym.database import Database
 from apigen_gym.domain import load_domain
-from apigen_gym.domains.retail.generator import generate
 from apigen_gym.env import ApigenEnv
 from apigen_gym.session import Session
-from apigen_gym.task import Action, Goal, Request, Task
+from apigen_gym.task import Task
+from apigen_gym.tools import ToolKind
 
 
-def bench_task(database: Database) -> Task:
-    """A three-write task on the first user with two pending orders: cancel one, re-address the other."""
-    pending: dict[str, list[str]] = {}
-    for order_id, order in database.table("orders").items():
-        if order["status"] == "pending":
-            pending.setdefault(order["user_id"], []).append(order_id)
-    user_id, (first, second, *_) = next((u, o) for u, o in pending.items() if len(o) >= 2)
-    user = database.table("users")[user_id]
-    address = {"address1": "1 Bench Way", "address2": "", "city": "Austin", "state": "TX", "country": "USA"}
-    actions = [
-        Action(name="find_user_id_by_email", arguments={"email": user["email"]}),
-        Action(name="get_user_details", arguments={"user_id": user_id}),
-        Action(name="get_order_details", arguments={"order_id": first}),
-        Action(name="cancel_pending_order", arguments={"order_id": first, "reason": "no longer needed"}),
-        Action(name="get_order_details", arguments={"order_id": second}),
-        Action(
-            name="modify_pending_order_address", arguments={"order_id": second, **address, "zip": "73301"}
-        ),
-        Action(name="modify_user_address", arguments={"user_id": user_id, **address, "zip": "73301"}),
-    ]
-    goal = Goal(
-        known={"email": user["email"]}, requests=[Request(text="bench", actions=list(range(len(actions))))]
-    )
-    return Task(id="bench", user_id=user_id, instruction="bench", goal=goal, actions=actions)
+def bench_task(domain: str, database: Database) -> Task:
+    """The first task the domain's sampler builds on ``database`` with two or more writes (no outputs)."""
+    sampler = importlib.import_module(f"apigen_gym.domains.{domain}.sampler")
+    writes = {t.name for t in load_domain(domain).tools.of_kind(ToolKind.WRITE)}
+    rng = random.Random(0)
+    users = sorted(database.table("users"))
+    for _ in range(500):
+        task = sampler.build_task(database, rng, rng.choice(users))
+        if task is not None and not task.outputs and sum(a.name in writes for a in task.actions) >= 2:
+            return task.model_copy(update={"id": "bench"})
+    raise RuntimeError(f"no {domain} task with two writes")
+
+
+def search_call(domain: str, database: Database, task: Task) -> str:
+    """The domain's heaviest read, as a JSON tool call valid on ``database``."""
+    if domain == "retail":
+        action = next(a for a in task.actions if a.name.startswith("find_user_id"))
+        return json.dumps(action.model_dump())
+    flights = list(database.table("flights").values())
+    first = flights[0]
+    date = next(d for d in first["dates"] if d >= ("2024-05-16" if domain == "airline" else "2025-03-11"))
+    if domain == "airline":
+        onward = next(f for f in flights if f["origin"] == first["destination"])
+        arguments = {"origin": first["origin"], "destination": onward["destination"], "date": date}
+        return json.dumps({"name": "search_onestop_flight", "arguments": arguments})
+    arguments = {"origin": first["origin"], "destination": first["destination"], "date": date}
+    return json.dumps({"name": "search_flights", "arguments": arguments})
 
 
 def median_us(
@@ -75,17 +84,27 @@ def median_us(
     return statistics.median(runs)
 
 
-def measure(scale: float, repeats: int) -> dict[str, Any]:
-    tables = generate(scale=scale)
+def measure(domain: str, scale: float, repeats: int) -> dict[str, Any]:
+    generator = importlib.import_module(f"apigen_gym.domains.{domain}.generator")
+    tables = generator.generate(scale=scale)
     started = time.perf_counter()
     database = Database(tables)
     load_seconds = time.perf_counter() - started
-    task = bench_task(database)
-    env = ApigenEnv("retail", database=database, tasks=[task], max_steps=10**6)
+    task = bench_task(domain, database)
+    env = ApigenEnv(domain, database=database, tasks=[task], max_steps=10**6)
     calls = [json.dumps(a.model_dump()) for a in task.actions]
+    first_write = next(
+        i for i, a in enumerate(task.actions) if env.domain.tools[a.name].kind is ToolKind.WRITE
+    )
+    search = search_call(domain, database, task)
 
     def reset() -> None:
         env.reset(options={"task_id": task.id})
+
+    def play_until_write() -> None:
+        reset()
+        for call in calls[:first_write]:
+            env.step(call)
 
     def play_gold() -> None:
         reset()
@@ -94,9 +113,9 @@ def measure(scale: float, repeats: int) -> dict[str, Any]:
 
     play_gold()  # warm up: first calls build indexes and pydantic validators
     reset()
-    read_us = median_us(lambda: env.step(calls[2]), 200, repeats)
-    find_us = median_us(lambda: env.step(calls[0]), 200, repeats)
-    write_us = median_us(lambda: env.step(calls[3]), 50, repeats, setup=reset)
+    read_us = median_us(lambda: env.step(calls[1]), 200, repeats)
+    search_us = median_us(lambda: env.step(search), 100, repeats)
+    write_us = median_us(lambda: env.step(calls[first_write]), 30, repeats, setup=play_until_write)
     play_gold()
     env.compute_reward()  # the first call computes and caches the gold diff
     reward_us = median_us(env.compute_reward, 200, repeats)
@@ -107,13 +126,14 @@ def measure(scale: float, repeats: int) -> dict[str, Any]:
     naive_reset_us = median_us(lambda: copy.deepcopy(tables), naive_n, repeats)
     naive_reward_us = median_us(lambda: jsonio.digest(tables), naive_n, repeats)
     return {
+        "domain": domain,
         "scale": f"{scale:g}×",
         "records": database.size(),
         "load s": round(load_seconds, 2),
         "reset µs": reset_us,
         "naive reset µs": naive_reset_us,
         "read step µs": read_us,
-        "find-user step µs": find_us,
+        "search step µs": search_us,
         "write step µs": write_us,
         "reward µs": reward_us,
         "naive reward µs": naive_reward_us,
@@ -124,7 +144,7 @@ def memory_per_episode(episodes: int = 1000) -> tuple[float, float]:
     """KiB per live episode (a session that played a 3-write task), and MiB for ``episodes`` of them."""
     domain = load_domain("retail")
     database = domain.database()
-    task = bench_task(database)
+    task = bench_task("retail", database)
     gc.collect()
     tracemalloc.start()
     live = []
@@ -142,44 +162,45 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--domains", nargs="+", default=["retail", "airline", "travel"])
     parser.add_argument("--scales", type=float, nargs="+", default=[1, 10, 100])
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    rows = [measure(scale, args.repeats) for scale in args.scales]
-    table = []
-    for row in rows:
-        table.append(
-            [
-                row["scale"],
-                row["records"],
-                f"{row['reset µs']:.1f}",
-                f"{row['naive reset µs']:,.0f}",
-                f"{row['naive reset µs'] / row['reset µs']:,.0f}×",
-                f"{row['read step µs']:.1f}",
-                f"{row['find-user step µs']:.1f}",
-                f"{row['write step µs']:.1f}",
-                f"{row['reward µs']:.1f}",
-                f"{row['naive reward µs']:,.0f}",
-                f"{row['naive reward µs'] / row['reward µs']:,.0f}×",
-            ]
-        )
+    rows = [measure(domain, scale, args.repeats) for domain in args.domains for scale in args.scales]
+    table = [
+        [
+            row["domain"],
+            row["scale"],
+            row["records"],
+            f"{row['reset µs']:.1f}",
+            f"{row['naive reset µs']:,.0f}",
+            f"{row['read step µs']:.1f}",
+            f"{row['search step µs']:.1f}",
+            f"{row['write step µs']:.1f}",
+            f"{row['reward µs']:.1f}",
+            f"{row['naive reward µs']:,.0f}",
+            f"{row['naive reward µs'] / row['reward µs']:,.0f}×",
+        ]
+        for row in rows
+    ]
     headers = [
+        "domain",
         "db size",
         "records",
         "reset µs",
         "naive reset µs",
-        "speed-up",
         "read step µs",
-        "find-user step µs",
+        "search step µs",
         "write step µs",
         "reward µs",
         "naive reward µs",
-        "speed-up",
+        "reward speed-up",
     ]
-    print(f"median of {args.repeats} runs; retail, a 7-action task with 3 writes\n")
+    print(f"median of {args.repeats} runs; per domain, the sampler's first task with two or more writes\n")
     print(tabulate(table, headers=headers, tablefmt="github"))
     per_episode_kib, total_mib = memory_per_episode()
-    print(f"\nmemory: {per_episode_kib:.1f} KiB per live episode; 1,000 live episodes: {total_mib:.1f} MiB")
+    print(f"\nmemory (retail): {per_episode_kib:.1f} KiB per live episode; ", end="")
+    print(f"1,000 live episodes: {total_mib:.1f} MiB")
 
 
 if __name__ == "__main__":
