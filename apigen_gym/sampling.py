@@ -14,10 +14,10 @@ import argparse
 import hashlib
 import json
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from apigen_gym.apigraph import ApiGraph
 from apigen_gym.database import Database, StateView
@@ -255,6 +255,43 @@ class TaskBuilder:
             outputs=[o for i in intents for o in i.outputs],
             meta={"intents": [i.kind for i in intents], "writes": sum(len(i.writes) for i in intents)},
         )
+
+
+B = TypeVar("B")
+
+
+@dataclass(frozen=True)
+class IntentMix(Generic[B]):
+    """How a domain mixes its intents: builders by the tool a walk ends at, refusals, and shares."""
+
+    families: Mapping[str, Sequence[B]]
+    """Intent builders by the tool a walk ends at."""
+    refusals: Mapping[str, Sequence[B]]
+    """Builders of requests the policy forbids, by the same tools."""
+    refusal_share: float
+    """Chance that an unconstrained intent ending where a refusal exists is a refusal."""
+    multi_write_share: float
+    """Share of tasks planned as two writes (and maybe one more intent)."""
+    refusal_task_share: float
+    """Share of tasks planned to open with a refusal."""
+
+    def plan(self, rng: random.Random) -> list[Need]:
+        """What each intent of a task must be: some tasks chain two writes, some open with a refusal."""
+        roll = rng.random()
+        free: list[Need] = [None]
+        if roll < self.multi_write_share:
+            return ["write", "write", *free * rng.choice((0, 1))]
+        if roll < self.multi_write_share + self.refusal_task_share:
+            return ["refuse", *free * rng.choice((0, 1))]
+        return free * rng.choices((1, 2, 3), (0.45, 0.4, 0.15))[0]
+
+    def builder(self, rng: random.Random, family: str, need: Need) -> B | None:
+        """A builder for an intent ending at ``family`` that can meet ``need``."""
+        refusals = self.refusals.get(family, ())
+        if need == "refuse" or (need is None and refusals and rng.random() < self.refusal_share):
+            return rng.choice(refusals) if refusals else None
+        builders = self.families.get(family, ())
+        return rng.choice(builders) if builders else None
 
 
 def satisfies(intent: Intent | None, need: Need) -> bool:

@@ -14,7 +14,6 @@ version. ``python -m apigen_gym.domains.airline.generator`` writes the shipped f
 
 from __future__ import annotations
 
-import argparse
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -23,6 +22,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from apigen_gym.db_generator import generator_main
 from apigen_gym.domains.airline.terms import (
     BAG_FEE,
     CABINS,
@@ -32,7 +32,6 @@ from apigen_gym.domains.airline.terms import (
     next_day,
     nonfree_bags,
 )
-from apigen_gym.jsonio import write_json
 
 Record = dict[str, Any]
 Table = dict[str, Record]
@@ -562,26 +561,15 @@ def generate(seed: int = DEFAULT_SEED, scale: float = 1.0) -> dict[str, Table]:
     return {"flights": net.flights, "reservations": reservations, "users": users}
 
 
-def write(tables: dict[str, Table], out_dir: str | Path) -> list[Path]:
-    """Write each table to ``out_dir/<table>.json``; return the paths written."""
-    paths = [Path(out_dir) / f"{name}.json" for name in tables]
-    for path, table in zip(paths, tables.values()):
-        write_json(path, table)
-    return paths
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description="Generate the airline database (flights, reservations, users)."
+    return generator_main(
+        "Generate the airline database (flights, reservations, users).",
+        generate,
+        DEFAULT_SEED,
+        DEFAULT_OUT,
+        "users and reservations",
+        argv,
     )
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (default: %(default)s)")
-    parser.add_argument("--scale", type=float, default=1.0, help="multiplier for users and reservations")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: %(default)s)")
-    args = parser.parse_args(argv)
-    tables = generate(args.seed, args.scale)
-    for path, table in zip(write(tables, args.out), tables.values()):
-        print(f"wrote {path} ({len(table)} records)")
-    return 0
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ from apigen_gym.sampling import (
     EXACT_FIGURE,
     Identity,
     Intent,
+    IntentMix,
     Need,
     SplitSpec,
     TaskBuilder,
@@ -1207,6 +1208,8 @@ STOP_PROBABILITY = {RESERVATION: 0.1, "calculate": 0.8, SEARCH_DIRECT: 0.5}
 AIRPORTS_START = 0.12
 MULTI_WRITE_SHARE = 0.35
 REFUSAL_TASK_SHARE = 0.15
+MIX = IntentMix(FAMILIES, REFUSALS, REFUSAL_SHARE, MULTI_WRITE_SHARE, REFUSAL_TASK_SHARE)
+"""How this domain mixes its intents."""
 
 
 def _step_weight(source: str, target: str) -> float:
@@ -1225,37 +1228,18 @@ def walk(rng: random.Random, start: str) -> list[str]:
     )
 
 
-def _builder(rng: random.Random, family: str, need: Need) -> Builder | None:
-    refusals = REFUSALS.get(family, ())
-    if need == "refuse" or (need is None and refusals and rng.random() < REFUSAL_SHARE):
-        return rng.choice(refusals) if refusals else None
-    builders = FAMILIES.get(family, ())
-    return rng.choice(builders) if builders else None
-
-
 def _draw_intent(ctx: Context, need: Need, tries: int = 16) -> Intent | None:
     """An intent reached by a walk, resampling walks that lead nowhere valid; the first one says who."""
     ctx.drawn += 1
     for _ in range(tries):
         start = AIRPORTS if need is None and ctx.rng.random() < AIRPORTS_START else PROFILE
-        builder = _builder(ctx.rng, walk(ctx.rng, start)[-1], need)
+        builder = MIX.builder(ctx.rng, walk(ctx.rng, start)[-1], need)
         intent = None if builder is None else builder(ctx)
         if intent is not None and satisfies(intent, need):
             if ctx.drawn == 1:
                 intent = replace(intent, request=f"My user id is {ctx.user_id}. {intent.request}")
             return intent
     return None
-
-
-def _plan(rng: random.Random) -> list[Need]:
-    """What each intent of a task must be: some tasks chain two writes, some open with a refusal."""
-    roll = rng.random()
-    free: list[Need] = [None]
-    if roll < MULTI_WRITE_SHARE:
-        return ["write", "write", *free * rng.choice((0, 1))]
-    if roll < MULTI_WRITE_SHARE + REFUSAL_TASK_SHARE:
-        return ["refuse", *free * rng.choice((0, 1))]
-    return free * rng.choices((1, 2, 3), (0.45, 0.4, 0.15))[0]
 
 
 # --- tasks --------------------------------------------------------------------------------------
@@ -1268,7 +1252,7 @@ def build_task(database: Database, rng: random.Random, user_id: str) -> Task | N
     identity = Identity(profile, {"user_id": user_id}, f"Your user id is {user_id}.")
     if ctx.execute([profile]) is None:
         return None
-    plan = _plan(rng)
+    plan = MIX.plan(rng)
     ctx.planned = len(plan)
     return ctx.build(identity, plan, lambda need: _draw_intent(ctx, need))
 

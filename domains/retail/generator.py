@@ -8,7 +8,6 @@ bytes on every Python version. ``python -m apigen_gym.domains.retail.generator``
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import random
 from collections.abc import Callable, Sequence
@@ -16,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from apigen_gym.jsonio import write_json
+from apigen_gym.db_generator import generator_main
 
 Record = dict[str, Any]
 Table = dict[str, Record]
@@ -629,24 +628,15 @@ def generate(seed: int = DEFAULT_SEED, scale: float = 1.0) -> dict[str, Table]:
     return {"users": users, "orders": orders, "products": ctx.products}
 
 
-def write(tables: dict[str, Table], out_dir: str | Path) -> list[Path]:
-    """Write each table to ``out_dir/<table>.json``; return the paths written."""
-    paths = [Path(out_dir) / f"{name}.json" for name in tables]
-    for path, table in zip(paths, tables.values()):
-        write_json(path, table)
-    return paths
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Generate the retail database (users, orders, products).")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (default: %(default)s)")
-    parser.add_argument("--scale", type=float, default=1.0, help="multiplier for users and orders")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: %(default)s)")
-    args = parser.parse_args(argv)
-    tables = generate(args.seed, args.scale)
-    for path, table in zip(write(tables, args.out), tables.values()):
-        print(f"wrote {path} ({len(table)} records)")
-    return 0
+    return generator_main(
+        "Generate the retail database (users, orders, products).",
+        generate,
+        DEFAULT_SEED,
+        DEFAULT_OUT,
+        "users and orders",
+        argv,
+    )
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from apigen_gym.sampling import (
     EXACT_FIGURE,
     Identity,
     Intent,
+    IntentMix,
     Need,
     SplitSpec,
     TaskBuilder,
@@ -740,13 +741,13 @@ FAMILIES: dict[str, tuple[Builder, ...]] = {
     CATALOGUE: (_product_options, _variant_price, _cheapest),
 }
 """Valid-intent builders by the tool a walk ends at (``CATALOGUE``: walks from the catalogue)."""
-REFUSALS: dict[str, Builder] = {
-    CANCEL: _refuse_cancel,
-    MODIFY_ADDRESS: _refuse_modify_address,
-    MODIFY_PAYMENT: _refuse_modify_payment,
-    MODIFY_ITEMS: _refuse_modify_items,
-    RETURN: _refuse_return,
-    EXCHANGE: _refuse_exchange_other_product,
+REFUSALS: dict[str, tuple[Builder, ...]] = {
+    CANCEL: (_refuse_cancel,),
+    MODIFY_ADDRESS: (_refuse_modify_address,),
+    MODIFY_PAYMENT: (_refuse_modify_payment,),
+    MODIFY_ITEMS: (_refuse_modify_items,),
+    RETURN: (_refuse_return,),
+    EXCHANGE: (_refuse_exchange_other_product,),
 }
 """Builders of a request for the walk's write that the policy forbids in the user's state."""
 REFUSAL_SHARE = 0.12
@@ -763,6 +764,8 @@ MULTI_WRITE_SHARE = 0.35
 """Share of tasks planned with two writes (then maybe a third, free intent)."""
 REFUSAL_TASK_SHARE = 0.08
 """Share of tasks planned to open with a request the policy forbids."""
+MIX = IntentMix(FAMILIES, REFUSALS, REFUSAL_SHARE, MULTI_WRITE_SHARE, REFUSAL_TASK_SHARE)
+"""How this domain mixes its intents."""
 
 
 def _step_weight(source: str, target: str) -> float:
@@ -781,34 +784,15 @@ def _family(path: list[str]) -> str:
     return CATALOGUE if path[0] == CATALOGUE else path[-1]
 
 
-def _builder(rng: random.Random, family: str, need: Need) -> Builder | None:
-    refusal = REFUSALS.get(family)
-    if need == "refuse" or (need is None and refusal is not None and rng.random() < REFUSAL_SHARE):
-        return refusal
-    builders = FAMILIES.get(family, ())
-    return rng.choice(builders) if builders else None
-
-
 def _draw_intent(ctx: Context, identify: str, need: Need, tries: int = 12) -> Intent | None:
     """An intent reached by a walk from ``identify``, resampling walks that lead nowhere valid."""
     for _ in range(tries):
         start = CATALOGUE if need is None and ctx.rng.random() < CATALOGUE_START else identify
-        builder = _builder(ctx.rng, _family(walk(ctx.rng, start)), need)
+        builder = MIX.builder(ctx.rng, _family(walk(ctx.rng, start)), need)
         intent = None if builder is None else builder(ctx)
         if satisfies(intent, need):
             return intent
     return None
-
-
-def _plan(rng: random.Random) -> list[Need]:
-    """What each intent of a task must be: some tasks chain two writes, some open with a refusal."""
-    roll = rng.random()
-    free: list[Need] = [None]
-    if roll < MULTI_WRITE_SHARE:
-        return ["write", "write", *free * rng.choice((0, 1))]
-    if roll < MULTI_WRITE_SHARE + REFUSAL_TASK_SHARE:
-        return ["refuse", *free * rng.choice((0, 1))]
-    return free * rng.choices((1, 2, 3), (0.45, 0.4, 0.15))[0]
 
 
 # --- tasks --------------------------------------------------------------------------------------
@@ -832,7 +816,7 @@ def build_task(database: Database, rng: random.Random, user_id: str) -> Task | N
     identity = _identity(ctx)
     if not ctx.identify(identity):
         return None
-    return ctx.build(identity, _plan(rng), lambda need: _draw_intent(ctx, identity.action.name, need))
+    return ctx.build(identity, MIX.plan(rng), lambda need: _draw_intent(ctx, identity.action.name, need))
 
 
 # --- sampling -----------------------------------------------------------------------------------

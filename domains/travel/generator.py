@@ -11,7 +11,6 @@ methods are used, so a seed gives the same bytes on every Python version.
 
 from __future__ import annotations
 
-import argparse
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -21,9 +20,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from apigen_gym.database import Database, StateView
+from apigen_gym.db_generator import generator_main
 from apigen_gym.domains.travel import booking as bk
 from apigen_gym.domains.travel import terms
-from apigen_gym.jsonio import write_json
 from apigen_gym.tools import ToolError
 
 Record = dict[str, Any]
@@ -933,24 +932,10 @@ def generate(seed: int = DEFAULT_SEED, scale: float = 1.0) -> dict[str, Table]:
     return {name: tables[name] for name in bk.TABLES}
 
 
-def write(tables: dict[str, Table], out_dir: str | Path) -> list[Path]:
-    """Write each table to ``out_dir/<table>.json``; return the paths written."""
-    paths = [Path(out_dir) / f"{name}.json" for name in tables]
-    for path, table in zip(paths, tables.values()):
-        write_json(path, table)
-    return paths
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Generate the travel database.")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (default: %(default)s)")
-    parser.add_argument("--scale", type=float, default=1.0, help="multiplier for users and trips")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: %(default)s)")
-    args = parser.parse_args(argv)
-    tables = generate(args.seed, args.scale)
-    for path, table in zip(write(tables, args.out), tables.values()):
-        print(f"wrote {path} ({len(table)} records)")
-    return 0
+    return generator_main(
+        "Generate the travel database.", generate, DEFAULT_SEED, DEFAULT_OUT, "users and trips", argv
+    )
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ from apigen_gym.sampling import (
     ACCEPT_REFUSAL,
     Identity,
     Intent,
+    IntentMix,
     Need,
     SplitSpec,
     TaskBuilder,
@@ -1293,6 +1294,8 @@ TRIES: dict[Need, int] = {None: 16, "write": 16, "refuse": 40}
 """Walks tried for an intent (refusals exist for few families, so they get more)."""
 MULTI_WRITE_SHARE = 0.35
 REFUSAL_TASK_SHARE = 0.18
+MIX = IntentMix(FAMILIES, REFUSALS, REFUSAL_SHARE, MULTI_WRITE_SHARE, REFUSAL_TASK_SHARE)
+"""How this domain mixes its intents."""
 
 
 def _stop(tool: str) -> float:
@@ -1317,34 +1320,15 @@ def _target(rng: random.Random, need: Need) -> str:
     return _family(walk(rng, IDENTIFY[0]))
 
 
-def _builder(rng: random.Random, family: str, need: Need) -> Builder | None:
-    refusals = REFUSALS.get(family, ())
-    if need == "refuse" or (need is None and refusals and rng.random() < REFUSAL_SHARE):
-        return rng.choice(refusals) if refusals else None
-    builders = FAMILIES.get(family, ())
-    return rng.choice(builders) if builders else None
-
-
 def _draw_intent(ctx: Context, need: Need) -> Intent | None:
     """An intent reached by a walk from the identification tool, resampling walks that lead nowhere."""
     ctx.drawn += 1
     for _ in range(TRIES[need]):
-        builder = _builder(ctx.rng, _target(ctx.rng, need), need)
+        builder = MIX.builder(ctx.rng, _target(ctx.rng, need), need)
         intent = None if builder is None else builder(ctx)
         if satisfies(intent, need):
             return intent
     return None
-
-
-def _plan(rng: random.Random) -> list[Need]:
-    """What each intent of a task must be: some tasks chain two writes, some open with a refusal."""
-    roll = rng.random()
-    free: list[Need] = [None]
-    if roll < MULTI_WRITE_SHARE:
-        return ["write", "write", *free * rng.choice((0, 1))]
-    if roll < MULTI_WRITE_SHARE + REFUSAL_TASK_SHARE:
-        return ["refuse", *free * rng.choice((0, 1))]
-    return free * rng.choices((1, 2, 3), (0.45, 0.4, 0.15))[0]
 
 
 # --- tasks --------------------------------------------------------------------------------------
@@ -1363,7 +1347,7 @@ def build_task(database: Database, rng: random.Random, user_id: str) -> Task | N
     identity = _identity(ctx.user)
     if not ctx.identify(identity):
         return None
-    plan = _plan(rng)
+    plan = MIX.plan(rng)
     ctx.planned = len(plan)
     return ctx.build(identity, plan, lambda need: _draw_intent(ctx, need))
 
