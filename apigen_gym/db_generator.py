@@ -3,13 +3,38 @@
 from __future__ import annotations
 
 import argparse
+import random
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from apigen_gym.jsonio import write_json
 
 Tables = Mapping[str, Mapping[str, Any]]
+
+
+@dataclass
+class Draws:
+    """A seeded random source that can also draw values unique across the whole database."""
+
+    rng: random.Random
+    used: set[str] = field(default_factory=set)
+
+    def unique(self, draw: Callable[[], str]) -> str:
+        """Call ``draw`` until it returns a string not used before; reserve it."""
+        while True:
+            candidate = draw()
+            if candidate not in self.used:
+                self.used.add(candidate)
+                return candidate
+
+
+def scaled(base: int, scale: float) -> int:
+    """``base`` records times ``scale`` (at least one); ValueError unless ``scale`` is positive."""
+    if scale <= 0:
+        raise ValueError(f"scale must be positive, got {scale}")
+    return max(1, round(base * scale))
 
 
 def write_tables(tables: Tables, out_dir: str | Path) -> list[Path]:

@@ -98,6 +98,22 @@ class Intent:
 
 
 @dataclass(frozen=True)
+class Ref:
+    """How the user points at something (an order, a reservation...), and the reads that find it."""
+
+    name: str
+    reads: tuple[Action, ...]
+
+    @property
+    def mine(self) -> str:
+        return f"my {self.name}"
+
+    @property
+    def yours(self) -> str:
+        return f"your {self.name}"
+
+
+@dataclass(frozen=True)
 class Identity:
     """How the user is identified: the gold look-up, the facts the user knows, the instruction opener."""
 

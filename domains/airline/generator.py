@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from apigen_gym.db_generator import generator_main
+from apigen_gym.db_generator import Draws, generator_main, scaled
 from apigen_gym.domains.airline.terms import (
     BAG_FEE,
     CABINS,
@@ -136,19 +136,8 @@ GIFT_CARD_BALANCE = (0, 300)
 
 
 @dataclass
-class _Context:
+class _Context(Draws):
     """The random source plus what must stay unique across the database."""
-
-    rng: random.Random
-    used: set[str] = field(default_factory=set)
-
-    def unique(self, draw: Callable[[], str]) -> str:
-        """Call ``draw`` until it returns a string not used before; reserve it."""
-        while True:
-            value = draw()
-            if value not in self.used:
-                self.used.add(value)
-                return value
 
     def digits(self, count: int) -> str:
         return "".join(self.rng.choice("0123456789") for _ in range(count))
@@ -544,19 +533,13 @@ def _settle_gift_cards(rng: random.Random, users: Table) -> None:
 # --- public API ------------------------------------------------------------------------------------
 
 
-def _scaled(base: int, scale: float) -> int:
-    return max(1, round(base * scale))
-
-
 def generate(seed: int = DEFAULT_SEED, scale: float = 1.0) -> dict[str, Table]:
     """Build the airline database: ``scale`` multiplies users and reservations (300 flights always)."""
-    if scale <= 0:
-        raise ValueError(f"scale must be positive, got {scale}")
     ctx = _Context(random.Random(seed))
     ctx.used.update(f"HATHA{letter}" for letter in "TUVWXYZ")  # the tools' ids for new reservations
     net = _new_flights(ctx.rng)
-    users = dict(_new_user(ctx) for _ in range(_scaled(BASE_USERS, scale)))
-    reservations = _new_reservations(ctx, net, users, _scaled(BASE_RESERVATIONS, scale))
+    users = dict(_new_user(ctx) for _ in range(scaled(BASE_USERS, scale)))
+    reservations = _new_reservations(ctx, net, users, scaled(BASE_RESERVATIONS, scale))
     _settle_gift_cards(ctx.rng, users)
     return {"flights": net.flights, "reservations": reservations, "users": users}
 

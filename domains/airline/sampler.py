@@ -62,6 +62,7 @@ from apigen_gym.sampling import (
     Intent,
     IntentMix,
     Need,
+    Ref,
     SplitSpec,
     TaskBuilder,
     join_words,
@@ -190,22 +191,6 @@ class Context(TaskBuilder):
         output = DOMAIN.tools.execute(self.session.fork, name, arguments).output
         found = json.loads(output) if output.startswith("[") else []
         return found if isinstance(found, list) else []
-
-
-@dataclass(frozen=True)
-class Ref:
-    """How the user points at a reservation, and the reads the agent needs to find it."""
-
-    name: str
-    reads: tuple[Action, ...]
-
-    @property
-    def mine(self) -> str:
-        return f"my {self.name}"
-
-    @property
-    def yours(self) -> str:
-        return f"your {self.name}"
 
 
 def _trip_key(reservation: Record) -> tuple[str, str, str]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from apigen_gym.db_generator import generator_main
+from apigen_gym.db_generator import Draws, generator_main, scaled
 
 Record = dict[str, Any]
 Table = dict[str, Record]
@@ -259,21 +259,11 @@ CATALOGUE = (
 
 
 @dataclass
-class _Context:
+class _Context(Draws):
     """The random source plus everything that must stay unique across the database."""
 
-    rng: random.Random
     products: Table = field(default_factory=dict)
-    used: set[str] = field(default_factory=set)
     people: set[tuple[str, str, str]] = field(default_factory=set)
-
-    def unique(self, draw: Callable[[], str]) -> str:
-        """Call ``draw`` until it returns a string not used before; reserve it."""
-        while True:
-            candidate = draw()
-            if candidate not in self.used:
-                self.used.add(candidate)
-                return candidate
 
     def fresh_id(self, digits: int, prefix: str = "") -> str:
         """A new id: ``prefix`` followed by ``digits`` digits (no leading zero)."""
@@ -612,18 +602,12 @@ def _settle_gift_cards(rng: random.Random, users: Table, orders: Table) -> None:
 # --- public API -------------------------------------------------------------------------------------
 
 
-def _scaled(base: int, scale: float) -> int:
-    return max(1, round(base * scale))
-
-
 def generate(seed: int = DEFAULT_SEED, scale: float = 1.0) -> dict[str, Table]:
     """Build the retail database: ``scale`` multiplies users and orders (the catalogue stays 50 products)."""
-    if scale <= 0:
-        raise ValueError(f"scale must be positive, got {scale}")
     ctx = _Context(random.Random(seed))
     ctx.products = _new_products(ctx)
-    users = _new_users(ctx, _scaled(BASE_USERS, scale))
-    orders = _new_orders(ctx, users, _scaled(BASE_ORDERS, scale))
+    users = _new_users(ctx, scaled(BASE_USERS, scale))
+    orders = _new_orders(ctx, users, scaled(BASE_ORDERS, scale))
     _settle_gift_cards(ctx.rng, users, orders)
     return {"users": users, "orders": orders, "products": ctx.products}
 

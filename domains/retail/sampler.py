@@ -38,6 +38,7 @@ from apigen_gym.sampling import (
     Intent,
     IntentMix,
     Need,
+    Ref,
     SplitSpec,
     TaskBuilder,
     article,
@@ -149,23 +150,7 @@ def _user_read(ctx: Context) -> Action:
     return read("get_user_details", user_id=ctx.user_id)
 
 
-@dataclass(frozen=True)
-class OrderRef:
-    """How the user points at an order, and the reads the agent needs to find it."""
-
-    name: str
-    reads: tuple[Action, ...]
-
-    @property
-    def mine(self) -> str:
-        return f"my {self.name}"
-
-    @property
-    def yours(self) -> str:
-        return f"your {self.name}"
-
-
-def _order_ref(ctx: Context, order: Record) -> OrderRef:
+def _order_ref(ctx: Context, order: Record) -> Ref:
     """By id, or (sometimes) by an item that no other order of the user contains."""
     order_id = order["order_id"]
     reads = (_user_read(ctx), read("get_order_details", order_id=order_id))
@@ -173,10 +158,10 @@ def _order_ref(ctx: Context, order: Record) -> OrderRef:
     names = [{i["name"] for i in o["items"]} for o in orders if o is not None]
     unique = sorted(n for n in {i["name"] for i in order["items"]} if sum(n in s for s in names) == 1)
     if not unique or ctx.rng.random() < 0.7:
-        return OrderRef(f"order {order_id}", reads)
+        return Ref(f"order {order_id}", reads)
     earlier = ctx.user["orders"][: ctx.user["orders"].index(order_id) + 1]
     scans = tuple(read("get_order_details", order_id=o) for o in earlier)
-    return OrderRef(f"order with the {ctx.pick(unique).lower()}", (_user_read(ctx), *scans))
+    return Ref(f"order with the {ctx.pick(unique).lower()}", (_user_read(ctx), *scans))
 
 
 def _item_name(order: Record, item: Record) -> str:

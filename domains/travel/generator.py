@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from apigen_gym.database import Database, StateView
-from apigen_gym.db_generator import generator_main
+from apigen_gym.db_generator import Draws, generator_main, scaled
 from apigen_gym.domains.travel import booking as bk
 from apigen_gym.domains.travel import terms
 from apigen_gym.tools import ToolError
@@ -242,18 +242,7 @@ CAR_COMPANIES = ("Roadway Rentals", "Pinecone Car Hire", "Velocity Drive", "Sunr
 
 
 @dataclass
-class _Context:
-    rng: random.Random
-    used: set[str] = field(default_factory=set)
-
-    def unique(self, draw: Callable[[], str]) -> str:
-        """Call ``draw`` until it returns a string not used before; reserve it."""
-        while True:
-            candidate = draw()
-            if candidate not in self.used:
-                self.used.add(candidate)
-                return candidate
-
+class _Context(Draws):
     def digits(self, prefix: str, count: int) -> str:
         low = 10 ** (count - 1)
         return self.unique(lambda: f"{prefix}{self.rng.randrange(low, 10 * low)}")
@@ -909,14 +898,8 @@ def _trips(ctx: _Context, view: StateView, users: Table, count: int) -> Table:
 # --- public API ---------------------------------------------------------------------------------
 
 
-def _scaled(base: int, scale: float) -> int:
-    return max(1, round(base * scale))
-
-
 def generate(seed: int = DEFAULT_SEED, scale: float = 1.0) -> dict[str, Table]:
     """Build the travel database; ``scale`` multiplies users and trips (the catalogue is fixed)."""
-    if scale <= 0:
-        raise ValueError(f"scale must be positive, got {scale}")
     ctx = _Context(random.Random(seed))
     catalogue = {
         "airports": _airports(),
@@ -926,8 +909,8 @@ def generate(seed: int = DEFAULT_SEED, scale: float = 1.0) -> dict[str, Table]:
         "exchange_rates": _exchange_rates(),
     }
     view = Database(catalogue).fork()
-    users = _users(ctx, _scaled(BASE_USERS, scale))
-    trips = _trips(ctx, view, users, _scaled(BASE_TRIPS, scale))
+    users = _users(ctx, scaled(BASE_USERS, scale))
+    trips = _trips(ctx, view, users, scaled(BASE_TRIPS, scale))
     tables = {"users": users, "trips": trips, **catalogue}
     return {name: tables[name] for name in bk.TABLES}
 
