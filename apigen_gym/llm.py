@@ -270,7 +270,12 @@ class LLMClient:
         raise AssertionError("unreachable")
 
     async def _post(self, body: dict[str, Any]) -> dict[str, Any]:
-        response = await self._client().post("/chat/completions", cast_to=http.Response, body=body)
+        response = await self._client().post(
+            "/chat/completions",
+            cast_to=http.Response,
+            content=json.dumps(body).encode(),  # the stdlib's C encoder: cheaper than the client's
+            options={"headers": {"Content-Type": "application/json"}},
+        )
         try:
             data = json.loads(response.content)
             message = data["choices"][0]["message"]
