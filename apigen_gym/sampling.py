@@ -97,6 +97,19 @@ class Intent:
     """For a refusal: the forbidden call, checked to be rejected by the tool."""
 
 
+def info_intent(kind: str, subject: str, ask: str, want: str, reads: tuple[Action, ...], out: str) -> Intent:
+    """A request for information: the reads that find it and the figure the agent must say."""
+    return Intent(
+        kind=kind,
+        subject=subject,
+        request=ask,
+        goal=want,
+        reads=reads,
+        outputs=(out,),
+        condition=EXACT_FIGURE,
+    )
+
+
 @dataclass(frozen=True)
 class Ref:
     """How the user points at something (an order, a reservation...), and the reads that find it."""

@@ -65,6 +65,7 @@ from apigen_gym.sampling import (
     Ref,
     SplitSpec,
     TaskBuilder,
+    info_intent,
     join_words,
     money,
     read,
@@ -1068,24 +1069,12 @@ def _refuse_compensation(ctx: Context) -> Intent | None:
 # --- information --------------------------------------------------------------------------------
 
 
-def _info(kind: str, subject: str, ask: str, want: str, reads: tuple[Action, ...], out: str) -> Intent:
-    return Intent(
-        kind=kind,
-        subject=subject,
-        request=ask,
-        goal=want,
-        reads=reads,
-        outputs=(out,),
-        condition=EXACT_FIGURE,
-    )
-
-
 def _gift_card_total(ctx: Context) -> Intent | None:
     cards = [m for m in ctx.user["payment_methods"].values() if m["source"] == "gift_card"]
     if len(cards) < 2 or not ctx.fresh("gift cards"):
         return None
     amounts = [m["amount"] for m in cards]
-    return _info(
+    return info_intent(
         "info_gift_card_total",
         "gift cards",
         "What is the total balance of all my gift cards?",
@@ -1102,7 +1091,7 @@ def _reservation_paid(ctx: Context) -> Intent | None:
     amounts = [p["amount"] for p in reservation["payment_history"]]
     ref = _ref(ctx, reservation)
     calc = (read("calculate", expression=_sum_expression(amounts)),) if len(amounts) > 1 else ()
-    return _info(
+    return info_intent(
         "info_reservation_paid",
         reservation["reservation_id"],
         f"How much have I paid in total for {ref.mine}?",
@@ -1120,7 +1109,7 @@ def _free_bags(ctx: Context) -> Intent | None:
     if free < 2:
         return None
     ref = _ref(ctx, reservation)
-    return _info(
+    return info_intent(
         "info_free_bags",
         reservation["reservation_id"],
         f"How many checked bags in total can we bring for free on {ref.mine}?",
@@ -1139,7 +1128,7 @@ def _cheapest_fare(ctx: Context) -> Intent | None:
         return None
     cheapest = min(f["prices"][cabin] for f in found)
     route = f"from {_city(origin)} to {_city(destination)} on {_day(day)}"
-    return _info(
+    return info_intent(
         "info_cheapest_fare",
         subject,
         f"What is the cheapest nonstop {CABIN_WORDS[cabin]} fare {route}?",

@@ -33,7 +33,6 @@ from apigen_gym.domains.retail.graph import (
 )
 from apigen_gym.sampling import (
     ACCEPT_REFUSAL,
-    EXACT_FIGURE,
     Identity,
     Intent,
     IntentMix,
@@ -42,6 +41,7 @@ from apigen_gym.sampling import (
     SplitSpec,
     TaskBuilder,
     article,
+    info_intent,
     join_words,
     money,
     read,
@@ -555,20 +555,6 @@ def _refuse_exchange_other_product(ctx: Context) -> Intent | None:
 # --- information --------------------------------------------------------------------------------
 
 
-def _info(
-    ctx: Context, kind: str, subject: str, ask: str, want: str, reads: tuple[Action, ...], out: str
-) -> Intent:
-    return Intent(
-        kind=kind,
-        subject=subject,
-        request=ask,
-        goal=want,
-        reads=reads,
-        outputs=(out,),
-        condition=EXACT_FIGURE,
-    )
-
-
 def _order_total(ctx: Context) -> Intent | None:
     orders = [o for o in ctx.orders("pending", "processed", "delivered") if len(o["payment_history"]) == 1]
     order = ctx.pick([o for o in orders if ctx.fresh(o["order_id"])])
@@ -576,8 +562,7 @@ def _order_total(ctx: Context) -> Intent | None:
         return None
     ref = _order_ref(ctx, order)
     amount = money(order["payment_history"][0]["amount"])
-    return _info(
-        ctx,
+    return info_intent(
         "info_order_total",
         order["order_id"],
         f"How much did I pay in total for {ref.mine}?",
@@ -593,8 +578,7 @@ def _tracking(ctx: Context) -> Intent | None:
     if order is None:
         return None
     ref = _order_ref(ctx, order)
-    return _info(
-        ctx,
+    return info_intent(
         "info_tracking",
         order["order_id"],
         f"What is the tracking number of {ref.mine}?",
@@ -616,8 +600,7 @@ def _item_options(ctx: Context) -> Intent | None:
     ref = _order_ref(ctx, order)
     count = len(_available(ctx.view.get("products", item["product_id"])))
     name = _item_name(order, item).removeprefix("the ")
-    return _info(
-        ctx,
+    return info_intent(
         "info_item_options",
         item["product_id"],
         f"How many options of the {name} from {ref.mine} are available right now?",
@@ -639,8 +622,7 @@ def _refund_estimate(ctx: Context) -> Intent | None:
     ref = _order_ref(ctx, order)
     total, calc = _refund_sum(ctx, order, items)
     names = join_words([_item_name(order, i) for i in items])
-    return _info(
-        ctx,
+    return info_intent(
         "info_refund_estimate",
         order["order_id"],
         f"If I returned {names} from {ref.mine}, how much money would I get back?",
@@ -664,8 +646,7 @@ def _product_options(ctx: Context) -> Intent | None:
     if product is None:
         return None
     name = product["name"].lower()
-    return _info(
-        ctx,
+    return info_intent(
         "info_product_options",
         product["product_id"],
         f"How many {name} options do you have available at the moment?",
@@ -681,8 +662,7 @@ def _variant_price(ctx: Context) -> Intent | None:
     if product is None or variant is None:
         return None
     what = f"{product['name'].lower()} with {_options(variant['options'])}"
-    return _info(
-        ctx,
+    return info_intent(
         "info_variant_price",
         product["product_id"],
         f"How much does the {what} cost?",
@@ -697,8 +677,7 @@ def _cheapest(ctx: Context) -> Intent | None:
     if product is None:
         return None
     name = product["name"].lower()
-    return _info(
-        ctx,
+    return info_intent(
         "info_cheapest",
         product["product_id"],
         f"What is the price of the cheapest {name} you have available?",
