@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 ASK_IDENTITY = (
     "I'd be glad to help. First I need to identify you: could you tell me your email address, "
-    "or your first name, last name and zip code?"
+    "or your first name and last name with your zip code or date of birth?"
 )
 WHAT_ELSE = "Is there anything else I can help you with?"
 TRANSFER_NOTICE = (
