@@ -884,36 +884,41 @@ def _cancel_flight(ctx: Context) -> Intent | None:
     return _cancel_intent(ctx, "cancel_flight", trip, action, what, "I will make my own way back")
 
 
-def _cancel_hotel(ctx: Context) -> Intent | None:
+def _cancel_part(
+    ctx: Context, kind: str, tool: str, part: str, id_key: str, describe: Callable[[Record], str], why: str
+) -> Intent | None:
+    """Cancel one active hotel stay or car rental (``part``) of an upcoming trip."""
     options = [
-        (t, s)
+        (t, p)
         for t in ctx.upcoming(older=True)
-        if ctx.may_write(t["trip_id"], CANCEL_HOTEL)
-        for s in bk.active(t["hotels"])
+        if ctx.may_write(t["trip_id"], tool)
+        for p in bk.active(t[part])
     ]
     choice = ctx.pick(options)
     if choice is None:
         return None
-    trip, stay = choice
-    action = Action(name=CANCEL_HOTEL, arguments={"trip_id": trip["trip_id"], "stay_id": stay["stay_id"]})
-    what = f"the stay at {stay['hotel_name']} of"
-    return _cancel_intent(ctx, "cancel_hotel", trip, action, what, "I will stay with friends instead")
+    trip, item = choice
+    action = Action(name=tool, arguments={"trip_id": trip["trip_id"], id_key: item[id_key]})
+    return _cancel_intent(ctx, kind, trip, action, describe(item), why)
+
+
+def _cancel_hotel(ctx: Context) -> Intent | None:
+    def describe(stay: Record) -> str:
+        return f"the stay at {stay['hotel_name']} of"
+
+    return _cancel_part(
+        ctx, "cancel_hotel", CANCEL_HOTEL, "hotels", "stay_id", describe, "I will stay with friends instead"
+    )
 
 
 def _cancel_car(ctx: Context) -> Intent | None:
-    options = [
-        (t, c)
-        for t in ctx.upcoming(older=True)
-        if ctx.may_write(t["trip_id"], CANCEL_CAR)
-        for c in bk.active(t["cars"])
-    ]
-    choice = ctx.pick(options)
-    if choice is None:
-        return None
-    trip, rental = choice
-    action = Action(name=CANCEL_CAR, arguments={"trip_id": trip["trip_id"], "rental_id": rental["rental_id"]})
-    what = f"the {CAR_WORDS.get(rental['car_class'], rental['car_class'])} rental from {rental['company']} of"
-    return _cancel_intent(ctx, "cancel_car", trip, action, what, "I will not need a car after all")
+    def describe(rental: Record) -> str:
+        car = CAR_WORDS.get(rental["car_class"], rental["car_class"])
+        return f"the {car} rental from {rental['company']} of"
+
+    return _cancel_part(
+        ctx, "cancel_car", CANCEL_CAR, "cars", "rental_id", describe, "I will not need a car after all"
+    )
 
 
 def _cancel_trip(ctx: Context) -> Intent | None:
