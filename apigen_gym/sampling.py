@@ -438,31 +438,42 @@ def task_rows(tasks: Sequence[Task]) -> list[dict[str, Any]]:
     return [t.model_dump(mode="json", exclude_none=True) for t in tasks]
 
 
-SampleSplit = Callable[[Database, int, int, str], list[Task]]
-"""``sample(database, n, seed, split)``: a domain's sampler entry point."""
+@dataclass(frozen=True)
+class DomainSampler:
+    """A domain's task sampler: its builder and shipped splits, with the sampling loop and the CLI."""
 
+    domain: str
+    splits: Mapping[str, SplitSpec]
+    build: BuildTask
 
-def sampler_main(
-    domain_name: str, splits: dict[str, SplitSpec], sample: SampleSplit, argv: Sequence[str] | None
-) -> int:
-    """The command line of ``python -m apigen_gym.domains.<domain>.sampler``."""
-    domain = load_domain(domain_name)
-    parser = argparse.ArgumentParser(
-        prog=f"python -m apigen_gym.domains.{domain_name}.sampler",
-        description=f"Sample validated {domain_name} tasks by random walks on the API graph.",
-    )
-    parser.add_argument("--split", default="test", help="split name (default: test)")
-    parser.add_argument("--n", type=int, help="number of tasks (default: the split's shipped size)")
-    parser.add_argument("--seed", type=int, help="random seed (default: the split's shipped seed)")
-    parser.add_argument(
-        "--out", type=Path, help=f"output JSONL (default: domains/{domain_name}/tasks/<split>.jsonl)"
-    )
-    parser.add_argument("--data-dir", type=Path, help="a τ-bench-layout data folder (default: shipped data)")
-    args = parser.parse_args(argv)
-    spec = splits.get(args.split, SplitSpec(n=100, seed=0, buckets=()))
-    database = domain.database(args.data_dir)
-    tasks = sample(database, args.n or spec.n, spec.seed if args.seed is None else args.seed, args.split)
-    out = args.out or domain.home / "tasks" / f"{args.split}.jsonl"
-    write_jsonl(out, task_rows(tasks))
-    print(f"wrote {len(tasks)} {args.split} tasks to {out}")
-    return 0
+    def sample(self, database: Database, n: int, seed: int, split: str = "test") -> list[Task]:
+        """``n`` validated, distinct tasks for ``split`` (drawn from its users), reproducible."""
+        pool = user_pool(database, self.splits.get(split))
+        return sample_tasks(self.domain, database, n, seed, split, self.build, pool)
+
+    def main(self, argv: Sequence[str] | None = None) -> int:
+        """The command line of ``python -m apigen_gym.domains.<domain>.sampler``."""
+        domain = load_domain(self.domain)
+        parser = argparse.ArgumentParser(
+            prog=f"python -m apigen_gym.domains.{self.domain}.sampler",
+            description=f"Sample validated {self.domain} tasks by random walks on the API graph.",
+        )
+        parser.add_argument("--split", default="test", help="split name (default: test)")
+        parser.add_argument("--n", type=int, help="number of tasks (default: the split's shipped size)")
+        parser.add_argument("--seed", type=int, help="random seed (default: the split's shipped seed)")
+        parser.add_argument(
+            "--out", type=Path, help=f"output JSONL (default: domains/{self.domain}/tasks/<split>.jsonl)"
+        )
+        parser.add_argument(
+            "--data-dir", type=Path, help="a τ-bench-layout data folder (default: shipped data)"
+        )
+        args = parser.parse_args(argv)
+        spec = self.splits.get(args.split, SplitSpec(n=100, seed=0, buckets=()))
+        database = domain.database(args.data_dir)
+        tasks = self.sample(
+            database, args.n or spec.n, spec.seed if args.seed is None else args.seed, args.split
+        )
+        out = args.out or domain.home / "tasks" / f"{args.split}.jsonl"
+        write_jsonl(out, task_rows(tasks))
+        print(f"wrote {len(tasks)} {args.split} tasks to {out}")
+        return 0

@@ -19,7 +19,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from apigen_gym import sampling
 from apigen_gym.database import Database, Record
 from apigen_gym.domains.airline import DOMAIN
 from apigen_gym.domains.airline.graph import (
@@ -58,6 +57,7 @@ from apigen_gym.domains.airline.terms import (
 from apigen_gym.sampling import (
     ACCEPT_REFUSAL,
     EXACT_FIGURE,
+    DomainSampler,
     Identity,
     Intent,
     IntentMix,
@@ -69,9 +69,7 @@ from apigen_gym.sampling import (
     join_words,
     money,
     read,
-    sampler_main,
     satisfies,
-    user_pool,
 )
 from apigen_gym.task import Action, Task
 
@@ -1231,14 +1229,9 @@ def build_task(database: Database, rng: random.Random, user_id: str) -> Task | N
     return ctx.build(identity, plan, lambda need: _draw_intent(ctx, need))
 
 
-def sample_tasks(database: Database, n: int, seed: int, split: str = "test") -> list[Task]:
-    """``n`` validated, distinct tasks for ``split``, the same for the same database, seed and split."""
-    pool = user_pool(database, SPLITS.get(split))
-    return sampling.sample_tasks("airline", database, n, seed, split, build_task, pool)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return sampler_main("airline", SPLITS, sample_tasks, argv)
+SAMPLER = DomainSampler("airline", SPLITS, build_task)
+sample_tasks = SAMPLER.sample
+main = SAMPLER.main
 
 
 if __name__ == "__main__":

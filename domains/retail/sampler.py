@@ -14,10 +14,9 @@ Run ``python -m apigen_gym.domains.retail.sampler --split test`` to regenerate a
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from apigen_gym import sampling
 from apigen_gym.database import Database, Record
 from apigen_gym.domains.retail import DOMAIN
 from apigen_gym.domains.retail.graph import (
@@ -33,6 +32,7 @@ from apigen_gym.domains.retail.graph import (
 )
 from apigen_gym.sampling import (
     ACCEPT_REFUSAL,
+    DomainSampler,
     Identity,
     Intent,
     IntentMix,
@@ -45,9 +45,7 @@ from apigen_gym.sampling import (
     join_words,
     money,
     read,
-    sampler_main,
     satisfies,
-    user_pool,
 )
 from apigen_gym.task import Action, Task
 
@@ -786,14 +784,9 @@ def build_task(database: Database, rng: random.Random, user_id: str) -> Task | N
 # --- sampling -----------------------------------------------------------------------------------
 
 
-def sample_tasks(database: Database, n: int, seed: int, split: str = "test") -> list[Task]:
-    """``n`` validated, distinct tasks for ``split``, the same for the same database, seed and split."""
-    pool = user_pool(database, SPLITS.get(split))
-    return sampling.sample_tasks("retail", database, n, seed, split, build_task, pool)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return sampler_main("retail", SPLITS, sample_tasks, argv)
+SAMPLER = DomainSampler("retail", SPLITS, build_task)
+sample_tasks = SAMPLER.sample
+main = SAMPLER.main
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any
 
-from apigen_gym import sampling
 from apigen_gym.database import Database, Record
 from apigen_gym.domains.travel import DOMAIN, terms
 from apigen_gym.domains.travel import booking as bk
@@ -55,6 +54,7 @@ from apigen_gym.domains.travel.tools import trip_started
 from apigen_gym.policy import Step, Trace
 from apigen_gym.sampling import (
     ACCEPT_REFUSAL,
+    DomainSampler,
     Identity,
     Intent,
     IntentMix,
@@ -64,9 +64,7 @@ from apigen_gym.sampling import (
     join_words,
     money,
     read,
-    sampler_main,
     satisfies,
-    user_pool,
 )
 from apigen_gym.task import Action, Task
 
@@ -1357,14 +1355,9 @@ def build_task(database: Database, rng: random.Random, user_id: str) -> Task | N
     return ctx.build(identity, plan, lambda need: _draw_intent(ctx, need))
 
 
-def sample_tasks(database: Database, n: int, seed: int, split: str = "test") -> list[Task]:
-    """``n`` validated, distinct tasks for ``split``, the same for the same database, seed and split."""
-    pool = user_pool(database, SPLITS.get(split))
-    return sampling.sample_tasks("travel", database, n, seed, split, build_task, pool)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return sampler_main("travel", SPLITS, sample_tasks, argv)
+SAMPLER = DomainSampler("travel", SPLITS, build_task)
+sample_tasks = SAMPLER.sample
+main = SAMPLER.main
 
 
 if __name__ == "__main__":
