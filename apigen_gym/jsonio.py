@@ -1,4 +1,4 @@
-"""JSON helpers: τ-bench-compatible dumps, canonical hashing, deterministic and atomic files."""
+"""JSON helpers: τ-bench-compatible dumps, canonical hashing, wire bytes, deterministic and atomic files."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
+import orjson
 from pydantic import BaseModel
 
 M = TypeVar("M", bound=BaseModel)
@@ -28,6 +29,19 @@ _UMASK = _read_umask()  # read once at import: os.umask is process-wide and not 
 def dumps(obj: Any) -> str:
     """Serialise like τ-bench's tools do: default separators, keys in insertion order."""
     return json.dumps(obj)
+
+
+def to_wire(obj: Any) -> bytes:
+    """Compact UTF-8 JSON for a request body (orjson; the stdlib for what orjson refuses)."""
+    try:
+        return orjson.dumps(obj)
+    except TypeError:  # e.g. non-string keys or integers past 64 bits, which JSON itself allows
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def from_wire(data: bytes) -> Any:
+    """The value of a JSON answer; raises ``ValueError`` when it is not JSON."""
+    return orjson.loads(data)
 
 
 def canonical(obj: Any) -> str:

@@ -8,16 +8,17 @@
   ``request`` and not retried.
 - Token usage and cost per call (price table configurable), and an optional on-disk cache keyed by
   the full request, for record/replay in tests and for resuming interrupted runs.
-- Fast: the request goes through the real ``openai`` client (its HTTP stack, auth, errors), but as a
-  raw ``post`` whose JSON the layer builds and reads itself. The typed ``create`` path spends several
+- Fast: the layer builds and reads the JSON itself. The typed ``create`` path spends several
   milliseconds of CPU per call walking the request for type transforms and validating the response
-  into pydantic models, which caps a 2-core machine at a few hundred calls per second.
+  into pydantic models, which caps a 2-core machine at a few hundred calls per second. The request
+  is the one the ``openai`` client defines (URL, headers, auth, its exceptions for failures); by
+  default it is sent on a pooled aiohttp session, or through the client itself
+  (``transport="openai"``): see :mod:`apigen_gym.llm_transport`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 from collections.abc import Mapping, Sequence
@@ -28,11 +29,7 @@ import openai
 from pydantic import BaseModel, ConfigDict, Field
 
 from apigen_gym import jsonio
-
-try:  # the HTTP library the installed openai is built on
-    import httpx2 as http
-except ImportError:  # openai < 3
-    import httpx as http  # type: ignore[no-redef]
+from apigen_gym.llm_transport import Channel, Transport, open_channel
 
 
 class Price(BaseModel):
@@ -69,6 +66,8 @@ class LLMSettings(BaseModel):
     backoff_base: float = 0.5
     backoff_max: float = 30.0
     max_connections: int = 1024
+    transport: Transport = "aiohttp"
+    """``aiohttp``: the client's request on a pooled session; ``openai``: through the client's stack."""
     cache_dir: Path | None = None
     cache_mode: CacheMode = "read-write"
     prices: dict[str, Price] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
@@ -189,29 +188,14 @@ class LLMClient:
         self.usage = Usage()
         self.cost = 0.0
         self.calls = 0
-        self._clients: dict[int, openai.AsyncOpenAI] = {}
+        self._channels: dict[int, Channel] = {}
 
-    def _client(self) -> openai.AsyncOpenAI:
+    def _channel(self) -> Channel:
         loop = id(asyncio.get_running_loop())
-        client = self._clients.get(loop)
-        if client is None:
-            # aiohttp as the transport costs ~4× less CPU per call than the default one
-            transport = getattr(openai, "DefaultAioHttpClient", openai.DefaultAsyncHttpxClient)
-            pool = transport(
-                limits=http.Limits(
-                    max_connections=self.settings.max_connections,
-                    max_keepalive_connections=self.settings.max_connections,
-                ),
-            )
-            client = openai.AsyncOpenAI(
-                api_key=self.settings.api_key or "no-key",
-                base_url=self.settings.base_url,
-                timeout=self.settings.timeout,
-                max_retries=0,  # retries are ours: labelled, with jitter, counted
-                http_client=pool,
-            )
-            self._clients[loop] = client
-        return client
+        channel = self._channels.get(loop)
+        if channel is None:
+            channel = self._channels[loop] = open_channel(self.settings)
+        return channel
 
     def request_body(
         self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None, **params: Any
@@ -270,14 +254,9 @@ class LLMClient:
         raise AssertionError("unreachable")
 
     async def _post(self, body: dict[str, Any]) -> dict[str, Any]:
-        response = await self._client().post(
-            "/chat/completions",
-            cast_to=http.Response,
-            content=json.dumps(body).encode(),  # the stdlib's C encoder: cheaper than the client's
-            options={"headers": {"Content-Type": "application/json"}},
-        )
+        content = await self._channel().send(jsonio.to_wire(body))
         try:
-            data = json.loads(response.content)
+            data = jsonio.from_wire(content)
             message = data["choices"][0]["message"]
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise _EmptyAnswer("no message in the answer") from exc
@@ -321,9 +300,9 @@ class LLMClient:
         jsonio.atomic_write_text(self._cache_path(key), completion.model_dump_json())
 
     async def aclose(self) -> None:
-        for client in self._clients.values():
-            await client.close()
-        self._clients.clear()
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
 
 
 def _clean_message(message: dict[str, Any]) -> dict[str, Any]:

@@ -3,9 +3,11 @@
 The loopback server runs in a subprocess (its CPU is not counted) and answers every request after
 ``L`` seconds. For each concurrency ``C`` the real harness (:func:`apigen_gym.evaluation.run_async`,
 ``ToolCallingAgent`` on ``LLMClient``, scripted user, the retail test split, model ``oracle``) keeps
-``C`` episodes in flight; the ideal throughput is ``C / L`` calls per second. In the same run, a plain
-``AsyncOpenAI().chat.completions.create`` loop with ``C`` calls in flight sends a mid-episode retail
-conversation with the retail tools for as long as the harness's measured window.
+``C`` episodes in flight, once with the LLM layer's default aiohttp transport and once with
+``transport="openai"`` (requests through the client's own stack); the ideal throughput is ``C / L``
+calls per second. In the same run, a plain ``AsyncOpenAI().chat.completions.create`` loop with ``C``
+calls in flight sends a mid-episode retail conversation with the retail tools for as long as the
+harness's measured window.
 
 Measured in a steady-state window (from 1.5 latency periods after the start until the last episode has
 started, so all ``C`` slots are busy throughout): calls per second (each in-flight slot's timeline is
@@ -54,6 +56,7 @@ from apigen_gym.evaluation import read_results, run_async
 from apigen_gym.llm import Completion, LLMClient, LLMSettings
 from apigen_gym.llm_agents import ToolCallingAgent
 from apigen_gym.llm_server import start_server_process
+from apigen_gym.llm_transport import Transport
 from apigen_gym.task import Task
 
 try:  # the HTTP library the installed openai is built on (as in apigen_gym.llm)
@@ -67,6 +70,7 @@ WARMUP_PERIODS = 1.5
 MEMORY_EPISODES = 1000
 MEMORY_ACTIONS = 6
 PROFILE_CONCURRENCY = 16
+TRANSPORTS: tuple[Transport, ...] = ("aiohttp", "openai")
 
 
 @dataclass(frozen=True)
@@ -261,20 +265,26 @@ class HarnessRun:
 
 
 async def settle(
-    run: asyncio.Task[Any], client: TimedClient, marks: Mapping[str, Snapshot], wait: float
+    run: asyncio.Task[Any],
+    client: TimedClient,
+    marks: Mapping[str, Snapshot],
+    ended: asyncio.Event,
+    wait: float,
 ) -> None:
     """Return once every slot has completed a call after the window's end (or the run is over).
 
     The cycles straddling the window's end must be complete to be counted; after that the rest of
-    the run (the tail, with fewer than C episodes in flight) is not needed.
+    the run (the tail, with fewer than C episodes in flight) is not needed. Nothing polls before the
+    window ends, so the wait costs the measured process nothing.
     """
     deadline = time.perf_counter() + wait
-    while not run.done():
-        end = marks.get("end")
-        if end is not None:
-            lines = client.timelines.values()
-            if all(line[-1] > end.wall for line in lines) or time.perf_counter() > deadline:
-                return
+    window_end = asyncio.ensure_future(ended.wait())
+    await asyncio.wait({run, window_end}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+    window_end.cancel()
+    end = marks.get("end")
+    while not run.done() and end is not None and time.perf_counter() < deadline:
+        if all(line[-1] > end.wall for line in client.timelines.values()):
+            return
         await asyncio.sleep(0.02)
 
 
@@ -287,23 +297,32 @@ async def measure_harness(
     trials: int,
     max_steps: int,
     steps: Mapping[str, int],
+    transport: Transport = "aiohttp",
 ) -> HarnessRun:
     """Run the real harness on ``ids`` × ``trials`` with ``concurrency`` episodes in flight.
 
     The run is stopped once the window is measured; the reward is that of the finished episodes,
     and episodes per second are calls per second over the planned episodes' mean oracle length.
     """
-    settings = LLMSettings(model="oracle", base_url=url, api_key="loopback", max_connections=2 * concurrency)
+    settings = LLMSettings(
+        model="oracle",
+        base_url=url,
+        api_key="loopback",
+        max_connections=2 * concurrency,
+        transport=transport,
+    )
     client = TimedClient(settings)
     total = len(ids) * trials
     started = 0
     marks: dict[str, Snapshot] = {}
+    ended = asyncio.Event()
 
     def make_env() -> ApigenEnv:
         nonlocal started
         started += 1
         if started == total:  # the last episode starts: from here on fewer than C are in flight
             marks["end"] = snapshot(client.calls, server_pid)
+            ended.set()
         return ApigenEnv(DOMAIN, max_steps=max_steps)
 
     async def mark_start() -> None:
@@ -318,7 +337,7 @@ async def measure_harness(
             run_async(make_env, lambda: ToolCallingAgent(client), out_dir, ids, trials, concurrency)
         )
         try:
-            await settle(run, client, marks, wait=WARMUP_PERIODS * latency + 10 * latency + 60)
+            await settle(run, client, marks, ended, wait=WARMUP_PERIODS * latency + 10 * latency + 60)
             last = snapshot(client.calls, server_pid)
             if run.done():
                 run.result()  # a failed run raises here
@@ -501,10 +520,11 @@ async def layer_costs(
         default = plain_client(url, "default")
         aio = plain_client(url, "aiohttp")
         layer = LLMClient(settings)
+        layer_openai = LLMClient(settings.model_copy(update={"transport": "openai"}))
         harness = LLMClient(settings)
         for client in (default, aio):
             stack.push_async_callback(client.close)
-        for llm_client in (layer, harness):
+        for llm_client in (layer, layer_openai, harness):
             stack.push_async_callback(llm_client.aclose)
         session = await stack.enter_async_context(aiohttp.ClientSession())
         bare = await stack.enter_async_context(http.AsyncClient(timeout=60))
@@ -546,6 +566,7 @@ async def layer_costs(
             "post typed": sized(typed_post),
             "post raw": sized(raw_post),
             "LLMClient": sized(lambda: layer.complete(messages, tools)),
+            "LLMClient/openai": sized(lambda: layer_openai.complete(messages, tools)),
             "bare/aiohttp": sized(bare_aiohttp),
             "bare/httpx": sized(bare_httpx),
             "harness": whole_harness,
@@ -596,7 +617,11 @@ def print_breakdown(costs: Mapping[str, float], size: BreakdownSize) -> None:
             f"{c['create/default'] - c['create/aiohttp']:+.0f}",
         ),
         ("= plain create, default client", f"{c['create/default']:.0f}"),
-        ("harness LLM layer: LLMClient.complete (raw post via openai + aiohttp)", f"{c['LLMClient']:.0f}"),
+        (
+            "LLMClient.complete, transport='openai' (raw post through the client)",
+            f"{c['LLMClient/openai']:.0f}",
+        ),
+        ("harness LLM layer: LLMClient.complete, default aiohttp transport", f"{c['LLMClient']:.0f}"),
         (
             "harness beyond the LLM layer (runner, env, agent, results)",
             f"{c['harness'] - c['LLMClient']:.0f}",
@@ -673,17 +698,15 @@ def main() -> None:
     try:
         for concurrency in args.concurrency:
             run_ids, trials = plan_episodes(ids, steps, concurrency, seconds / latency, args.episodes)
-            harness = asyncio.run(
-                measure_harness(
-                    url, process.pid, concurrency, latency, run_ids, trials, args.max_steps, steps
-                )
-            )
+            plan = (url, process.pid, concurrency, latency, run_ids, trials, args.max_steps, steps)
+            runs = {transport: asyncio.run(measure_harness(*plan, transport)) for transport in TRANSPORTS}
+            harness, through_openai = runs["aiohttp"], runs["openai"]
             window = harness.window.seconds
             plain = asyncio.run(
                 measure_plain(url, process.pid, concurrency, latency, window, messages, tools)
             )
             ideal = concurrency / latency
-            h, p = harness.window, plain
+            h, o, p = harness.window, through_openai.window, plain
             rows.append(
                 [
                     concurrency,
@@ -693,6 +716,8 @@ def main() -> None:
                     f"{h.cpu_ms_per_call:.3f}",
                     f"{harness.episodes_per_s:.2f}",
                     f"{harness.mean_reward:.3f}",
+                    f"{o.calls_per_s / ideal:.3f}",
+                    f"{o.cpu_ms_per_call:.3f}",
                     f"{p.calls_per_s:.1f}",
                     f"{p.calls_per_s / ideal:.3f}",
                     f"{p.cpu_ms_per_call:.3f}",
@@ -705,8 +730,9 @@ def main() -> None:
             notes.append(
                 f"C={concurrency}: {harness.episodes} episodes planned ({len(run_ids)} tasks × {trials}), "
                 f"{harness.finished} finished before the tail was cut; window {h.seconds:.1f} s"
-                f"{'' if harness.steady else ' (whole run: too few episodes)'}; episode errors "
-                f"{harness.episode_errors}, plain errors {p.errors}; server CPU (harness / plain) {server}"
+                f"{'' if harness.steady and through_openai.steady else ' (whole run: too few episodes)'}; "
+                f"episode errors {harness.episode_errors} / {through_openai.episode_errors} (openai "
+                f"transport), plain errors {p.errors}; server CPU (harness / plain) {server}"
             )
             print(f"  measured C={concurrency}", flush=True)
     finally:
@@ -720,14 +746,18 @@ def main() -> None:
         "harness CPU ms/call",
         "episodes/s",
         "reward",
+        "openai transport: of C/L",
+        "CPU ms/call",
         "plain create calls/s",
         "of C/L",
         "plain CPU ms/call",
         "CPU plain / harness",
     ]
     print(
-        f"\nretail test split, model oracle, scripted user; plain create sends a {len(messages)}-message "
-        f"conversation with {len(tools)} tools ({request_kib:.0f} KiB); CPU is this process's user + sys\n"
+        f"\nretail test split, model oracle, scripted user; the harness with its default aiohttp transport, "
+        f"then with transport='openai' (through the client's own stack); plain create sends a "
+        f"{len(messages)}-message conversation with {len(tools)} tools ({request_kib:.0f} KiB); CPU is this "
+        f"process's user + sys\n"
     )
     print(tabulate(rows, headers=headers, tablefmt="github"))
     for note in notes:

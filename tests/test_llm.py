@@ -1,7 +1,10 @@
-"""The LLM layer (:mod:`apigen_gym.llm`) through the real ``openai`` client against the loopback server.
+"""The LLM layer (:mod:`apigen_gym.llm`) against the loopback server, through both transports.
 
-Faults are injected by rate with a fixed ``seed``: :func:`seed_for` finds a seed whose draws give the
-wanted sequence of faulty and clean requests, and the server's ``/stats`` fault counts confirm it.
+Every test runs twice: with the default ``aiohttp`` transport (the ``openai`` client's request on a
+pooled session) and with ``openai`` (the client's own stack); both must behave alike, down to the
+exception classes. Faults are injected by rate with a fixed ``seed``: :func:`seed_for` finds a seed
+whose draws give the wanted sequence of faulty and clean requests, and the server's ``/stats`` fault
+counts confirm it.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import time
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import openai
 import pytest
@@ -33,10 +36,21 @@ from apigen_gym.llm import (
     Usage,
 )
 from apigen_gym.llm_server import LoopbackServer, ServerConfig
+from apigen_gym.llm_transport import Transport
 from apigen_gym.tools import ERROR_PREFIX
 
 T = TypeVar("T")
 HELLO = [{"role": "user", "content": "hello there"}]
+TRANSPORTS: tuple[Transport, ...] = get_args(Transport)
+_current: dict[str, Transport] = {"transport": "aiohttp"}
+
+
+@pytest.fixture(autouse=True, params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> Iterator[Transport]:
+    """The transport :func:`settings` gives this run of the test."""
+    _current["transport"] = request.param
+    yield request.param
+    _current["transport"] = "aiohttp"
 
 
 def seed_for(pattern: list[bool], rate: float) -> int:
@@ -52,6 +66,7 @@ def settings(server: LoopbackServer | str, model: str = "echo", **kwargs: Any) -
     base_url = server if isinstance(server, str) else server.base_url
     kwargs.setdefault("backoff_base", 0.001)
     kwargs.setdefault("timeout", 10.0)
+    kwargs.setdefault("transport", _current["transport"])
     return LLMSettings(model=model, base_url=base_url, **kwargs)
 
 

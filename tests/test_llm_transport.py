@@ -1,0 +1,150 @@
+"""The two transports of :mod:`apigen_gym.llm_transport` put the same request on the wire and fail alike.
+
+A small recording server on 127.0.0.1 answers whatever status it is told to and keeps every request it
+received, so the ``aiohttp`` transport can be compared with the ``openai`` client's own stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+import pytest
+from aiohttp import web
+
+from apigen_gym.llm import LLMSettings
+from apigen_gym.llm_transport import Channel, Transport, open_channel
+
+BODY = {"model": "m", "messages": [{"role": "user", "content": "grüß dich"}], "temperature": 0.0}
+WIRE_ONLY = {"host", "connection", "content-length"}
+"""Headers each HTTP stack sets for itself."""
+
+
+@dataclass
+class Seen:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class RecordingServer:
+    """Answers ``status`` with ``answer`` (after ``delay`` seconds) and records each request."""
+
+    def __init__(self, status: int = 200, answer: Any = None, headers: dict[str, str] | None = None):
+        self.status = status
+        self.answer = answer if answer is not None else {"choices": [{"message": {"content": "hi"}}]}
+        self.headers = headers or {}
+        self.delay = 0.0
+        self.seen: list[Seen] = []
+        self.base_url = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.seen.append(Seen(request.path, dict(request.headers), await request.read()))
+        await asyncio.sleep(self.delay)
+        return web.json_response(self.answer, status=self.status, headers=self.headers)
+
+    async def send(self, transport: Transport, payload: bytes, timeout: float = 5.0) -> bytes:
+        """One request through a fresh channel of ``transport``."""
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self.handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        channel = open_channel(settings(f"http://127.0.0.1:{port}/v1", transport, timeout))
+        try:
+            return await channel.send(payload)
+        finally:
+            await channel.close()
+            await runner.cleanup()
+
+
+def settings(base_url: str, transport: Transport, timeout: float = 5.0) -> LLMSettings:
+    return LLMSettings(model="m", base_url=base_url, api_key="sk-test", transport=transport, timeout=timeout)
+
+
+def comparable(headers: dict[str, str]) -> dict[str, str]:
+    return {name.lower(): value for name, value in headers.items() if name.lower() not in WIRE_ONLY}
+
+
+def exchange(server: RecordingServer, transport: Transport, **kwargs: Any) -> bytes:
+    return asyncio.run(server.send(transport, json.dumps(BODY).encode(), **kwargs))
+
+
+def failure_of(server: RecordingServer, transport: Transport, **kwargs: Any) -> openai.APIError:
+    with pytest.raises(openai.APIError) as raised:
+        exchange(server, transport, **kwargs)
+    return raised.value
+
+
+def test_both_transports_send_the_same_request() -> None:
+    server = RecordingServer()
+    answers = [exchange(server, transport) for transport in ("aiohttp", "openai")]
+    direct, client = server.seen
+    assert answers[0] == answers[1] and json.loads(answers[0]) == server.answer
+    assert direct.path == client.path == "/v1/chat/completions"
+    assert json.loads(direct.body) == json.loads(client.body) == BODY
+    assert comparable(direct.headers) == comparable(client.headers)
+    sent = comparable(direct.headers)
+    assert sent["authorization"] == "Bearer sk-test" and sent["content-type"] == "application/json"
+    assert sent["user-agent"].startswith("AsyncOpenAI/Python")
+
+
+@pytest.mark.parametrize(
+    ("status", "error_type"),
+    [
+        (400, openai.BadRequestError),
+        (401, openai.AuthenticationError),
+        (404, openai.NotFoundError),
+        (422, openai.UnprocessableEntityError),
+        (429, openai.RateLimitError),
+        (500, openai.InternalServerError),
+        (503, openai.InternalServerError),
+    ],
+)
+def test_error_statuses_raise_the_clients_exceptions(status: int, error_type: type[Exception]) -> None:
+    answer = {"error": {"message": "it went wrong", "type": "test", "code": "oops"}}
+    server = RecordingServer(status, answer, headers={"retry-after-ms": "25"})
+    errors = [failure_of(server, transport) for transport in ("aiohttp", "openai")]
+    for error in errors:
+        assert type(error) is error_type
+        assert isinstance(error, openai.APIStatusError) and error.status_code == status
+        assert error.body == answer["error"] and "it went wrong" in str(error)
+        assert error.response.headers["retry-after-ms"] == "25"
+    assert str(errors[0]) == str(errors[1])
+
+
+def test_a_slow_answer_is_a_timeout_on_both() -> None:
+    server = RecordingServer()
+    server.delay = 2.0
+    for transport in ("aiohttp", "openai"):
+        assert isinstance(failure_of(server, transport, timeout=0.2), openai.APITimeoutError)
+
+
+@pytest.fixture()
+def refused_url() -> Iterator[str]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "openai"])
+def test_a_refused_connection_is_a_connection_error(refused_url: str, transport: Transport) -> None:
+    async def send() -> bytes:
+        channel: Channel = open_channel(settings(refused_url, transport))
+        try:
+            return await channel.send(b"{}")
+        finally:
+            await channel.close()
+
+    with pytest.raises(openai.APIConnectionError):
+        asyncio.run(send())
