@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, get_args
 
 from tabulate import tabulate
 
@@ -17,6 +17,7 @@ from apigen_gym.env import ApigenEnv, format_transcript
 from apigen_gym.evaluation import evaluate, failure_rows, format_summary
 from apigen_gym.llm import LLMClient, LLMSettings
 from apigen_gym.llm_agents import ReActAgent, ToolCallingAgent
+from apigen_gym.llm_transport import Transport
 from apigen_gym.llm_user import BestOfNUser, LLMUser
 from apigen_gym.registration import ENV_IDS
 from apigen_gym.tools import ToolKind
@@ -68,6 +69,23 @@ def cmd_envs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_llm_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where and how the models of ``eval`` and ``generate`` are called."""
+    parser.add_argument("--base-url", help="OpenAI-compatible base URL (default: OPENAI_BASE_URL, or OpenAI)")
+    parser.add_argument("--temperature", type=float, help="sampling temperature passed to the models")
+    parser.add_argument("--llm-seed", type=int, help="seed passed to the models")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per LLM request")
+    parser.add_argument("--max-retries", type=int, default=5, help="retries of a failed LLM request")
+    parser.add_argument("--cache-dir", type=Path, help="record/replay LLM responses in this folder")
+    parser.add_argument(
+        "--transport",
+        choices=get_args(Transport),
+        default="aiohttp",
+        help="aiohttp: the openai client's request on a pooled session (default, cheapest); "
+        "openai: through the client's own HTTP stack",
+    )
+
+
 def _settings(args: argparse.Namespace, model: str | None) -> LLMSettings:
     """LLM settings from the command line (and ``OPENAI_*`` variables)."""
     try:
@@ -80,6 +98,7 @@ def _settings(args: argparse.Namespace, model: str | None) -> LLMSettings:
             max_retries=args.max_retries,
             cache_dir=args.cache_dir,
             max_connections=max(64, args.concurrency * 2),
+            transport=args.transport,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -325,12 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--user-model", help="the LLM user's model")
     ev.add_argument("--user-best-of", type=int, default=1, help="APIGen-MT best-of-N LLM user (N candidates)")
     ev.add_argument("--critic-model", help="the best-of-N critic's model (default: the user model)")
-    ev.add_argument("--base-url", help="OpenAI-compatible base URL (default: OPENAI_BASE_URL, or OpenAI)")
-    ev.add_argument("--temperature", type=float, help="sampling temperature passed to the models")
-    ev.add_argument("--llm-seed", type=int, help="seed passed to the models")
-    ev.add_argument("--timeout", type=float, default=120.0, help="seconds per LLM request")
-    ev.add_argument("--max-retries", type=int, default=5, help="retries of a failed LLM request")
-    ev.add_argument("--cache-dir", type=Path, help="record/replay LLM responses in this folder")
+    _add_llm_arguments(ev)
     ev.add_argument("--tasks", help="comma-separated task ids (default: all)")
     ev.add_argument("--trials", type=int, default=1, help="trials per task")
     ev.add_argument("--concurrency", type=int, default=8, help="episodes in flight")
@@ -360,12 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--agent-model", help="phase 2 agent's model (default: the oracle agent)")
     gen.add_argument("--attempts", type=int, default=3, help="phase 2 attempts per task")
     gen.add_argument("--concurrency", type=int, default=8, help="LLM calls or episodes in flight")
-    gen.add_argument("--base-url", help="OpenAI-compatible base URL (default: OPENAI_BASE_URL, or OpenAI)")
-    gen.add_argument("--temperature", type=float, help="sampling temperature passed to the models")
-    gen.add_argument("--llm-seed", type=int, help="seed passed to the models")
-    gen.add_argument("--timeout", type=float, default=120.0, help="seconds per LLM request")
-    gen.add_argument("--max-retries", type=int, default=5, help="retries of a failed LLM request")
-    gen.add_argument("--cache-dir", type=Path, help="record/replay LLM responses in this folder")
+    _add_llm_arguments(gen)
 
     export = sub.add_parser("export", help="a generation run's verified dialogues as training data")
     export.add_argument("run", help="the run folder")

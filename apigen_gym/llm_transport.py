@@ -19,6 +19,8 @@ A channel belongs to one event loop; :class:`~apigen_gym.llm.LLMClient` keeps on
 from __future__ import annotations
 
 import asyncio
+import urllib.parse
+import urllib.request
 from typing import TYPE_CHECKING, Literal
 
 import aiohttp
@@ -109,10 +111,13 @@ class AiohttpChannel(Channel):
                 sock_read=settings.timeout,
             ),
         )
+        self.proxy = env_proxy(self.url)
 
     async def send(self, payload: bytes) -> bytes:
         try:
-            async with self.session.post(self.url, data=payload, headers=self.headers) as response:
+            async with self.session.post(
+                self.url, data=payload, headers=self.headers, proxy=self.proxy
+            ) as response:
                 content = await response.read()
                 if response.status >= 400:
                     raise self._status_error(response.status, response.raw_headers, content)
@@ -134,6 +139,20 @@ class AiohttpChannel(Channel):
     async def close(self) -> None:
         await self.session.close()
         await self.client.close()
+
+
+def env_proxy(url: str) -> str | None:
+    """The proxy that ``HTTP(S)_PROXY`` / ``ALL_PROXY`` and ``NO_PROXY`` set for ``url``, if any.
+
+    Read once per channel: aiohttp's own ``trust_env`` reads the environment again on every request,
+    which costs more CPU than the rest of the request.
+    """
+    parts = urllib.parse.urlsplit(url)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass(parts.netloc):
+        return None
+    return proxy
 
 
 def open_channel(settings: LLMSettings) -> Channel:

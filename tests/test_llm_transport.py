@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 
 from apigen_gym.llm import LLMSettings
-from apigen_gym.llm_transport import Channel, Transport, open_channel
+from apigen_gym.llm_transport import Channel, Transport, env_proxy, open_channel
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "grüß dich"}], "temperature": 0.0}
 WIRE_ONLY = {"host", "connection", "content-length"}
@@ -148,3 +148,50 @@ def test_a_refused_connection_is_a_connection_error(refused_url: str, transport:
 
     with pytest.raises(openai.APIConnectionError):
         asyncio.run(send())
+
+
+# --- proxies from the environment ----------------------------------------------------------------
+
+
+@pytest.fixture()
+def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    return monkeypatch
+
+
+def test_env_proxy_follows_the_proxy_variables(no_proxy_env: pytest.MonkeyPatch) -> None:
+    assert env_proxy("http://api.example.test/v1/chat/completions") is None
+    no_proxy_env.setenv("HTTP_PROXY", "http://127.0.0.1:3128")
+    no_proxy_env.setenv("HTTPS_PROXY", "http://127.0.0.1:3129")
+    assert env_proxy("http://api.example.test/v1/chat/completions") == "http://127.0.0.1:3128"
+    assert env_proxy("https://api.example.test/v1/chat/completions") == "http://127.0.0.1:3129"
+    no_proxy_env.setenv("NO_PROXY", "example.test,localhost")
+    assert env_proxy("https://api.example.test:8443/v1/chat/completions") is None
+    assert env_proxy("http://localhost:8000/v1/chat/completions") is None
+    assert env_proxy("http://other.test/v1/chat/completions") == "http://127.0.0.1:3128"
+
+
+def test_the_aiohttp_transport_goes_through_the_environments_proxy(no_proxy_env: pytest.MonkeyPatch) -> None:
+    """The base URL's host is never resolved: the loopback proxy receives the request for it."""
+    proxy = RecordingServer()
+
+    async def through_proxy() -> bytes:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", proxy.handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        no_proxy_env.setenv("HTTP_PROXY", f"http://127.0.0.1:{runner.addresses[0][1]}")
+        channel = open_channel(settings("http://api.example.invalid/v1", "aiohttp"))
+        try:
+            return await channel.send(json.dumps(BODY).encode())
+        finally:
+            await channel.close()
+            await runner.cleanup()
+
+    assert json.loads(asyncio.run(through_proxy())) == proxy.answer
+    (seen,) = proxy.seen
+    assert seen.headers["Host"] == "api.example.invalid" and json.loads(seen.body) == BODY
