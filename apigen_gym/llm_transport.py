@@ -9,8 +9,8 @@ in who sends the bytes:
   HTTP library of the client's own ``DefaultAioHttpClient``). A failure is raised as the exception
   the client raises for it, built by the client from the answer. This skips the client's per-request
   plumbing (request options model, URL and header merging, the httpx-style wrapping of aiohttp),
-  which costs more CPU than the HTTP exchange itself: about 0.5 ms per call on a warm process,
-  1 ms when calls arrive far apart (``benchmarks/harness.py`` measures both).
+  which costs more CPU than the HTTP exchange itself: 0.7–1 ms per call here, at latency 0 and at
+  1 s (``benchmarks/harness.py`` measures both transports).
 - ``openai``: through ``AsyncOpenAI.post``, the client's whole stack, for setups that rely on it.
 
 A channel belongs to one event loop; :class:`~apigen_gym.llm.LLMClient` keeps one per loop.

@@ -107,12 +107,13 @@ def nothing_to_do(env: ApigenEnv) -> set[str]:
 # --- scores through the server ------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("transport", ["aiohttp", "openai"])
 def test_oracle_model_scores_pass1_of_1_on_the_test_split(
-    env: ApigenEnv, server: LoopbackServer, tmp_path: Path
+    env: ApigenEnv, server: LoopbackServer, tmp_path: Path, transport: str
 ) -> None:
     before = server.stats()["completed"]
     started = time.perf_counter()
-    results = run_eval(env, model_client(server.base_url, "oracle"), tmp_path)
+    results = run_eval(env, model_client(server.base_url, "oracle", transport=transport), tmp_path)
     elapsed = time.perf_counter() - started
     assert len(results) == len(env.tasks) == 115
     assert [r.task_id for r in results] == [t.id for t in env.tasks]
@@ -386,6 +387,17 @@ def test_cli_react_agent_with_the_chatty_model(
     rows = read_results(tmp_path)
     assert all(r.agent == "react" for r in rows)
     assert {r.task_id for r in rows if r.reward == 1.0} == nothing_to_do(env) & set(tasks)
+
+
+def test_cli_transport_openai_scores_the_same(
+    env: ApigenEnv, server: LoopbackServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tasks = [t.id for t in env.tasks[:6]]
+    code, _, err = main(capsys, *eval_args(server.base_url, tmp_path, tasks, "--transport", "openai"))
+    assert code == 0, err
+    assert [r.reward for r in read_results(tmp_path)] == [1.0] * 6
+    code, _, err = main(capsys, *eval_args(server.base_url, tmp_path / "x", tasks, "--transport", "carrier"))
+    assert code == 2 and "--transport" in err and "Traceback" not in err
 
 
 def test_cli_usage_errors(server: LoopbackServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
