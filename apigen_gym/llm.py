@@ -179,7 +179,7 @@ def _cause(exc: Exception) -> str:
 class LLMClient:
     """Chat completions with retries, labelling, usage, cost and an optional cache.
 
-    Safe to share between coroutines of one event loop; an ``openai`` client is made per event loop.
+    Safe to share between coroutines of one event loop; a channel (HTTP pool) is opened per event loop.
     """
 
     def __init__(self, settings: LLMSettings, rng: random.Random | None = None):
