@@ -102,8 +102,10 @@ class AiohttpChannel(Channel):
             "x-stainless-read-timeout": str(float(settings.timeout)),
         }
         self.headers = {name: value for name, value in given.items() if isinstance(value, str)}
+        # for https, the certificates the client's HTTP library trusts (system store, SSL_CERT_FILE)
+        verify = http.create_ssl_context() if self.url.startswith("https:") else True
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=settings.max_connections, limit_per_host=0),
+            connector=aiohttp.TCPConnector(limit=settings.max_connections, limit_per_host=0, ssl=verify),
             timeout=aiohttp.ClientTimeout(
                 total=None,
                 connect=settings.timeout,

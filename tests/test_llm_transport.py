@@ -9,12 +9,15 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
+import trustme
 from aiohttp import web
 
 from apigen_gym.llm import LLMSettings
@@ -48,16 +51,19 @@ class RecordingServer:
         await asyncio.sleep(self.delay)
         return web.json_response(self.answer, status=self.status, headers=self.headers)
 
-    async def send(self, transport: Transport, payload: bytes, timeout: float = 5.0) -> bytes:
-        """One request through a fresh channel of ``transport``."""
+    async def send(
+        self, transport: Transport, payload: bytes, timeout: float = 5.0, tls: ssl.SSLContext | None = None
+    ) -> bytes:
+        """One request through a fresh channel of ``transport`` (over TLS when ``tls`` is given)."""
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self.handle)
         runner = web.AppRunner(app)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
         await site.start()
         port = runner.addresses[0][1]
-        channel = open_channel(settings(f"http://127.0.0.1:{port}/v1", transport, timeout))
+        scheme = "https" if tls is not None else "http"
+        channel = open_channel(settings(f"{scheme}://127.0.0.1:{port}/v1", transport, timeout))
         try:
             return await channel.send(payload)
         finally:
@@ -195,3 +201,32 @@ def test_the_aiohttp_transport_goes_through_the_environments_proxy(no_proxy_env:
     assert json.loads(asyncio.run(through_proxy())) == proxy.answer
     (seen,) = proxy.seen
     assert seen.headers["Host"] == "api.example.invalid" and json.loads(seen.body) == BODY
+
+
+# --- TLS ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def tls_server_context(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server context with a certificate for 127.0.0.1 from a throwaway CA, and that CA's file."""
+    authority = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(context)
+    ca_file = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(ca_file))
+    return context, ca_file
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "openai"])
+def test_https_trusts_what_the_client_trusts(
+    tls_server_context: tuple[ssl.SSLContext, Path], transport: Transport, no_proxy_env: pytest.MonkeyPatch
+) -> None:
+    context, ca_file = tls_server_context
+    server = RecordingServer()
+    no_proxy_env.delenv("SSL_CERT_DIR", raising=False)
+    no_proxy_env.setenv("SSL_CERT_FILE", str(ca_file))  # the throwaway CA is trusted
+    assert json.loads(exchange(server, transport, tls=context)) == server.answer
+    no_proxy_env.delenv("SSL_CERT_FILE")  # the system store does not know it
+    with pytest.raises(openai.APIConnectionError):
+        exchange(server, transport, tls=context)
+    assert len(server.seen) == 1  # the refused handshake never reached the handler
