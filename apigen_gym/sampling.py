@@ -151,6 +151,10 @@ class TaskBuilder:
     actions: list[Action] = field(default_factory=list)
     writes: dict[str, list[str]] = field(default_factory=dict)
     mentioned: set[str] = field(default_factory=set)
+    planned: int = 0
+    """Intents the task being built is planned to have (set by :meth:`build`)."""
+    drawn: int = 0
+    """Intents drawn so far, the one being drawn included."""
 
     @classmethod
     def start(
@@ -174,6 +178,17 @@ class TaskBuilder:
         if self.domain.api_graph is None:
             raise ValueError(f"domain {self.domain.name} has no API graph")
         return self.domain.api_graph
+
+    @property
+    def last(self) -> bool:
+        """Whether the intent being drawn is the task's last one."""
+        return self.drawn == self.planned
+
+    def search(self, name: str, **arguments: Any) -> list[Any]:
+        """A read's list result in the current state (no action recorded)."""
+        output = self.domain.tools.execute(self.session.fork, name, arguments).output
+        found = json.loads(output) if output.startswith("[") else []
+        return found if isinstance(found, list) else []
 
     def pick(self, items: Sequence[Any]) -> Any:
         return self.rng.choice(items) if items else None
@@ -266,7 +281,9 @@ class TaskBuilder:
         """
         intents: list[Intent] = []
         requests: list[Request] = []
+        self.planned = len(plan)
         for number, need in enumerate(plan):
+            self.drawn = number + 1
             intent = draw(need)
             indices = None if intent is None else self.execute((*intent.reads, *intent.writes))
             if intent is None or indices is None:

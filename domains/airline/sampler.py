@@ -13,7 +13,6 @@ Run ``python -m apigen_gym.domains.airline.sampler --split test`` to regenerate 
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -152,17 +151,9 @@ def _legs(flights: Sequence[Record]) -> list[dict[str, str]]:
 class Context(TaskBuilder):
     """An airline task under construction: the user's profile and reservations as they are now."""
 
-    planned: int = 0
-    drawn: int = 0
-
     @property
     def user(self) -> Record:
         return self.view.get("users", self.user_id)
-
-    @property
-    def last(self) -> bool:
-        """Whether the intent being drawn is the task's last one (a transfer must be)."""
-        return self.drawn == self.planned
 
     def reservations(self) -> list[Record]:
         """The user's reservations that are not cancelled, in profile order (none booked in this task)."""
@@ -184,12 +175,6 @@ class Context(TaskBuilder):
         methods = list(self.user["payment_methods"].values())
         names = [_method_name(m) for m in methods]
         return [m for m, name in zip(methods, names) if names.count(name) == 1 and m["source"] in sources]
-
-    def search(self, name: str, **arguments: Any) -> list[Any]:
-        """A search's results in the current state (no action recorded)."""
-        output = DOMAIN.tools.execute(self.session.fork, name, arguments).output
-        found = json.loads(output) if output.startswith("[") else []
-        return found if isinstance(found, list) else []
 
 
 def _trip_key(reservation: Record) -> tuple[str, str, str]:
@@ -1202,7 +1187,6 @@ def walk(rng: random.Random, start: str) -> list[str]:
 
 def _draw_intent(ctx: Context, need: Need, tries: int = 16) -> Intent | None:
     """An intent reached by a walk, resampling walks that lead nowhere valid; the first one says who."""
-    ctx.drawn += 1
     for _ in range(tries):
         start = AIRPORTS if need is None and ctx.rng.random() < AIRPORTS_START else PROFILE
         builder = MIX.builder(ctx.rng, walk(ctx.rng, start)[-1], need)
@@ -1224,9 +1208,7 @@ def build_task(database: Database, rng: random.Random, user_id: str) -> Task | N
     identity = Identity(profile, {"user_id": user_id}, f"Your user id is {user_id}.")
     if ctx.execute([profile]) is None:
         return None
-    plan = MIX.plan(rng)
-    ctx.planned = len(plan)
-    return ctx.build(identity, plan, lambda need: _draw_intent(ctx, need))
+    return ctx.build(identity, MIX.plan(rng), lambda need: _draw_intent(ctx, need))
 
 
 SAMPLER = DomainSampler("airline", SPLITS, build_task)

@@ -128,17 +128,9 @@ def _dollars(amount: float) -> str:
 class Context(TaskBuilder):
     """A travel task under construction: the user's profile and trips as they are now."""
 
-    planned: int = 0
-    drawn: int = 0
-
     @property
     def user(self) -> Record:
         return self.view.get("users", self.user_id)  # type: ignore[no-any-return]
-
-    @property
-    def last(self) -> bool:
-        """Whether the intent being drawn is the task's last one (a transfer must be)."""
-        return self.drawn == self.planned
 
     def place(self, code: str) -> str:
         return f"{self.view.get('airports', code)['city']} ({code})"
@@ -169,12 +161,6 @@ class Context(TaskBuilder):
 
     def card(self) -> Record | None:
         return self.pick(self.methods("credit_card"))
-
-    def search(self, name: str, **arguments: Any) -> list[Any]:
-        """A read's list result in the current state (nothing is recorded)."""
-        output = DOMAIN.tools.execute(self.session.fork, name, arguments).output
-        found = json.loads(output) if output.startswith("[") else []
-        return found if isinstance(found, list) else []
 
     def trial(self, actions: Sequence[Action]) -> list[Step]:
         """Run ``actions`` now and undo them: the steps they made."""
@@ -1325,7 +1311,6 @@ def _target(rng: random.Random, need: Need) -> str:
 
 def _draw_intent(ctx: Context, need: Need) -> Intent | None:
     """An intent reached by a walk from the identification tool, resampling walks that lead nowhere."""
-    ctx.drawn += 1
     for _ in range(TRIES[need]):
         builder = MIX.builder(ctx.rng, _target(ctx.rng, need), need)
         intent = None if builder is None else builder(ctx)
@@ -1350,9 +1335,7 @@ def build_task(database: Database, rng: random.Random, user_id: str) -> Task | N
     identity = _identity(ctx.user)
     if not ctx.identify(identity):
         return None
-    plan = MIX.plan(rng)
-    ctx.planned = len(plan)
-    return ctx.build(identity, plan, lambda need: _draw_intent(ctx, need))
+    return ctx.build(identity, MIX.plan(rng), lambda need: _draw_intent(ctx, need))
 
 
 SAMPLER = DomainSampler("travel", SPLITS, build_task)
