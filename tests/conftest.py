@@ -1,7 +1,9 @@
-"""Shared fixtures: where the τ-bench anchors are, and skipping with a reason when they are absent."""
+"""Shared fixtures: where the τ-bench anchors are (skipping with a reason when absent), a refusing port."""
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,3 +16,14 @@ def anchors() -> Path:
     if not ANCHORS.is_dir():
         pytest.skip(f"τ-bench anchors not found at ../shared/anchors/tau_bench (looked in {ANCHORS})")
     return ANCHORS
+
+
+@pytest.fixture()
+def refused_url() -> Iterator[str]:
+    """A base URL on a loopback port that is bound but not listening: every connection is refused."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    finally:
+        sock.close()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -45,17 +44,6 @@ def env() -> ApigenEnv:
 def server() -> Iterator[LoopbackServer]:
     with LoopbackServer(ServerConfig()) as running:
         yield running
-
-
-@pytest.fixture()
-def refused_url() -> Iterator[str]:
-    """A loopback port bound but not listening: nothing answers there."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-    finally:
-        sock.close()
 
 
 @pytest.fixture(autouse=True)

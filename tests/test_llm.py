@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import socket
 import time
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
@@ -97,17 +96,6 @@ def server() -> Iterator[LoopbackServer]:
     """No latency, no random faults."""
     with LoopbackServer(ServerConfig()) as running:
         yield running
-
-
-@pytest.fixture()
-def refused_url() -> Iterator[str]:
-    """A loopback port that is bound but not listening: every connection is refused."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-    finally:
-        sock.close()
 
 
 # --- a completion: message, usage, cost --------------------------------------------------------------

@@ -7,10 +7,10 @@ received, so the ``aiohttp`` transport can be compared with the ``openai`` clien
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ import trustme
 from aiohttp import web
 
 from apigen_gym.llm import LLMSettings
-from apigen_gym.llm_transport import Channel, Transport, env_proxy, open_channel
+from apigen_gym.llm_transport import Transport, env_proxy, open_channel
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "grüß dich"}], "temperature": 0.0}
 WIRE_ONLY = {"host", "connection", "content-length"}
@@ -44,31 +44,40 @@ class RecordingServer:
         self.headers = headers or {}
         self.delay = 0.0
         self.seen: list[Seen] = []
-        self.base_url = ""
 
     async def handle(self, request: web.Request) -> web.Response:
         self.seen.append(Seen(request.path, dict(request.headers), await request.read()))
         await asyncio.sleep(self.delay)
         return web.json_response(self.answer, status=self.status, headers=self.headers)
 
-    async def send(
-        self, transport: Transport, payload: bytes, timeout: float = 5.0, tls: ssl.SSLContext | None = None
-    ) -> bytes:
-        """One request through a fresh channel of ``transport`` (over TLS when ``tls`` is given)."""
+    @contextlib.asynccontextmanager
+    async def serving(self, tls: ssl.SSLContext | None = None) -> AsyncIterator[str]:
+        """Serve on a free loopback port (TLS when ``tls`` is given); yield the origin URL."""
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self.handle)
         runner = web.AppRunner(app)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
-        await site.start()
-        port = runner.addresses[0][1]
-        scheme = "https" if tls is not None else "http"
-        channel = open_channel(settings(f"{scheme}://127.0.0.1:{port}/v1", transport, timeout))
+        await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls).start()
         try:
-            return await channel.send(payload)
+            yield f"{'https' if tls else 'http'}://127.0.0.1:{runner.addresses[0][1]}"
         finally:
-            await channel.close()
             await runner.cleanup()
+
+    async def send(
+        self, transport: Transport, payload: bytes, timeout: float = 5.0, tls: ssl.SSLContext | None = None
+    ) -> bytes:
+        """One request to this server through a fresh channel of ``transport``."""
+        async with self.serving(tls) as origin:
+            return await send_once(f"{origin}/v1", transport, payload, timeout)
+
+
+async def send_once(base_url: str, transport: Transport, payload: bytes, timeout: float = 5.0) -> bytes:
+    """One request through a fresh channel of ``transport``, closed afterwards."""
+    channel = open_channel(settings(base_url, transport, timeout))
+    try:
+        return await channel.send(payload)
+    finally:
+        await channel.close()
 
 
 def settings(base_url: str, transport: Transport, timeout: float = 5.0) -> LLMSettings:
@@ -133,27 +142,10 @@ def test_a_slow_answer_is_a_timeout_on_both() -> None:
         assert isinstance(failure_of(server, transport, timeout=0.2), openai.APITimeoutError)
 
 
-@pytest.fixture()
-def refused_url() -> Iterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-    finally:
-        sock.close()
-
-
 @pytest.mark.parametrize("transport", ["aiohttp", "openai"])
 def test_a_refused_connection_is_a_connection_error(refused_url: str, transport: Transport) -> None:
-    async def send() -> bytes:
-        channel: Channel = open_channel(settings(refused_url, transport))
-        try:
-            return await channel.send(b"{}")
-        finally:
-            await channel.close()
-
     with pytest.raises(openai.APIConnectionError):
-        asyncio.run(send())
+        asyncio.run(send_once(refused_url, transport, b"{}"))
 
 
 # --- proxies from the environment ----------------------------------------------------------------
@@ -184,19 +176,9 @@ def test_the_aiohttp_transport_goes_through_the_environments_proxy(no_proxy_env:
     proxy = RecordingServer()
 
     async def through_proxy() -> bytes:
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", proxy.handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        no_proxy_env.setenv("HTTP_PROXY", f"http://127.0.0.1:{runner.addresses[0][1]}")
-        channel = open_channel(settings("http://api.example.invalid/v1", "aiohttp"))
-        try:
-            return await channel.send(json.dumps(BODY).encode())
-        finally:
-            await channel.close()
-            await runner.cleanup()
+        async with proxy.serving() as origin:
+            no_proxy_env.setenv("HTTP_PROXY", origin)
+            return await send_once("http://api.example.invalid/v1", "aiohttp", json.dumps(BODY).encode())
 
     assert json.loads(asyncio.run(through_proxy())) == proxy.answer
     (seen,) = proxy.seen
