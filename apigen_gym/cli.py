@@ -11,17 +11,20 @@ from typing import NoReturn, get_args
 
 from tabulate import tabulate
 
-from apigen_gym.agents import Agent, OracleAgent, RandomAgent
-from apigen_gym.domain import DOMAIN_NAMES, DataError, load_domain
-from apigen_gym.env import ApigenEnv, format_transcript
-from apigen_gym.evaluation import evaluate, failure_rows, format_summary
-from apigen_gym.llm import LLMClient, LLMSettings
-from apigen_gym.llm_agents import ReActAgent, ToolCallingAgent
-from apigen_gym.llm_transport import Transport
-from apigen_gym.llm_user import BestOfNUser, LLMUser
-from apigen_gym.registration import ENV_IDS
-from apigen_gym.tools import ToolKind
-from apigen_gym.users import ScriptedUser, UserSimulator
+from apigen_gym.core.domain import DOMAIN_NAMES, DataError, load_domain
+from apigen_gym.core.env import ApigenEnv, format_transcript
+from apigen_gym.core.registration import ENV_IDS
+from apigen_gym.core.tools import ToolKind
+from apigen_gym.core.user import UserSimulator
+from apigen_gym.evaluation.runner import evaluate, failure_rows, format_summary
+from apigen_gym.llm.client import LLMClient
+from apigen_gym.llm.settings import LLMSettings, Transport
+from apigen_gym.players.agent import Agent
+from apigen_gym.players.llm_users import BestOfNUser, LLMUser
+from apigen_gym.players.model_agents import ReActAgent, ToolCallingAgent
+from apigen_gym.players.oracle import OracleAgent
+from apigen_gym.players.random_agent import RandomAgent
+from apigen_gym.players.scripted_user import ScriptedUser
 
 
 class UsageError(Exception):
@@ -219,7 +222,7 @@ def cmd_play(args: argparse.Namespace) -> int:
 def cmd_serve_llm(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from apigen_gym.llm_server import check_host, config_from_args, run_server
+    from apigen_gym.loopback.server import check_host, config_from_args, run_server
 
     try:
         config = config_from_args(args)
@@ -288,7 +291,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from apigen_gym.report import report_main
+    from apigen_gym.evaluation.report import report_main
 
     if not Path(args.dir).is_dir():
         raise UsageError(f"{args.dir}: no such folder")
@@ -297,7 +300,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from apigen_gym.leaderboard import build_main, submit_main
+    from apigen_gym.evaluation.leaderboard import build_main, submit_main
 
     if args.action == "build":
         print(build_main(args.dir))
@@ -382,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", help="output JSONL (default: RUN/export-<format>.jsonl)")
 
     serve = sub.add_parser("serve-llm", help="the loopback OpenAI-compatible server with scripted models")
-    from apigen_gym.llm_server import add_arguments as server_arguments
+    from apigen_gym.loopback.server import add_arguments as server_arguments
 
     server_arguments(serve)
 

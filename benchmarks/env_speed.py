@@ -29,13 +29,13 @@ from typing import Any
 
 from tabulate import tabulate
 
-from apigen_gym import jsonio
-from apigen_gym.database import Database
-from apigen_gym.domain import load_domain
-from apigen_gym.env import ApigenEnv
-from apigen_gym.session import Session
-from apigen_gym.task import Task
-from apigen_gym.tools import ToolKind
+from apigen_gym.core.database import Database
+from apigen_gym.core.domain import load_domain
+from apigen_gym.core.env import ApigenEnv
+from apigen_gym.core.session import Session
+from apigen_gym.core.task import Task
+from apigen_gym.core.tools import ToolKind
+from apigen_gym.util import jsonio
 
 
 def bench_task(domain: str, database: Database) -> Task:

@@ -32,17 +32,17 @@ from typing import Any
 
 from tabulate import tabulate
 
+from apigen_gym.core.task import Task
 from apigen_gym.domains.retail import DOMAIN
 from apigen_gym.domains.retail.sampler import sample_tasks
 from apigen_gym.generation.config import GenerationConfig
 from apigen_gym.generation.phase2 import read_records, run_phase2, write_task_split
 from apigen_gym.generation.pipeline import generate
 from apigen_gym.generation.store import RunPaths
-from apigen_gym.jsonio import write_jsonl
-from apigen_gym.llm import LLMSettings
-from apigen_gym.llm_server import start_server_process
-from apigen_gym.scripted_models import opening_of
-from apigen_gym.task import Task
+from apigen_gym.llm.settings import LLMSettings
+from apigen_gym.loopback.models import opening_of
+from apigen_gym.loopback.server import start_server_process
+from apigen_gym.util.jsonio import write_jsonl
 
 TARGET = 50.0
 

@@ -50,14 +50,15 @@ import openai
 from openai.types.chat import ChatCompletion
 from tabulate import tabulate
 
-from apigen_gym.agents import OracleAgent, Say, plan_oracle_moves
-from apigen_gym.env import ApigenEnv
-from apigen_gym.evaluation import read_results, run_async
-from apigen_gym.llm import Completion, LLMClient, LLMSettings
-from apigen_gym.llm_agents import ToolCallingAgent
-from apigen_gym.llm_server import start_server_process
-from apigen_gym.llm_transport import Transport
-from apigen_gym.task import Task
+from apigen_gym.core.env import ApigenEnv
+from apigen_gym.core.task import Task
+from apigen_gym.evaluation.runner import read_results, run_async
+from apigen_gym.llm.client import LLMClient
+from apigen_gym.llm.settings import LLMSettings, Transport
+from apigen_gym.llm.types import Completion
+from apigen_gym.loopback.server import start_server_process
+from apigen_gym.players.model_agents import ToolCallingAgent
+from apigen_gym.players.oracle import OracleAgent, Say, plan_oracle_moves
 
 try:  # the HTTP library the installed openai is built on (as in apigen_gym.llm)
     import httpx2 as http

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from apigen_gym.cli import main as cli_main
-from apigen_gym.leaderboard import TaskSet, build_main, submission_from_run, write_submission
+from apigen_gym.evaluation.leaderboard import TaskSet, build_main, submission_from_run, write_submission
 
 HERE = Path(__file__).resolve().parent
 TAU_BENCH_RETAIL = HERE.parent.parent / "shared" / "anchors" / "tau_bench" / "retail"

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from apigen_gym.domain import load_domain
-from apigen_gym.env import ApigenEnv
-from apigen_gym.jsonio import read_jsonl
+from apigen_gym.core.domain import load_domain
+from apigen_gym.core.env import ApigenEnv
+from apigen_gym.util.jsonio import read_jsonl
 
 DOMAIN = load_domain("airline")
 TERMINAL = "transfer_to_human_agents"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from apigen_gym.database import Database
+from apigen_gym.core.database import Database
 from apigen_gym.domains.airline import generator
 from apigen_gym.domains.airline.terms import (
     AIRPORT_CITIES,

@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from apigen_gym.database import Database, StateView
-from apigen_gym.domain import load_domain
+from apigen_gym.core.database import Database, StateView
+from apigen_gym.core.domain import load_domain
+from apigen_gym.core.env import ApigenEnv
+from apigen_gym.core.policy import Trace
+from apigen_gym.core.session import replay
+from apigen_gym.core.task import Action, Goal, Request, Task
 from apigen_gym.domains.airline.rules import eligible_without_insurance, flown, segment_statuses
 from apigen_gym.domains.airline.terms import booked_within_window, nonfree_bags
-from apigen_gym.env import ApigenEnv
-from apigen_gym.policy import Trace
-from apigen_gym.session import replay
-from apigen_gym.task import Action, Goal, Request, Task
 
 DOMAIN = load_domain("airline")
 Record = dict[str, Any]

@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from apigen_gym.agents import OracleAgent
-from apigen_gym.database import Database
-from apigen_gym.domain import load_domain
+from apigen_gym.core.database import Database
+from apigen_gym.core.domain import load_domain
+from apigen_gym.core.env import ApigenEnv
+from apigen_gym.core.session import replay
+from apigen_gym.core.task import Task
 from apigen_gym.domains.airline import sampler
 from apigen_gym.domains.airline.graph import (
     API_GRAPH,
@@ -24,10 +26,8 @@ from apigen_gym.domains.airline.graph import (
     TRANSFER,
     WRITES,
 )
-from apigen_gym.env import ApigenEnv
-from apigen_gym.sampling import problems, task_rows, user_pool
-from apigen_gym.session import replay
-from apigen_gym.task import Task
+from apigen_gym.kit.sampling import problems, task_rows, user_pool
+from apigen_gym.players.oracle import OracleAgent
 
 DOMAIN = load_domain("airline")
 TEST_TASKS = DOMAIN.tasks("test")

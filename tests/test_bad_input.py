@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import apigen_gym  # noqa: F401 - registers the envs
-from apigen_gym.arithmetic import ALLOWED, calculate
+from apigen_gym.core.user import STOP
 from apigen_gym.domains.retail.tools import TOOLS
-from apigen_gym.users import STOP
+from apigen_gym.kit.arithmetic import ALLOWED, calculate
 
 ENV_ID = "apigen/retail-v0"
 SCHEMAS = [s["function"] for s in TOOLS.schemas]
@@ -276,7 +276,7 @@ def test_calculate_never_raises_on_deep_expressions(expression: str) -> None:
 
 def test_calculate_is_not_a_denial_of_service() -> None:
     """A 20-character expression must not keep the interpreter busy (nested powers grow without bound)."""
-    code = "from apigen_gym.arithmetic import calculate; print(calculate('((9**999)**999)**99'))"
+    code = "from apigen_gym.kit.arithmetic import calculate; print(calculate('((9**999)**999)**99'))"
     try:
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=4)
     except subprocess.TimeoutExpired:

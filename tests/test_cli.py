@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from apigen_gym.cli import main
-from apigen_gym.evaluation import read_results
+from apigen_gym.evaluation.runner import read_results
 
 
 def test_envs_lists_retail(capsys: pytest.CaptureFixture[str]) -> None:

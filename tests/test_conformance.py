@@ -14,7 +14,7 @@ import gymnasium as gym
 import pytest
 
 import apigen_gym  # noqa: F401 - registers the envs
-from apigen_gym.jsonio import read_jsonl
+from apigen_gym.util.jsonio import read_jsonl
 
 SPLITS = {"test": 115, "train": 500, "dev": 20}
 TERMINAL = "transfer_to_human_agents"

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apigen_gym.database import Database, Fork
+from apigen_gym.core.database import Database, Fork
 
 TABLES: dict[str, dict[str, Any]] = {
     "users": {

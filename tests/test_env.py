@@ -16,13 +16,13 @@ from openai.types.chat import ChatCompletionMessage
 from openai.types.chat.chat_completion_message_tool_call import ChatCompletionMessageToolCall, Function
 
 import apigen_gym
-from apigen_gym.agents import OracleAgent
-from apigen_gym.domain import Domain
-from apigen_gym.env import ApigenEnv
-from apigen_gym.policy import Policy
-from apigen_gym.task import Action, Task
-from apigen_gym.tools import ToolError, ToolKind, ToolSet, tool
-from apigen_gym.users import STOP
+from apigen_gym.core.domain import Domain
+from apigen_gym.core.env import ApigenEnv
+from apigen_gym.core.policy import Policy
+from apigen_gym.core.task import Action, Task
+from apigen_gym.core.tools import ToolError, ToolKind, ToolSet, tool
+from apigen_gym.core.user import STOP
+from apigen_gym.players.oracle import OracleAgent
 
 ENV_ID = "apigen/retail-v0"
 TASK_ID = "0"  # τ-bench retail test task 0: identify by name + zip, read, exchange two items

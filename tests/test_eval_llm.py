@@ -23,14 +23,15 @@ from typing import Any
 import pytest
 
 from apigen_gym import cli
-from apigen_gym.env import ApigenEnv
-from apigen_gym.evaluation import RESULTS_FILE, EpisodeResult, evaluate, read_results
-from apigen_gym.llm import LLMClient, LLMSettings
-from apigen_gym.llm_agents import ToolCallingAgent
-from apigen_gym.llm_server import LoopbackServer, ServerConfig
-from apigen_gym.llm_user import LLMUser
-from apigen_gym.metrics import compute_metrics, pass_hat_k_curve
-from apigen_gym.reward import GOLD
+from apigen_gym.core.env import ApigenEnv
+from apigen_gym.core.reward import GOLD
+from apigen_gym.evaluation.metrics import compute_metrics, pass_hat_k_curve
+from apigen_gym.evaluation.runner import RESULTS_FILE, EpisodeResult, evaluate, read_results
+from apigen_gym.llm.client import LLMClient
+from apigen_gym.llm.settings import LLMSettings
+from apigen_gym.loopback.server import LoopbackServer, ServerConfig
+from apigen_gym.players.llm_users import LLMUser
+from apigen_gym.players.model_agents import ToolCallingAgent
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from apigen_gym.core.task import Task
 from apigen_gym.domains.retail import DOMAIN
 from apigen_gym.domains.retail.sampler import sample_tasks
 from apigen_gym.generation import export as export_module
@@ -16,8 +17,7 @@ from apigen_gym.generation.export import export, sharegpt_turns
 from apigen_gym.generation.phase2 import read_records, run_phase2
 from apigen_gym.generation.pipeline import GenerationError, export_main
 from apigen_gym.generation.store import RunPaths
-from apigen_gym.jsonio import read_jsonl, write_jsonl
-from apigen_gym.task import Task
+from apigen_gym.util.jsonio import read_jsonl, write_jsonl
 
 N = 12
 ROLES = {"human", "gpt", "function_call", "observation"}

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from apigen_gym.cli import main
-from apigen_gym.env import ApigenEnv
-from apigen_gym.task import Task
+from apigen_gym.core.env import ApigenEnv
+from apigen_gym.core.task import Task
 
 
 def replay_sharegpt(row: dict, task: Task) -> float:

@@ -17,8 +17,10 @@ from typing import Any
 
 from aiohttp import web
 
-from apigen_gym.database import thaw
-from apigen_gym.domain import load_domain
+from apigen_gym.core.database import thaw
+from apigen_gym.core.domain import load_domain
+from apigen_gym.core.session import replay
+from apigen_gym.core.task import Action, Goal, Request, Task
 from apigen_gym.generation.blueprint import CRITERIA, Blueprint, ProposalError, ProposalRecord, RemovedRecord
 from apigen_gym.generation.config import GenerationConfig
 from apigen_gym.generation.context import ContextSampler, split_policy
@@ -29,11 +31,10 @@ from apigen_gym.generation.proposers import FEEDBACK_HEADER, blueprint_of, parse
 from apigen_gym.generation.recombine import combine
 from apigen_gym.generation.store import RunPaths, read_models
 from apigen_gym.generation.validators import Committee, check_rules, forbidden_sequences
-from apigen_gym.jsonio import canonical
-from apigen_gym.llm import LLMClient, LLMSettings
-from apigen_gym.sampling import bucket
-from apigen_gym.session import replay
-from apigen_gym.task import Action, Goal, Request, Task
+from apigen_gym.kit.sampling import bucket
+from apigen_gym.llm.client import LLMClient
+from apigen_gym.llm.settings import LLMSettings
+from apigen_gym.util.jsonio import canonical
 
 DOMAIN = load_domain("retail")
 DATABASE = DOMAIN.database()

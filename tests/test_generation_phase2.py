@@ -12,10 +12,12 @@ from typing import Any
 
 import pytest
 
+from apigen_gym.core.env import ApigenEnv
+from apigen_gym.core.task import Task
+from apigen_gym.core.tools import ToolKind
 from apigen_gym.domains.retail import DOMAIN
 from apigen_gym.domains.retail.sampler import sample_tasks
-from apigen_gym.env import ApigenEnv
-from apigen_gym.evaluation import EpisodeResult
+from apigen_gym.evaluation.runner import EpisodeResult
 from apigen_gym.generation import pipeline
 from apigen_gym.generation.config import GenerationConfig
 from apigen_gym.generation.export import export
@@ -35,12 +37,10 @@ from apigen_gym.generation.pipeline import (
 )
 from apigen_gym.generation.stats import GenerationStats, compute_stats, rule_subjects, write_stats
 from apigen_gym.generation.store import RunPaths
-from apigen_gym.jsonio import read_json, read_jsonl, read_models, write_json, write_jsonl
-from apigen_gym.llm import LLMSettings
-from apigen_gym.llm_server import LoopbackServer, ServerConfig
-from apigen_gym.task import Task
-from apigen_gym.tools import ToolKind
-from apigen_gym.users import ScriptedUser
+from apigen_gym.llm.settings import LLMSettings
+from apigen_gym.loopback.server import LoopbackServer, ServerConfig
+from apigen_gym.players.scripted_user import ScriptedUser
+from apigen_gym.util.jsonio import read_json, read_jsonl, read_models, write_json, write_jsonl
 
 N = 20
 SEED = 11

@@ -15,8 +15,7 @@ import pytest
 from pydantic import ValidationError
 from test_metrics import episode
 
-from apigen_gym.evaluation import ResultsWriter
-from apigen_gym.leaderboard import (
+from apigen_gym.evaluation.leaderboard import (
     MEASURED,
     REPORTED,
     LeaderboardError,
@@ -27,6 +26,7 @@ from apigen_gym.leaderboard import (
     submission_from_run,
     write_submission,
 )
+from apigen_gym.evaluation.runner import ResultsWriter
 
 REPO_LEADERBOARD = Path(__file__).resolve().parents[1] / "leaderboard"
 VOID = {"meta", "link", "br", "hr", "img", "input", "source", "wbr", "col", "area", "base", "embed"}

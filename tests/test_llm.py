@@ -21,22 +21,15 @@ from typing import Any, TypeVar, get_args
 import openai
 import pytest
 
-from apigen_gym import jsonio
-from apigen_gym import llm as llm_module
-from apigen_gym.aio import run_sync
-from apigen_gym.env import ApigenEnv
-from apigen_gym.llm import (
-    DEFAULT_PRICES,
-    Completion,
-    LLMClient,
-    LLMError,
-    LLMSettings,
-    Price,
-    Usage,
-)
-from apigen_gym.llm_server import LoopbackServer, ServerConfig
-from apigen_gym.llm_transport import Transport
-from apigen_gym.tools import ERROR_PREFIX
+from apigen_gym.core.env import ApigenEnv
+from apigen_gym.core.tools import ERROR_PREFIX
+from apigen_gym.llm import client as llm_module
+from apigen_gym.llm.client import LLMClient
+from apigen_gym.llm.settings import DEFAULT_PRICES, LLMSettings, Price, Transport
+from apigen_gym.llm.types import Completion, LLMError, Usage
+from apigen_gym.loopback.server import LoopbackServer, ServerConfig
+from apigen_gym.util import jsonio
+from apigen_gym.util.aio import run_sync
 
 T = TypeVar("T")
 HELLO = [{"role": "user", "content": "hello there"}]

@@ -16,8 +16,10 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageToolCall
 
-from apigen_gym.env import ApigenEnv
-from apigen_gym.llm_server import (
+from apigen_gym.core.env import ApigenEnv
+from apigen_gym.core.user import STOP
+from apigen_gym.loopback.models import CHATTY_QUESTIONS, GOODBYE
+from apigen_gym.loopback.server import (
     FAULTS,
     LoopbackServer,
     ServerConfig,
@@ -25,8 +27,7 @@ from apigen_gym.llm_server import (
     main,
     start_server_process,
 )
-from apigen_gym.scripted_models import CHATTY_QUESTIONS, GOODBYE
-from apigen_gym.users import STOP, ScriptedUser
+from apigen_gym.players.scripted_user import ScriptedUser
 
 HELLO = [{"role": "user", "content": "hello there"}]
 

@@ -1,4 +1,4 @@
-"""The two transports of :mod:`apigen_gym.llm_transport` put the same request on the wire and fail alike.
+"""The two transports of :mod:`apigen_gym.llm.transport` put the same request on the wire and fail alike.
 
 A small recording server on 127.0.0.1 answers whatever status it is told to and keeps every request it
 received, so the ``aiohttp`` transport can be compared with the ``openai`` client's own stack.
@@ -20,8 +20,8 @@ import pytest
 import trustme
 from aiohttp import web
 
-from apigen_gym.llm import LLMSettings
-from apigen_gym.llm_transport import Transport, env_proxy, open_channel
+from apigen_gym.llm.settings import LLMSettings, Transport
+from apigen_gym.llm.transport import env_proxy, open_channel
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "grüß dich"}], "temperature": 0.0}
 WIRE_ONLY = {"host", "connection", "content-length"}

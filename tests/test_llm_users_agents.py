@@ -15,11 +15,16 @@ import gymnasium as gym
 import pytest
 
 import apigen_gym  # noqa: F401  (registers the envs)
-from apigen_gym.agents import OracleAgent
-from apigen_gym.env import ApigenEnv
-from apigen_gym.evaluation import run_episode_async
-from apigen_gym.llm import Completion, LLMClient, LLMSettings, Price, Usage
-from apigen_gym.llm_agents import (
+from apigen_gym.core.env import ApigenEnv
+from apigen_gym.core.tools import ERROR_PREFIX
+from apigen_gym.core.user import STOP
+from apigen_gym.evaluation.runner import run_episode_async
+from apigen_gym.llm.client import LLMClient
+from apigen_gym.llm.settings import LLMSettings, Price
+from apigen_gym.llm.types import Completion, Usage
+from apigen_gym.loopback.server import LoopbackServer, ServerConfig
+from apigen_gym.players.llm_users import AGENT_GREETING, BestOfNUser, LLMUser, parse_score
+from apigen_gym.players.model_agents import (
     REACT_FORMAT,
     RESPOND,
     ReActAgent,
@@ -28,10 +33,8 @@ from apigen_gym.llm_agents import (
     parse_react,
     react_messages,
 )
-from apigen_gym.llm_server import LoopbackServer, ServerConfig
-from apigen_gym.llm_user import AGENT_GREETING, BestOfNUser, LLMUser, parse_score
-from apigen_gym.tools import ERROR_PREFIX
-from apigen_gym.users import STOP, ScriptedUser
+from apigen_gym.players.oracle import OracleAgent
+from apigen_gym.players.scripted_user import ScriptedUser
 
 TASKS = ("retail-test-000", "retail-test-001", "retail-test-002", "retail-test-005")
 

@@ -9,8 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from apigen_gym.evaluation import EpisodeResult
-from apigen_gym.metrics import (
+from apigen_gym.evaluation.metrics import (
     bootstrap_ci,
     compute_metrics,
     error_kind,
@@ -19,6 +18,7 @@ from apigen_gym.metrics import (
     pass_hat_k,
     pass_hat_k_curve,
 )
+from apigen_gym.evaluation.runner import EpisodeResult
 
 INFRA = "infrastructure: RateLimitError after 5 retries"
 

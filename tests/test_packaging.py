@@ -42,7 +42,7 @@ def test_wheel_installs_and_runs_from_another_directory(tmp_path: Path) -> None:
     (wheel,) = dist.glob("apigen_gym-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     for expected in (
-        "apigen_gym/env.py",
+        "apigen_gym/core/env.py",
         "apigen_gym/domains/retail/tools.py",
         "apigen_gym/domains/retail/policy.md",
         "apigen_gym/domains/retail/db/orders.json",

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from test_metrics import INFRA, episode
 
-from apigen_gym.domain import DataError
-from apigen_gym.evaluation import EpisodeResult, ResultsWriter
-from apigen_gym.metrics import compute_metrics
-from apigen_gym.report import format_report, report_main
+from apigen_gym.core.domain import DataError
+from apigen_gym.evaluation.metrics import compute_metrics
+from apigen_gym.evaluation.report import format_report, report_main
+from apigen_gym.evaluation.runner import EpisodeResult, ResultsWriter
 
 
 @pytest.fixture

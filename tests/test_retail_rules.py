@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from apigen_gym.agents import OracleAgent
-from apigen_gym.database import Database
+from apigen_gym.core.database import Database
+from apigen_gym.core.env import ApigenEnv
+from apigen_gym.core.policy import Trace
+from apigen_gym.core.session import replay
+from apigen_gym.core.task import Action
 from apigen_gym.domains.retail import DOMAIN
-from apigen_gym.env import ApigenEnv
-from apigen_gym.policy import Trace
-from apigen_gym.session import replay
-from apigen_gym.task import Action
+from apigen_gym.players.oracle import OracleAgent
 
 Record = dict[str, Any]
 ADDRESS = {

@@ -10,13 +10,13 @@ import gymnasium as gym
 import pytest
 
 import apigen_gym  # noqa: F401 - registers the environments
-from apigen_gym.agents import OracleAgent
-from apigen_gym.domain import load_domain
+from apigen_gym.core.domain import load_domain
+from apigen_gym.core.session import replay
+from apigen_gym.core.task import Task
 from apigen_gym.domains.retail import sampler
 from apigen_gym.domains.retail.graph import API_GRAPH, CANCEL, EXCHANGE, MODIFY_ITEMS, RETURN, WRITES
-from apigen_gym.sampling import problems, task_rows, user_pool
-from apigen_gym.session import replay
-from apigen_gym.task import Task
+from apigen_gym.kit.sampling import problems, task_rows, user_pool
+from apigen_gym.players.oracle import OracleAgent
 
 DOMAIN = load_domain("retail")
 TEST_TASKS = DOMAIN.tasks("test")

@@ -11,11 +11,11 @@ import gymnasium as gym
 import pytest
 
 import apigen_gym  # noqa: F401 - registers the envs
-from apigen_gym.agents import OracleAgent
-from apigen_gym.jsonio import read_jsonl
-from apigen_gym.reward import GOLD, output_found
-from apigen_gym.task import Task
-from apigen_gym.users import STOP
+from apigen_gym.core.reward import GOLD, output_found
+from apigen_gym.core.task import Task
+from apigen_gym.core.user import STOP
+from apigen_gym.players.oracle import OracleAgent
+from apigen_gym.util.jsonio import read_jsonl
 
 ENV_ID = "apigen/retail-v0"
 TRANSFER = "transfer_to_human_agents"

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from apigen_gym.database import Database
+from apigen_gym.core.database import Database
 from apigen_gym.domains.travel import booking as bk
 from apigen_gym.domains.travel import generator, terms
 

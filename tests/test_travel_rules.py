@@ -9,14 +9,14 @@ from typing import Any, TypeVar
 
 import pytest
 
-from apigen_gym.database import Database, Fork, Record
-from apigen_gym.domain import load_domain
+from apigen_gym.core.database import Database, Fork, Record
+from apigen_gym.core.domain import load_domain
+from apigen_gym.core.policy import Step, Trace
+from apigen_gym.core.session import Session, replay
+from apigen_gym.core.task import Action
 from apigen_gym.domains.travel import booking as bk
 from apigen_gym.domains.travel import terms
 from apigen_gym.domains.travel.tools import trip_started
-from apigen_gym.policy import Step, Trace
-from apigen_gym.session import Session, replay
-from apigen_gym.task import Action
 
 DOMAIN = load_domain("travel")
 T = TypeVar("T")

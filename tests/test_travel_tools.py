@@ -9,15 +9,15 @@ from typing import Any, TypeVar
 
 import pytest
 
-from apigen_gym.database import Database, Record
-from apigen_gym.domain import load_domain
+from apigen_gym.core.database import Database, Record
+from apigen_gym.core.domain import load_domain
+from apigen_gym.core.env import ApigenEnv
+from apigen_gym.core.session import Session
+from apigen_gym.core.task import Action, Goal, Request, Task
+from apigen_gym.core.tools import ToolKind
 from apigen_gym.domains.travel import booking as bk
 from apigen_gym.domains.travel import terms
 from apigen_gym.domains.travel.tools import trip_started
-from apigen_gym.env import ApigenEnv
-from apigen_gym.session import Session
-from apigen_gym.task import Action, Goal, Request, Task
-from apigen_gym.tools import ToolKind
 
 DOMAIN = load_domain("travel")
 T = TypeVar("T")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from apigen_gym.task import Goal, Request, Task
-from apigen_gym.users import STOP, ScriptedUser
+from apigen_gym.core.task import Goal, Request, Task
+from apigen_gym.core.user import STOP
+from apigen_gym.players.scripted_user import ScriptedUser
 
 
 def user_knowing(**known: str) -> ScriptedUser:

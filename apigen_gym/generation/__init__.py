@@ -1,1 +1,3 @@
-"""APIGen-MT data generation: verified task blueprints (phase 1) and simulated dialogues (phase 2)."""
+"""APIGen-MT data generation: verified task blueprints (phase 1), simulated dialogues (phase 2), export.
+Imports evaluation, players, kit, llm, core and util.
+"""

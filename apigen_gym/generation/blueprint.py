@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from apigen_gym.llm import Usage
-from apigen_gym.task import Action, Goal, Task
+from apigen_gym.core.task import Action, Goal, Task
+from apigen_gym.llm.types import Usage
 
 Source = Literal["template", "llm", "recombined"]
 Stage = Literal["format", "execution", "policy", "committee"]

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from apigen_gym.llm import LLMSettings
+from apigen_gym.llm.settings import LLMSettings
 
 DEFAULT_FEEDBACK_ROUNDS = {"retail": 3, "airline": 5, "travel": 3}
 

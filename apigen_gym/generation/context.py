@@ -15,13 +15,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from apigen_gym.apigraph import ApiGraph
-from apigen_gym.database import Database, thaw
-from apigen_gym.domain import Domain
+from apigen_gym.core.apigraph import ApiGraph
+from apigen_gym.core.database import Database, thaw
+from apigen_gym.core.domain import Domain
+from apigen_gym.core.task import Task
+from apigen_gym.core.tools import ToolKind
 from apigen_gym.generation.blueprint import ContextSummary
 from apigen_gym.generation.personas import pick_persona
-from apigen_gym.task import Task
-from apigen_gym.tools import ToolKind
 
 USERS = "users"
 SECOND_WALK = 0.35

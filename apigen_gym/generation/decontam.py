@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from apigen_gym.domain import Domain
+from apigen_gym.core.domain import Domain
+from apigen_gym.core.task import Task
 from apigen_gym.generation.validators import write_names, written_records
-from apigen_gym.sampling import signature
-from apigen_gym.task import Task
+from apigen_gym.kit.sampling import signature
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from apigen_gym.generation.phase2 import DialogueRecord, read_records
 from apigen_gym.generation.store import RunPaths
-from apigen_gym.jsonio import atomic_writer
+from apigen_gym.util.jsonio import atomic_writer
 
 Format = Literal["openai", "sharegpt"]
 FORMATS: tuple[Format, ...] = ("openai", "sharegpt")

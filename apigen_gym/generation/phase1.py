@@ -21,9 +21,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-import apigen_gym
-from apigen_gym.database import Database
-from apigen_gym.domain import Domain, load_domain
+from apigen_gym.core.database import Database
+from apigen_gym.core.domain import Domain, load_domain
+from apigen_gym.core.task import Task
 from apigen_gym.generation.blueprint import (
     STAGES,
     Blueprint,
@@ -42,10 +42,11 @@ from apigen_gym.generation.proposers import LLMProposer, Proposer, TemplatePropo
 from apigen_gym.generation.recombine import Recombiner, candidates
 from apigen_gym.generation.store import JsonlAppender, RunPaths, read_models
 from apigen_gym.generation.validators import Committee, RuleCheck, check_rules, feedback_summary
-from apigen_gym.jsonio import read_json, write_json
-from apigen_gym.llm import LLMClient, Usage
-from apigen_gym.sampling import bucket
-from apigen_gym.task import Task
+from apigen_gym.kit.sampling import bucket
+from apigen_gym.llm.client import LLMClient
+from apigen_gym.llm.types import Usage
+from apigen_gym.util.jsonio import read_json, write_json
+from apigen_gym.util.version import VERSION
 
 PAIR_SHARE = 0.5
 """Chance that an odd blueprint index serves the same user as the one before (recombination material)."""
@@ -183,7 +184,7 @@ def provenance(
         "parents": blueprint.parents,
         "seed": run.config.seed,
         "env_version": run.domain.version,
-        "harness_version": apigen_gym.__version__,
+        "harness_version": VERSION,
     }
 
 

@@ -20,19 +20,23 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from tqdm import tqdm
 
-import apigen_gym
-from apigen_gym.agents import Agent, OracleAgent
-from apigen_gym.domain import Domain, load_domain
-from apigen_gym.env import ApigenEnv
-from apigen_gym.evaluation import EpisodeResult, run_episode_async
+from apigen_gym.core.domain import Domain, load_domain
+from apigen_gym.core.env import ApigenEnv
+from apigen_gym.core.task import Task
+from apigen_gym.core.user import UserSimulator
+from apigen_gym.evaluation.runner import EpisodeResult, run_episode_async
 from apigen_gym.generation.config import GenerationConfig
 from apigen_gym.generation.store import JsonlAppender, RunPaths, read_models
-from apigen_gym.jsonio import digest, read_jsonl, write_jsonl
-from apigen_gym.llm import LLMClient, LLMSettings, Usage
-from apigen_gym.llm_agents import ToolCallingAgent
-from apigen_gym.llm_user import BestOfNUser, LLMUser
-from apigen_gym.task import Task
-from apigen_gym.users import ScriptedUser, UserSimulator
+from apigen_gym.llm.client import LLMClient
+from apigen_gym.llm.settings import LLMSettings
+from apigen_gym.llm.types import Usage
+from apigen_gym.players.agent import Agent
+from apigen_gym.players.llm_users import BestOfNUser, LLMUser
+from apigen_gym.players.model_agents import ToolCallingAgent
+from apigen_gym.players.oracle import OracleAgent
+from apigen_gym.players.scripted_user import ScriptedUser
+from apigen_gym.util.jsonio import digest, read_jsonl, write_jsonl
+from apigen_gym.util.version import VERSION
 
 Label = Literal[
     "success",
@@ -339,7 +343,7 @@ class _Phase2Run:
             seeds=Seeds(run=self.config.seed, episode=seed, agent=self.players.agent_seed(seed)),
             env_id=self.env_id,
             env_version=self.domain.version,
-            harness_version=apigen_gym.__version__,
+            harness_version=VERSION,
             usage=result.usage,
             cost=result.cost,
             seconds=result.seconds,

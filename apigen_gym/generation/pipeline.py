@@ -16,14 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import apigen_gym
-from apigen_gym.domain import load_domain
+from apigen_gym.core.domain import load_domain
 from apigen_gym.generation.config import GenerationConfig
 from apigen_gym.generation.export import FORMATS, Format, export
 from apigen_gym.generation.phase2 import run_phase2
 from apigen_gym.generation.stats import GenerationStats, compute_stats, format_stats, write_stats
 from apigen_gym.generation.store import RunPaths
-from apigen_gym.jsonio import read_json, write_json
+from apigen_gym.util.jsonio import read_json, write_json
+from apigen_gym.util.version import VERSION
 
 PHASE1_MODULE = "apigen_gym.generation.phase1"
 LLM_FIELDS = ("proposer", "user", "critic", "agent")
@@ -61,7 +61,7 @@ def saved_config(config: GenerationConfig) -> dict[str, Any]:
         settings.pop("api_key", None)
     data["versions"] = {
         "env": load_domain(config.domain).version,
-        "harness": apigen_gym.__version__,
+        "harness": VERSION,
     }
     return data
 

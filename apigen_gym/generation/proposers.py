@@ -17,13 +17,14 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, Field, ValidationError
 
-from apigen_gym.database import Database
-from apigen_gym.domain import Domain
+from apigen_gym.core.database import Database
+from apigen_gym.core.domain import Domain
+from apigen_gym.core.task import Action, Goal, Task
 from apigen_gym.generation.blueprint import Blueprint, ProposalError
 from apigen_gym.generation.context import Context
-from apigen_gym.llm import Completion, LLMClient, LLMError
-from apigen_gym.sampling import PERSONAS, BuildTask
-from apigen_gym.task import Action, Goal, Task
+from apigen_gym.kit.sampling import PERSONAS, BuildTask
+from apigen_gym.llm.client import LLMClient
+from apigen_gym.llm.types import Completion, LLMError
 
 TEMPLATE_TRIES = 8
 """Builds per template proposal, looking for a task that uses one of the context's write tools."""

@@ -17,14 +17,15 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, Field, ValidationError
 
-from apigen_gym.domain import Domain
+from apigen_gym.core.domain import Domain
+from apigen_gym.core.task import Action, Goal, Request, Task
 from apigen_gym.generation.blueprint import Blueprint
 from apigen_gym.generation.personas import PERSONAS
 from apigen_gym.generation.proposers import json_object, limited_complete
 from apigen_gym.generation.validators import identity_tools, write_names
-from apigen_gym.llm import LLMClient, LLMError, Usage
-from apigen_gym.sampling import PERSONAS as SAMPLER_PERSONAS
-from apigen_gym.task import Action, Goal, Request, Task
+from apigen_gym.kit.sampling import PERSONAS as SAMPLER_PERSONAS
+from apigen_gym.llm.client import LLMClient
+from apigen_gym.llm.types import LLMError, Usage
 
 CONNECTIVE = "Once that is done, you have one more thing to sort out in the same conversation."
 TRIPLE_SHARE = 0.25

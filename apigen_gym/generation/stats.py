@@ -16,13 +16,13 @@ from typing import Any
 from pydantic import BaseModel, Field
 from tabulate import tabulate
 
-from apigen_gym.domain import Domain, load_domain
+from apigen_gym.core.domain import Domain, load_domain
+from apigen_gym.core.policy import Rule, Trace
+from apigen_gym.core.tools import ERROR_PREFIX, ToolKind
 from apigen_gym.generation.phase2 import DialogueRecord, accepted_tasks, json_rows, read_records
 from apigen_gym.generation.store import RunPaths
-from apigen_gym.jsonio import read_json, write_json
-from apigen_gym.llm import Usage
-from apigen_gym.policy import Rule, Trace
-from apigen_gym.tools import ERROR_PREFIX, ToolKind
+from apigen_gym.llm.types import Usage
+from apigen_gym.util.jsonio import read_json, write_json
 
 
 class Distribution(BaseModel):

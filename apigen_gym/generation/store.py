@@ -4,7 +4,7 @@ Layout of ``RUN/``::
 
     config.json                 the run's settings (domain, models, seeds, versions)
     phase1/proposals.jsonl      every blueprint proposed, with each validator's verdict
-    phase1/accepted.jsonl       accepted tasks (apigen_gym.task.Task rows, provenance in meta)
+    phase1/accepted.jsonl       accepted tasks (apigen_gym.core.task.Task rows, provenance in meta)
     phase1/removed.jsonl        accepted tasks later removed (duplicate, overlap with an eval split)
     phase2/dialogues.jsonl      verified dialogues (reward 1)
     phase2/failures.jsonl       the other episodes, labelled
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from apigen_gym.jsonio import JsonlAppender, read_models
+from apigen_gym.util.jsonio import JsonlAppender, read_models
 
 __all__ = ["JsonlAppender", "RunPaths", "read_models"]
 

@@ -15,16 +15,17 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError, model_validator
 
-from apigen_gym.database import Database, thaw
-from apigen_gym.domain import Domain
+from apigen_gym.core.database import Database, thaw
+from apigen_gym.core.domain import Domain
+from apigen_gym.core.policy import Trace
+from apigen_gym.core.session import Session, replay
+from apigen_gym.core.task import IDENTITY_TOOLS, Action
+from apigen_gym.core.tools import ToolKind
 from apigen_gym.generation.blueprint import CRITERIA, Blueprint, ProposalError, Verdict, Vote
 from apigen_gym.generation.proposers import json_object, limited_complete, schema_errors
-from apigen_gym.llm import LLMClient, LLMError, Usage
-from apigen_gym.policy import Trace
-from apigen_gym.sampling import ungrounded
-from apigen_gym.session import Session, replay
-from apigen_gym.task import IDENTITY_TOOLS, Action
-from apigen_gym.tools import ToolKind
+from apigen_gym.kit.sampling import ungrounded
+from apigen_gym.llm.client import LLMClient
+from apigen_gym.llm.types import LLMError, Usage
 
 USERS = "users"
 RECORD_ARGUMENTS = ("order_id", "reservation_id", "trip_id")

@@ -22,7 +22,6 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from apigen_gym.db_generator import Draws, generator_main, scaled
 from apigen_gym.domains.airline.terms import (
     BAG_FEE,
     CABINS,
@@ -32,6 +31,7 @@ from apigen_gym.domains.airline.terms import (
     next_day,
     nonfree_bags,
 )
+from apigen_gym.kit.db_generator import Draws, generator_main, scaled
 
 Record = dict[str, Any]
 Table = dict[str, Record]

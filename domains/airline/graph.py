@@ -8,7 +8,7 @@ same reservation within one conversation (nothing can follow its cancellation).
 
 from __future__ import annotations
 
-from apigen_gym.apigraph import ApiGraph, Edge
+from apigen_gym.core.apigraph import ApiGraph, Edge
 
 PROFILE = "get_user_details"
 RESERVATION = "get_reservation_details"

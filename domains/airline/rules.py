@@ -12,7 +12,9 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from apigen_gym.database import StateView
+from apigen_gym.core.database import StateView
+from apigen_gym.core.policy import Finding, Rule, Step, Trace, rule
+from apigen_gym.core.tools import ToolKind
 from apigen_gym.domains.airline.terms import (
     BAG_FEE,
     CANCELLED_FLIGHT_CREDIT,
@@ -27,17 +29,7 @@ from apigen_gym.domains.airline.terms import (
     segment_status,
 )
 from apigen_gym.domains.airline.tools import TOOLS
-from apigen_gym.policy import (
-    Finding,
-    Rule,
-    Step,
-    Trace,
-    confirmation_rule,
-    one_tool_call_per_turn_rule,
-    rule,
-    transfer_rule,
-)
-from apigen_gym.tools import ToolKind
+from apigen_gym.kit.rules import confirmation_rule, one_tool_call_per_turn_rule, transfer_rule
 
 BOOK = "book_reservation"
 CANCEL = "cancel_reservation"

@@ -5,7 +5,7 @@ is the task's first action), and holds one to three intents. An intent is chosen
 :data:`API_GRAPH` from the profile (or from the airport list) to a write or to a read whose answer the
 user wants; a builder then picks rows of the current state that make the intent valid (or, for
 refusals, that make the policy forbid it) and writes what the user says and the gold actions. The
-shared framework (:mod:`apigen_gym.sampling`) executes intents as they are built, validates every task
+shared framework (:mod:`apigen_gym.kit.sampling`) executes intents as they are built, validates every task
 and keeps splits on disjoint users.
 
 Run ``python -m apigen_gym.domains.airline.sampler --split test`` to regenerate the shipped split.
@@ -18,7 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from apigen_gym.database import Database, Record
+from apigen_gym.core.database import Database, Record
+from apigen_gym.core.task import Action, Task
 from apigen_gym.domains.airline import DOMAIN
 from apigen_gym.domains.airline.graph import (
     AIRPORTS,
@@ -53,7 +54,7 @@ from apigen_gym.domains.airline.terms import (
     free_bags,
     nonfree_bags,
 )
-from apigen_gym.sampling import (
+from apigen_gym.kit.sampling import (
     ACCEPT_REFUSAL,
     EXACT_FIGURE,
     DomainSampler,
@@ -68,9 +69,7 @@ from apigen_gym.sampling import (
     join_words,
     money,
     read,
-    satisfies,
 )
-from apigen_gym.task import Action, Task
 
 SPLITS: dict[str, SplitSpec] = {
     "test": SplitSpec(n=80, seed=20240515, buckets=(0, 1, 2)),
@@ -1187,15 +1186,15 @@ def walk(rng: random.Random, start: str) -> list[str]:
 
 def _draw_intent(ctx: Context, need: Need, tries: int = 16) -> Intent | None:
     """An intent reached by a walk, resampling walks that lead nowhere valid; the first one says who."""
-    for _ in range(tries):
+
+    def family(need: Need) -> str:
         start = AIRPORTS if need is None and ctx.rng.random() < AIRPORTS_START else PROFILE
-        builder = MIX.builder(ctx.rng, walk(ctx.rng, start)[-1], need)
-        intent = None if builder is None else builder(ctx)
-        if intent is not None and satisfies(intent, need):
-            if ctx.drawn == 1:
-                intent = replace(intent, request=f"My user id is {ctx.user_id}. {intent.request}")
-            return intent
-    return None
+        return walk(ctx.rng, start)[-1]
+
+    intent = MIX.draw(ctx, need, family, tries)
+    if intent is not None and ctx.drawn == 1:
+        intent = replace(intent, request=f"My user id is {ctx.user_id}. {intent.request}")
+    return intent
 
 
 # --- tasks --------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from apigen_gym.database import StateView
+from apigen_gym.core.database import StateView
 
 NOW = datetime(2024, 5, 15, 15, 0, 0)
 """The world's fixed clock (EST): 2024-05-15 15:00."""

@@ -15,11 +15,10 @@ from typing import Annotated, Literal
 from pydantic import Field
 from typing_extensions import TypedDict
 
-from apigen_gym.common_tools import calculate, think, transfer_to_human_agents
-from apigen_gym.database import Fork, Record
+from apigen_gym.core.database import Fork, Record
+from apigen_gym.core.tools import Number, ToolError, ToolKind, ToolSet, dumps, tool
 from apigen_gym.domains.airline.terms import AIRPORT_CITIES, BAG_FEE, INSURANCE_FEE, NOW_TEXT, next_day
-from apigen_gym.jsonio import dumps
-from apigen_gym.tools import Number, ToolError, ToolKind, ToolSet, tool
+from apigen_gym.kit.common_tools import calculate, think, transfer_to_human_agents
 
 RESERVATION_IDS = tuple(f"HATHA{letter}" for letter in "TUVWXYZ")
 """Ids of new reservations, first free one first (τ-bench uses the first three)."""

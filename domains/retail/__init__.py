@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from apigen_gym.domain import Domain
+from apigen_gym.core.domain import Domain
+from apigen_gym.core.policy import Policy
 from apigen_gym.domains.retail.graph import API_GRAPH
 from apigen_gym.domains.retail.rules import RULES
 from apigen_gym.domains.retail.tools import TOOLS
-from apigen_gym.policy import Policy
 
 HOME = Path(__file__).parent
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from apigen_gym.db_generator import Draws, generator_main, scaled
+from apigen_gym.kit.db_generator import Draws, generator_main, scaled
 
 Record = dict[str, Any]
 Table = dict[str, Record]

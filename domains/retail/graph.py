@@ -8,7 +8,7 @@ order's status, or uses up the order's single modification, return or exchange).
 
 from __future__ import annotations
 
-from apigen_gym.apigraph import ApiGraph, Edge
+from apigen_gym.core.apigraph import ApiGraph, Edge
 
 IDENTIFY = ("find_user_id_by_email", "find_user_id_by_name_zip")
 CANCEL = "cancel_pending_order"

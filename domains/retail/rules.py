@@ -10,20 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from apigen_gym.core.policy import Finding, Rule, Step, Trace, rule
+from apigen_gym.core.tools import ToolKind
 from apigen_gym.domains.retail.tools import CANCEL_REASONS, TOOLS
-from apigen_gym.policy import (
-    Finding,
-    Rule,
-    Step,
-    Trace,
+from apigen_gym.kit.rules import (
     authentication_rule,
     confirmation_rule,
     one_tool_call_per_turn_rule,
-    rule,
     single_user_rule,
     transfer_rule,
 )
-from apigen_gym.tools import ToolKind
 
 IDENTIFY = ("find_user_id_by_email", "find_user_id_by_name_zip")
 ANYONE_MAY_CALL = frozenset(

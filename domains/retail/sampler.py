@@ -17,7 +17,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from apigen_gym.database import Database, Record
+from apigen_gym.core.database import Database, Record
+from apigen_gym.core.task import Action, Task
 from apigen_gym.domains.retail import DOMAIN
 from apigen_gym.domains.retail.graph import (
     API_GRAPH,
@@ -30,7 +31,7 @@ from apigen_gym.domains.retail.graph import (
     RETURN,
     WRITES,
 )
-from apigen_gym.sampling import (
+from apigen_gym.kit.sampling import (
     ACCEPT_REFUSAL,
     DomainSampler,
     Identity,
@@ -45,9 +46,7 @@ from apigen_gym.sampling import (
     join_words,
     money,
     read,
-    satisfies,
 )
-from apigen_gym.task import Action, Task
 
 CATALOGUE = "list_all_product_types"
 
@@ -747,14 +746,13 @@ def _family(path: list[str]) -> str:
 
 
 def _draw_intent(ctx: Context, identify: str, need: Need, tries: int = 12) -> Intent | None:
-    """An intent reached by a walk from ``identify``, resampling walks that lead nowhere valid."""
-    for _ in range(tries):
+    """An intent reached by a walk from ``identify`` (or the catalogue), resampling dead-end walks."""
+
+    def family(need: Need) -> str:
         start = CATALOGUE if need is None and ctx.rng.random() < CATALOGUE_START else identify
-        builder = MIX.builder(ctx.rng, _family(walk(ctx.rng, start)), need)
-        intent = None if builder is None else builder(ctx)
-        if satisfies(intent, need):
-            return intent
-    return None
+        return _family(walk(ctx.rng, start))
+
+    return MIX.draw(ctx, need, family, tries)
 
 
 # --- tasks --------------------------------------------------------------------------------------

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import Any, Literal
 
-from apigen_gym.common_tools import calculate, think, transfer_to_human_agents
-from apigen_gym.database import Fork, Record
-from apigen_gym.jsonio import dumps
-from apigen_gym.tools import ToolError, ToolKind, ToolSet, tool
+from apigen_gym.core.database import Fork, Record
+from apigen_gym.core.tools import ToolError, ToolKind, ToolSet, dumps, tool
+from apigen_gym.kit.common_tools import calculate, think, transfer_to_human_agents
 
 CANCEL_REASONS = ("no longer needed", "ordered by mistake")
 

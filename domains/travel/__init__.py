@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from apigen_gym.domain import Domain
+from apigen_gym.core.domain import Domain
+from apigen_gym.core.policy import Policy
 from apigen_gym.domains.travel.booking import TABLES
 from apigen_gym.domains.travel.graph import API_GRAPH
 from apigen_gym.domains.travel.rules import RULES
 from apigen_gym.domains.travel.tools import TOOLS
-from apigen_gym.policy import Policy
 
 HOME = Path(__file__).parent
 

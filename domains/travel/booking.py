@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from apigen_gym.database import Record, StateView
+from apigen_gym.core.database import Record, StateView
+from apigen_gym.core.tools import ToolError
 from apigen_gym.domains.travel import terms
-from apigen_gym.tools import ToolError
 
 TABLES = ("users", "airports", "flights", "hotels", "cars", "trips", "exchange_rates")
 """The travel database's tables."""

@@ -19,11 +19,11 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from apigen_gym.database import Database, StateView
-from apigen_gym.db_generator import Draws, generator_main, scaled
+from apigen_gym.core.database import Database, StateView
+from apigen_gym.core.tools import ToolError
 from apigen_gym.domains.travel import booking as bk
 from apigen_gym.domains.travel import terms
-from apigen_gym.tools import ToolError
+from apigen_gym.kit.db_generator import Draws, generator_main, scaled
 
 Record = dict[str, Any]
 Table = dict[str, Record]

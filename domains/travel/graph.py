@@ -8,7 +8,7 @@ cancelled flight can no longer be changed), or that would undo what the user has
 
 from __future__ import annotations
 
-from apigen_gym.apigraph import ApiGraph, Edge
+from apigen_gym.core.apigraph import ApiGraph, Edge
 
 IDENTIFY = ("find_user_id_by_email", "find_user_id_by_name_birth_date")
 PROFILE = "get_user_details"

@@ -13,23 +13,19 @@ from collections.abc import Callable, Iterator
 from datetime import date
 from typing import Any, TypeVar
 
-from apigen_gym.database import Record, StateView
+from apigen_gym.core.database import Record, StateView
+from apigen_gym.core.policy import Finding, Rule, Step, Trace, rule
+from apigen_gym.core.tools import ToolError, ToolKind
 from apigen_gym.domains.travel import booking as bk
 from apigen_gym.domains.travel import terms
 from apigen_gym.domains.travel.tools import TOOLS, trip_started
-from apigen_gym.policy import (
-    Finding,
-    Rule,
-    Step,
-    Trace,
+from apigen_gym.kit.rules import (
     authentication_rule,
     confirmation_rule,
     one_tool_call_per_turn_rule,
-    rule,
     single_user_rule,
     transfer_rule,
 )
-from apigen_gym.tools import ToolError, ToolKind
 
 IDENTIFY = ("find_user_id_by_email", "find_user_id_by_name_birth_date")
 ANYONE_MAY_CALL = frozenset(

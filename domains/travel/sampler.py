@@ -6,7 +6,7 @@ answer the user wants (the cheapest flight under constraints, a flight's status,
 a builder then picks rows of the current state that make the intent valid (or, for refusals, that
 make the policy forbid it: over budget, passport too short, driver too young, basic economy change,
 late insurance...) and writes what the user says and the gold actions. The shared framework
-(:mod:`apigen_gym.sampling`) executes intents as they are built, validates every task and keeps splits
+(:mod:`apigen_gym.kit.sampling`) executes intents as they are built, validates every task and keeps splits
 on disjoint users.
 
 Run ``python -m apigen_gym.domains.travel.sampler --split test`` to regenerate the shipped split.
@@ -21,7 +21,9 @@ from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any
 
-from apigen_gym.database import Database, Record
+from apigen_gym.core.database import Database, Record
+from apigen_gym.core.policy import Step, Trace
+from apigen_gym.core.task import Action, Task
 from apigen_gym.domains.travel import DOMAIN, terms
 from apigen_gym.domains.travel import booking as bk
 from apigen_gym.domains.travel.graph import (
@@ -51,8 +53,7 @@ from apigen_gym.domains.travel.graph import (
     WRITES,
 )
 from apigen_gym.domains.travel.tools import trip_started
-from apigen_gym.policy import Step, Trace
-from apigen_gym.sampling import (
+from apigen_gym.kit.sampling import (
     ACCEPT_REFUSAL,
     DomainSampler,
     Identity,
@@ -64,9 +65,7 @@ from apigen_gym.sampling import (
     join_words,
     money,
     read,
-    satisfies,
 )
-from apigen_gym.task import Action, Task
 
 SPLITS: dict[str, SplitSpec] = {
     "test": SplitSpec(n=120, seed=8, buckets=(0, 1, 2)),
@@ -1311,12 +1310,7 @@ def _target(rng: random.Random, need: Need) -> str:
 
 def _draw_intent(ctx: Context, need: Need) -> Intent | None:
     """An intent reached by a walk from the identification tool, resampling walks that lead nowhere."""
-    for _ in range(TRIES[need]):
-        builder = MIX.builder(ctx.rng, _target(ctx.rng, need), need)
-        intent = None if builder is None else builder(ctx)
-        if satisfies(intent, need):
-            return intent
-    return None
+    return MIX.draw(ctx, need, lambda need: _target(ctx.rng, need), TRIES[need])
 
 
 # --- tasks --------------------------------------------------------------------------------------

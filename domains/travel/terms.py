@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta, timezone
 from typing import Literal, get_args
 
-from apigen_gym.tools import ToolError
+from apigen_gym.core.tools import ToolError
 
 NOW = datetime(2025, 3, 10, 9, 0, tzinfo=timezone.utc)
 """The world's clock: every episode happens at this instant."""

@@ -1,6 +1,6 @@
 """The travel agency's tools: look-ups and searches, bookings, changes, cancellations, the profile.
 
-Reads return JSON (``apigen_gym.jsonio.dumps``); writes return the changed trip (or profile part) as
+Reads return JSON (``apigen_gym.core.tools.dumps``); writes return the changed trip (or profile part) as
 JSON. Prices are in US dollars. Every check that the booking systems themselves make (seats, rooms,
 cars, balances, fare rules, dates) is enforced here; the agency's own policy (budgets, passports,
 driver age, the insurance window) is left to the agent and checked by the rules.
@@ -12,12 +12,11 @@ from collections.abc import Callable, Hashable, Iterator
 from datetime import timedelta
 from typing import Literal
 
-from apigen_gym.common_tools import calculate, think, transfer_to_human_agents
-from apigen_gym.database import Fork, Record, StateView
+from apigen_gym.core.database import Fork, Record, StateView
+from apigen_gym.core.tools import ToolError, ToolKind, ToolSet, dumps, tool
 from apigen_gym.domains.travel import booking as bk
 from apigen_gym.domains.travel import terms
-from apigen_gym.jsonio import dumps
-from apigen_gym.tools import ToolError, ToolKind, ToolSet, tool
+from apigen_gym.kit.common_tools import calculate, think, transfer_to_human_agents
 
 CarClass = Literal["economy", "compact", "midsize", "suv", "premium", "van"]
 

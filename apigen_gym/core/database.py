@@ -1,0 +1,270 @@
+"""Tables of JSON-like records: an immutable base and cheap copy-on-write forks.
+
+A :class:`Database` freezes its records once, so that any number of episodes can share it. Each
+episode works on a :class:`Fork`: reads fall through to the base, the first write to a record copies
+that record into the fork's overlay. Reset is O(1), memory is O(records touched), and the diff
+against the base only looks at the touched records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from functools import cached_property
+from typing import Any, NoReturn
+
+from apigen_gym.util import jsonio
+
+Record = dict[str, Any]
+Diff = dict[str, dict[str, Any]]
+"""``{table: {key: record, or None where removed}}``: the format of τ-bench's ``final_diff``."""
+KeyFn = Callable[[Any], Hashable]
+"""Maps a record to the value it is looked up by (e.g. its lower-cased email)."""
+
+
+def _read_only(*_: Any, **__: Any) -> NoReturn:
+    raise TypeError("base records are read-only: call Fork.write(table, key) to get a mutable copy")
+
+
+class FrozenDict(dict):  # type: ignore[type-arg]
+    """A dict that refuses mutation; still a ``dict`` for ``json`` and ``==``."""
+
+    __slots__ = ()
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _read_only
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenDict, (dict(self),))
+
+
+class FrozenList(list):  # type: ignore[type-arg]
+    """A list that refuses mutation; still a ``list`` for ``json`` and ``==``."""
+
+    __slots__ = ()
+    __setitem__ = __delitem__ = append = extend = insert = pop = remove = clear = _read_only
+    sort = reverse = __iadd__ = __imul__ = _read_only
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenList, (list(self),))
+
+
+def freeze(value: Any) -> Any:
+    """Deep read-only copy of a JSON-like value."""
+    if isinstance(value, dict):
+        return FrozenDict((k, freeze(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return FrozenList(freeze(v) for v in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """Deep mutable copy of a JSON-like value (frozen or not), keeping key order."""
+    if isinstance(value, dict):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [thaw(v) for v in value]
+    return value
+
+
+class Database:
+    """Immutable named tables of records keyed by id; shared by every fork made from it."""
+
+    def __init__(self, tables: Mapping[str, Mapping[str, Any]]):
+        self._tables: dict[str, FrozenDict] = {
+            name: FrozenDict((str(key), freeze(rec)) for key, rec in table.items())
+            for name, table in tables.items()
+        }
+        self._indexes: dict[tuple[str, KeyFn], dict[Hashable, list[str]]] = {}
+        self._positions: dict[str, dict[str, int]] = {}
+
+    @property
+    def table_names(self) -> tuple[str, ...]:
+        return tuple(self._tables)
+
+    def table(self, name: str) -> Mapping[str, Any]:
+        """The frozen base table ``name``."""
+        return self._tables[name]
+
+    def size(self) -> int:
+        """Number of records over all tables."""
+        return sum(len(t) for t in self._tables.values())
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Canonical hash of the whole base, computed once on first use."""
+        return jsonio.digest(self._tables)
+
+    def fork(self) -> Fork:
+        return Fork(self)
+
+    def index(self, table: str, key_fn: KeyFn) -> dict[Hashable, list[str]]:
+        """``{key_fn(record): [keys in table order]}``, built on first use and kept.
+
+        Records for which ``key_fn`` raises are left out of the index.
+        """
+        found = self._indexes.get((table, key_fn))
+        if found is None:
+            found = {}
+            for key, record in self._tables[table].items():
+                try:
+                    value = key_fn(record)
+                except (KeyError, TypeError, AttributeError):
+                    continue
+                found.setdefault(value, []).append(key)
+            self._indexes[(table, key_fn)] = found
+        return found
+
+    def position(self, table: str, key: str) -> int | None:
+        """Where ``key`` stands in the base table's order (``None`` if absent)."""
+        positions = self._positions.get(table)
+        if positions is None:
+            positions = self._positions[table] = {k: i for i, k in enumerate(self._tables[table])}
+        return positions.get(key)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """A mutable deep copy of all tables."""
+        return {name: thaw(table) for name, table in self._tables.items()}
+
+
+_DELETED = None
+
+
+def _matches(key_fn: KeyFn, record: Any, value: Hashable) -> bool:
+    try:
+        return bool(key_fn(record) == value)
+    except (KeyError, TypeError, AttributeError):
+        return False
+
+
+def _or(position: int | None, fallback: int) -> int:
+    return fallback if position is None else position
+
+
+class StateView:
+    """Read access to a database state: the base seen through an overlay of changed records."""
+
+    __slots__ = ("_base", "_overlay")
+
+    def __init__(self, base: Database, overlay: dict[str, dict[str, Any]]):
+        self._base = base
+        self._overlay = overlay
+
+    @property
+    def base(self) -> Database:
+        return self._base
+
+    def get(self, table: str, key: str) -> Any:
+        """The record, or ``None`` if absent. Treat it as read-only."""
+        changed = self._overlay.get(table)
+        if changed is not None and key in changed:
+            return changed[key]
+        return self._base.table(table).get(key)
+
+    def __contains__(self, item: tuple[str, str]) -> bool:
+        table, key = item
+        return self.get(table, key) is not None
+
+    def keys(self, table: str) -> Iterator[str]:
+        for key, _ in self.items(table):
+            yield key
+
+    def items(self, table: str) -> Iterator[tuple[str, Any]]:
+        """Records in base order, then records added by the overlay."""
+        base = self._base.table(table)
+        changed = self._overlay.get(table, {})
+        for key, record in base.items():
+            if key in changed:
+                record = changed[key]
+                if record is _DELETED:
+                    continue
+            yield key, record
+        for key, record in changed.items():
+            if record is not _DELETED and key not in base:
+                yield key, record
+
+    def find(self, table: str, key_fn: KeyFn, value: Hashable) -> list[str]:
+        """Keys of the records with ``key_fn(record) == value``, in :meth:`items` order.
+
+        Uses the base's index, so it costs O(matches + records this state changed), not O(table).
+        """
+        changed = self._overlay.get(table, {})
+        hits = [k for k in self._base.index(table, key_fn).get(value, ()) if k not in changed]
+        if not changed:
+            return hits
+        for key, record in changed.items():
+            if record is not _DELETED and _matches(key_fn, record, value):
+                hits.append(key)
+        added = {k: i for i, k in enumerate(changed)}
+        size = len(self._base.table(table))
+        return sorted(hits, key=lambda k: _or(self._base.position(table, k), size + added.get(k, 0)))
+
+    def diff(self) -> Diff:
+        """Records that differ from the base: ``{table: {key: record or None}}``. Costs O(touched)."""
+        out: Diff = {}
+        for table, changed in self._overlay.items():
+            base = self._base.table(table)
+            for key, record in changed.items():
+                if record != base.get(key):
+                    out.setdefault(table, {})[key] = record
+        return out
+
+    def state_hash(self) -> str:
+        """Canonical hash of this state: equal states of the same base hash equal."""
+        return jsonio.digest([self._base.fingerprint, self.diff()])
+
+
+class Fork(StateView):
+    """A mutable, copy-on-write view of a :class:`Database` for one episode."""
+
+    __slots__ = ("_owned", "_snapshot")
+
+    def __init__(self, base: Database):
+        super().__init__(base, {})
+        self._owned: set[tuple[str, str]] = set()
+        self._snapshot: StateView | None = None
+
+    def write(self, table: str, key: str) -> Record:
+        """A mutable record for ``key``, copied into this fork on first write. KeyError if absent."""
+        if (table, key) in self._owned:
+            return self._overlay[table][key]  # type: ignore[no-any-return]
+        current = self.get(table, key)
+        if current is None:
+            raise KeyError(f"{table}/{key}")
+        return self._own(table, key, thaw(current))
+
+    def insert(self, table: str, key: str, record: Record) -> Record:
+        """Add a new record (a copy of ``record``). KeyError if the key exists."""
+        if self.get(table, key) is not None:
+            raise KeyError(f"{table}/{key} already exists")
+        return self._own(table, key, thaw(record))
+
+    def delete(self, table: str, key: str) -> None:
+        if self.get(table, key) is None:
+            raise KeyError(f"{table}/{key}")
+        self._snapshot = None
+        self._overlay.setdefault(table, {})[key] = _DELETED
+        self._owned.discard((table, key))
+
+    def _own(self, table: str, key: str, record: Record) -> Record:
+        self._snapshot = None
+        self._overlay.setdefault(table, {})[key] = record
+        self._owned.add((table, key))
+        return record
+
+    def snapshot(self) -> StateView:
+        """A frozen view of the current state, O(touched). Later writes copy records again."""
+        if self._snapshot is None:
+            self._snapshot = StateView(self._base, {t: dict(c) for t, c in self._overlay.items()})
+            self._owned.clear()
+        return self._snapshot
+
+    def restore(self, view: StateView) -> None:
+        """Return to a state taken by :meth:`snapshot` of this fork."""
+        if view.base is not self._base:
+            raise ValueError("snapshot of another database")
+        self._overlay = {t: dict(c) for t, c in view._overlay.items()}
+        self._owned.clear()
+        self._snapshot = view
+
+    @property
+    def touched(self) -> int:
+        """Number of records this fork holds in its overlay."""
+        return sum(len(c) for c in self._overlay.values())

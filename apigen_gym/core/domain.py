@@ -1,0 +1,98 @@
+"""A domain: one world's tools, policy, tables, data and tasks, loaded from a τ-bench-layout folder.
+
+Every domain folder (and any folder a user points ``data_dir`` at) has the τ-bench layout:
+``db/<table>.json`` (one JSON object per table, keyed by id) and ``tasks/<split>.jsonl``.
+Databases and task lists are loaded once per process and shared by every env.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from apigen_gym.core.database import Database
+from apigen_gym.core.policy import Policy
+from apigen_gym.core.task import Task
+from apigen_gym.core.tools import ToolSet
+from apigen_gym.util import jsonio
+
+if TYPE_CHECKING:
+    from apigen_gym.core.apigraph import ApiGraph
+
+
+class DataError(ValueError):
+    """A data folder, split or task that cannot be loaded; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Domain:
+    """Everything specific to one world; the library supplies the rest."""
+
+    name: str
+    tools: ToolSet
+    policy: Policy
+    tables: tuple[str, ...]
+    home: Path = field(repr=False)
+    """The domain's own folder, in τ-bench layout: its default data."""
+    version: str = "0"
+    api_graph: ApiGraph | None = field(default=None, repr=False)
+
+    def resolve(self, data_dir: str | Path | None) -> Path:
+        return (Path(data_dir) if data_dir is not None else self.home).resolve()
+
+    def database(self, data_dir: str | Path | None = None) -> Database:
+        """The immutable base database of ``data_dir`` (default: the shipped one), cached."""
+        return _load_database(self.resolve(data_dir), self.tables)
+
+    def splits(self, data_dir: str | Path | None = None) -> list[str]:
+        folder = self.resolve(data_dir) / "tasks"
+        return sorted(p.stem for p in folder.glob("*.jsonl")) if folder.is_dir() else []
+
+    def tasks(self, split: str = "test", data_dir: str | Path | None = None) -> list[Task]:
+        """The tasks of ``split`` in ``data_dir`` (default: the shipped ones), cached."""
+        return list(_load_tasks(self.resolve(data_dir), split))
+
+
+@lru_cache(maxsize=16)
+def _load_database(folder: Path, tables: tuple[str, ...]) -> Database:
+    missing = [t for t in tables if not (folder / "db" / f"{t}.json").is_file()]
+    if missing:
+        raise DataError(f"{folder} is not a data folder: missing db/{missing[0]}.json")
+    return Database({t: jsonio.read_json(folder / "db" / f"{t}.json") for t in tables})
+
+
+@lru_cache(maxsize=64)
+def _load_tasks(folder: Path, split: str) -> tuple[Task, ...]:
+    path = folder / "tasks" / f"{split}.jsonl"
+    if not path.is_file():
+        available = sorted(p.stem for p in (folder / "tasks").glob("*.jsonl"))
+        raise DataError(f"no split {split!r} in {folder} (available: {', '.join(available) or 'none'})")
+    tasks = []
+    for line_no, row in enumerate(jsonio.read_jsonl(path), 1):
+        try:
+            tasks.append(Task.model_validate(row))
+        except ValueError as exc:
+            raise DataError(f"{path}:{line_no}: not a task: {exc}") from exc
+    return tuple(tasks)
+
+
+DOMAIN_NAMES: tuple[str, ...] = ("retail", "airline", "travel")
+"""The domains registered as Gymnasium envs (``apigen/<name>-v0``)."""
+
+
+def load_domain(name: str) -> Domain:
+    """The domain called ``name``: the ``DOMAIN`` of the module ``apigen_gym.domains.<name>``."""
+    module_name = f"apigen_gym.domains.{name}"
+    try:
+        if not name.isidentifier():
+            raise ModuleNotFoundError(name=module_name)
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        raise DataError(f"unknown domain {name!r} (known: {', '.join(DOMAIN_NAMES)})") from None
+    domain: Domain = module.DOMAIN
+    return domain

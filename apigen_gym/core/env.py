@@ -1,0 +1,314 @@
+"""The Gymnasium environment: a customer-service conversation as a POMDP.
+
+Hidden state: the database (a copy-on-write fork) and the user's goal. The agent acts with tool calls
+or messages to the user; it observes tool outputs and user replies. The reward is given at the end of
+the episode and explained in ``info["reward_info"]``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, SupportsFloat, TypeVar
+
+import gymnasium as gym
+
+from apigen_gym.core.actions import AgentTurn, parse_action
+from apigen_gym.core.database import Database, Diff, thaw
+from apigen_gym.core.domain import DataError, Domain, load_domain
+from apigen_gym.core.policy import Violation
+from apigen_gym.core.reward import GOLD, OutputMode, RewardInfo, score
+from apigen_gym.core.session import Session
+from apigen_gym.core.spaces import Text
+from apigen_gym.core.task import Task
+from apigen_gym.core.tools import ERROR_PREFIX
+from apigen_gym.core.user import STOP, UserSimulator, make_user
+
+StepResult = tuple[str, SupportsFloat, bool, bool, dict[str, Any]]
+_T = TypeVar("_T")
+
+
+@dataclass
+class _AgentMessage:
+    """A message to the user, waiting for the user's reply (sync or async)."""
+
+    text: str
+
+
+class ApigenEnv(gym.Env[str, str]):
+    """A domain's customer-service world as a Gymnasium environment.
+
+    Args:
+        domain: the domain name (``"retail"``) or a :class:`Domain`.
+        data_dir: a τ-bench-layout folder (``db/*.json``, ``tasks/<split>.jsonl``); default: shipped data.
+        database: an explicit base :class:`Database`, instead of the one in ``data_dir``.
+        split: the task split to draw from.
+        tasks: explicit tasks, instead of a split.
+        user: ``"scripted"`` (offline, deterministic), ``"llm"`` (a model plays the customer) or a
+            :class:`UserSimulator`.
+        user_model, base_url: the model and server of the ``"llm"`` user (else ``OPENAI_*`` variables).
+        user_best_of: with ``"llm"``, APIGen-MT's best-of-N user with a critic (N > 1).
+        max_steps: agent actions before the episode is truncated.
+        output_mode: ``"compat"`` (τ-bench substring rule) or ``"strict"``.
+        violation_penalty: subtracted from the reward per policy violation (default 0: reported only).
+        render_mode: ``"ansi"`` or ``"human"``.
+    """
+
+    metadata = {"render_modes": ["ansi", "human"], "render_fps": 1}
+
+    def __init__(
+        self,
+        domain: str | Domain = "retail",
+        *,
+        data_dir: str | Path | None = None,
+        database: Database | None = None,
+        split: str = "test",
+        tasks: list[Task] | None = None,
+        user: str | UserSimulator = "scripted",
+        user_model: str | None = None,
+        base_url: str | None = None,
+        user_best_of: int = 1,
+        max_steps: int = 60,
+        output_mode: OutputMode = "compat",
+        violation_penalty: float = 0.0,
+        render_mode: str | None = None,
+    ):
+        self.domain = load_domain(domain) if isinstance(domain, str) else domain
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"render_mode must be one of {self.metadata['render_modes']}, not {render_mode!r}"
+            )
+        if output_mode not in ("compat", "strict"):
+            raise ValueError(f"output_mode must be 'compat' or 'strict', not {output_mode!r}")
+        self.render_mode = render_mode
+        self.data_dir = data_dir
+        self.split = split
+        self.database = database if database is not None else self.domain.database(data_dir)
+        self.tasks: list[Task] = list(tasks) if tasks is not None else self.domain.tasks(split, data_dir)
+        if not self.tasks:
+            raise DataError(f"no tasks for {self.domain.name} (split {split!r})")
+        self._task_index = {t.id: i for i, t in enumerate(self.tasks)}
+        self.user = make_user(user, user_model=user_model, base_url=base_url, user_best_of=user_best_of)
+        self.max_steps = max_steps
+        self.output_mode: OutputMode = output_mode
+        self.violation_penalty = violation_penalty
+        self.observation_space = Text()
+        self.action_space = Text()
+        self.task: Task = self.tasks[0]
+        self.messages: list[dict[str, Any]] = []
+        self._session = Session(self.domain.tools, self.database, self.messages)
+        self._steps = 0
+        self._done = False
+        self._rendered = 0
+        self.termination: str | None = None
+        self.reward_info: RewardInfo | None = None
+
+    # --- what an agent needs --------------------------------------------------------------------
+
+    @property
+    def tools(self) -> list[dict[str, Any]]:
+        """The tools as OpenAI function schemas."""
+        return self.domain.tools.schemas
+
+    @property
+    def policy(self) -> str:
+        return self.domain.policy.text
+
+    @property
+    def steps_taken(self) -> int:
+        """Agent actions so far in this episode."""
+        return self._steps
+
+    def state_diff(self) -> Diff:
+        """The episode's changes: ``{table: {key: record or None}}`` (τ-bench ``final_diff`` format)."""
+        return thaw(self._session.diff())  # type: ignore[no-any-return]
+
+    # --- reset ----------------------------------------------------------------------------------
+
+    def _choose_task(self, options: dict[str, Any] | None) -> Task:
+        options = options or {}
+        if "split" in options and options["split"] != self.split:
+            self.split = options["split"]
+            self.tasks = self.domain.tasks(self.split, self.data_dir)
+            self._task_index = {t.id: i for i, t in enumerate(self.tasks)}
+        if options.get("task_id") is not None:
+            task_id = str(options["task_id"])
+            if task_id not in self._task_index:
+                raise DataError(f"no task {task_id!r} in split {self.split!r}")
+            return self.tasks[self._task_index[task_id]]
+        if options.get("task_index") is not None:
+            index = int(options["task_index"])
+            if not 0 <= index < len(self.tasks):
+                raise DataError(
+                    f"task_index {index} out of range: split {self.split!r} has {len(self.tasks)} tasks"
+                )
+            return self.tasks[index]
+        return self.tasks[int(self.np_random.integers(len(self.tasks)))]
+
+    def _begin_reset(self, seed: int | None, options: dict[str, Any] | None) -> int | None:
+        super().reset(seed=seed)
+        self.task = self._choose_task(options)
+        self.messages = [{"role": "system", "content": self.domain.policy.text}]
+        self._session = Session(self.domain.tools, self.database, self.messages)
+        self._steps = 0
+        self._done = False
+        self._rendered = 0
+        self.termination = None
+        self.reward_info = None
+        return int(self.np_random.integers(2**31)) if seed is not None else None
+
+    def _finish_reset(self, first_message: str) -> tuple[str, dict[str, Any]]:
+        self.messages.append({"role": "user", "content": first_message})
+        info = {"task_id": self.task.id, "split": self.split, "tools": self.tools, "policy": self.policy}
+        return first_message, info
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        user_seed = self._begin_reset(seed, options)
+        return self._shown(self._finish_reset(self.user.start(self.task, user_seed)))
+
+    async def reset_async(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        """:meth:`reset` for an asynchronous user simulator."""
+        user_seed = self._begin_reset(seed, options)
+        return self._shown(self._finish_reset(await self.user.start_async(self.task, user_seed)))
+
+    # --- step -----------------------------------------------------------------------------------
+
+    def step(self, action: Any) -> StepResult:
+        outcome = self._act(action)
+        if isinstance(outcome, _AgentMessage):
+            outcome = self._after_user(self.user.respond(outcome.text))
+        return self._shown(outcome)
+
+    async def step_async(self, action: Any) -> StepResult:
+        """:meth:`step` for an asynchronous user simulator."""
+        outcome = self._act(action)
+        if isinstance(outcome, _AgentMessage):
+            outcome = self._after_user(await self.user.respond_async(outcome.text))
+        return self._shown(outcome)
+
+    def _shown(self, result: _T) -> _T:
+        """In ``human`` mode, print what is new in the conversation (Gymnasium renders on each step)."""
+        if self.render_mode == "human":
+            self.render()
+        return result
+
+    def _act(self, action: Any) -> StepResult | _AgentMessage:
+        """Apply the agent's action; a message to the user is returned for the user to answer."""
+        if self._done:
+            raise gym.error.ResetNeeded("the episode has ended: call reset()")
+        self._steps += 1
+        turn = parse_action(action)
+        if turn.tool_calls:
+            return self._run_tools(turn)
+        text = turn.content or ""
+        self.messages.append({"role": "assistant", "content": text})
+        if STOP in text:
+            return self._end("agent_stop", text)
+        return _AgentMessage(text)
+
+    def _run_tools(self, turn: AgentTurn) -> StepResult:
+        message_index = len(self.messages)
+        call_ids = [c.id or f"call_{self._steps}_{i}" for i, c in enumerate(turn.tool_calls)]
+        self.messages.append(
+            {
+                "role": "assistant",
+                "content": turn.content,
+                "tool_calls": [
+                    {
+                        "id": call_id,
+                        "type": "function",
+                        "function": {"name": c.name, "arguments": json.dumps(c.arguments)},
+                    }
+                    for call_id, c in zip(call_ids, turn.tool_calls)
+                ],
+            }
+        )
+        outputs = []
+        for call_id, call in zip(call_ids, turn.tool_calls):
+            if self._session.ended_by_terminal_tool():
+                output = f"{ERROR_PREFIX}not executed: the conversation was transferred"
+            elif call.error is not None:
+                output = f"{ERROR_PREFIX}{call.error}"
+            else:
+                output = self._session.call(call.name, call.arguments, message_index).output
+            self.messages.append(
+                {"role": "tool", "tool_call_id": call_id, "name": call.name, "content": output}
+            )
+            outputs.append(output)
+        observation = "\n\n".join(outputs)
+        if self._session.ended_by_terminal_tool():
+            return self._end("transfer", observation)
+        return self._maybe_truncate(observation)
+
+    def _after_user(self, reply: str) -> StepResult:
+        self.messages.append({"role": "user", "content": reply})
+        if STOP in reply:
+            return self._end("user_stop", reply)
+        return self._maybe_truncate(reply)
+
+    def _maybe_truncate(self, observation: str) -> StepResult:
+        if self._steps >= self.max_steps:
+            return self._end("max_steps", observation, truncated=True)
+        return observation, 0.0, False, False, self._info()
+
+    def _end(self, reason: str, observation: str, truncated: bool = False) -> StepResult:
+        self._done = True
+        self.termination = reason
+        self.reward_info = self.compute_reward()
+        info = self._info()
+        info["reward_info"] = self.reward_info.model_dump()
+        return observation, self.reward_info.reward, not truncated, truncated, info
+
+    def _info(self) -> dict[str, Any]:
+        return {"task_id": self.task.id, "steps": self._steps, "termination": self.termination}
+
+    # --- reward ---------------------------------------------------------------------------------
+
+    def violations(self) -> list[Violation]:
+        """Policy violations of the episode so far."""
+        return self.domain.policy.check(self._session.trace)
+
+    def compute_reward(self) -> RewardInfo:
+        """Score the current state against the task's gold replay (cached per task)."""
+        gold = GOLD.diff(self.domain.tools, self.database, self.task)
+        said = [str(m["content"]) for m in self.messages if m["role"] == "assistant" and m.get("content")]
+        return score(
+            self._session.diff(),
+            gold,
+            said,
+            self.task.outputs,
+            self.violations(),
+            self.output_mode,
+            self.violation_penalty,
+        )
+
+    # --- render ---------------------------------------------------------------------------------
+
+    def render(self) -> str | None:
+        if self.render_mode == "ansi":
+            return format_transcript(self.messages)
+        if self.render_mode == "human":
+            print(format_transcript(self.messages[self._rendered :]), end="")
+            self._rendered = len(self.messages)
+        return None
+
+
+def format_transcript(messages: list[dict[str, Any]]) -> str:
+    """A plain-text transcript, one block per message (the system prompt is abbreviated)."""
+    lines = []
+    for m in messages:
+        role = m["role"]
+        if role == "system":
+            lines.append(f"[system] (policy, {len(m.get('content') or '')} characters)")
+            continue
+        if m.get("content"):
+            label = f"tool {m.get('name', '')}" if role == "tool" else role
+            lines.append(f"[{label}] {m['content']}")
+        for c in m.get("tool_calls") or []:
+            lines.append(f"[{role} → {c['function']['name']}] {c['function']['arguments']}")
+    return "".join(line + "\n" for line in lines)

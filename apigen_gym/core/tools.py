@@ -1,0 +1,231 @@
+"""Typed tools: a plain Python function over a :class:`Fork` becomes an agent-callable API.
+
+The function's signature gives the pydantic model that validates arguments and the OpenAI function
+schema; its docstring gives the descriptions. A tool returns a string and never raises to the agent:
+validation failures, :class:`ToolError` and unexpected exceptions all become ``"Error: ..."``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, get_type_hints
+
+import pydantic
+from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
+
+from apigen_gym.core.database import Fork
+
+ERROR_PREFIX = "Error: "
+
+
+def dumps(obj: Any) -> str:
+    """A tool's JSON output, serialised like τ-bench's tools: default separators, keys in insertion order."""
+    return json.dumps(obj)
+
+
+class ToolKind(str, Enum):
+    """What a tool does to the world: reads it, writes it, or ends the conversation."""
+
+    READ = "read"
+    WRITE = "write"
+    TERMINAL = "terminal"
+
+
+class ToolError(Exception):
+    """Raised inside a tool to return ``"Error: <message>"`` to the agent."""
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """One executed call: the observation string and whether it was an error."""
+
+    name: str
+    arguments: dict[str, Any]
+    output: str
+
+    @property
+    def ok(self) -> bool:
+        return not self.output.startswith(ERROR_PREFIX)
+
+
+def _docstring_parts(doc: str) -> tuple[str, dict[str, str]]:
+    """Split a Google-style docstring into the one-paragraph summary and the ``Args:`` entries."""
+    summary, _, rest = inspect.cleandoc(doc or "").partition("\nArgs:")
+    params: dict[str, str] = {}
+    indent: int | None = None
+    current: str | None = None
+    for line in rest.splitlines():
+        if not line.strip():
+            continue
+        depth = len(line) - len(line.lstrip())
+        indent = depth if indent is None else indent
+        if depth < indent:
+            break  # the next section (Returns:, ...)
+        entry = re.match(r"(\w+)(?:\s*\([^)]*\))?:\s*(.*)", line.strip())
+        if depth == indent and entry:
+            current = entry.group(1)
+            params[current] = entry.group(2)
+        elif current is not None:
+            params[current] = f"{params[current]} {line.strip()}"
+    return " ".join(summary.split()), params
+
+
+def _inline(schema: dict[str, Any]) -> Any:
+    """The schema with every ``$ref`` replaced by its definition, without titles or ``additionalProperties``.
+
+    OpenAI function schemas (and τ-bench's) spell nested objects out in place; extra keys are still
+    rejected by validation.
+    """
+    definitions = schema.get("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return resolve(definitions[node["$ref"].rsplit("/", 1)[-1]])
+            return {
+                k: resolve(v) for k, v in node.items() if k not in ("title", "$defs", "additionalProperties")
+            }
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    return resolve(schema)
+
+
+class Number(float):
+    """A JSON number argument that stays an int when it is one (250 is echoed as 250, not 250.0)."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        strict = [core_schema.int_schema(strict=True), core_schema.float_schema(strict=True)]
+        return core_schema.union_schema(strict)  # type: ignore[arg-type]
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"type": "number"}
+
+
+@dataclass(frozen=True)
+class Tool:
+    """An agent-callable function with validated arguments and an OpenAI schema."""
+
+    name: str
+    kind: ToolKind
+    fn: Callable[..., str]
+    description: str
+    arguments: type[pydantic.BaseModel]
+    schema: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_function(cls, fn: Callable[..., str], kind: ToolKind, name: str | None = None) -> Tool:
+        """Build a tool from ``fn(db, **arguments) -> str``; the first parameter receives the fork."""
+        hints = get_type_hints(fn, include_extras=True)
+        summary, param_docs = _docstring_parts(fn.__doc__ or "")
+        fields: dict[str, Any] = {}
+        for param in list(inspect.signature(fn).parameters.values())[1:]:
+            default = ... if param.default is inspect.Parameter.empty else param.default
+            fields[param.name] = (
+                hints[param.name],
+                pydantic.Field(default, description=param_docs.get(param.name)),
+            )
+        tool_name = name or fn.__name__
+        model = pydantic.create_model(  # type: ignore[call-overload]
+            f"{tool_name}_arguments", __config__=pydantic.ConfigDict(extra="forbid"), **fields
+        )
+        params = _inline(model.model_json_schema())
+        parameters = {
+            "type": "object",
+            "properties": params.get("properties", {}),
+            "required": params.get("required", []),
+        }
+        schema = {
+            "type": "function",
+            "function": {"name": tool_name, "description": summary, "parameters": parameters},
+        }
+        return cls(tool_name, kind, fn, summary, model, schema)
+
+    def __call__(self, db: Fork, arguments: Mapping[str, Any] | None = None) -> str:
+        """Validate ``arguments`` and run the tool; every failure is an ``Error:`` string."""
+        if arguments is not None and not isinstance(arguments, Mapping):
+            return f"{ERROR_PREFIX}arguments of {self.name} must be a JSON object"
+        try:
+            validated = self.arguments.model_validate(dict(arguments or {}))
+        except pydantic.ValidationError as exc:
+            return f"{ERROR_PREFIX}invalid arguments for {self.name}: {_summarise(exc)}"
+        kwargs = {name: getattr(validated, name) for name in type(validated).model_fields}
+        try:
+            return self.fn(db, **kwargs)
+        except ToolError as exc:
+            return f"{ERROR_PREFIX}{exc}"
+        except Exception as exc:  # noqa: BLE001 - a tool bug must not crash the episode
+            return f"{ERROR_PREFIX}{exc}"
+
+
+def _summarise(exc: pydantic.ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in err["loc"]) or "arguments"
+        parts.append(f"{where}: {err['msg'].lower()}")
+    return "; ".join(parts)
+
+
+def tool(kind: ToolKind = ToolKind.READ, name: str | None = None) -> Callable[[Callable[..., str]], Tool]:
+    """Decorator: turn ``fn(db, ...) -> str`` into a :class:`Tool`."""
+
+    def wrap(fn: Callable[..., str]) -> Tool:
+        return Tool.from_function(fn, kind, name)
+
+    return wrap
+
+
+class ToolSet:
+    """A domain's tools by name, with their schemas and a safe dispatcher."""
+
+    def __init__(self, tools: Iterable[Tool]):
+        self._tools = {t.name: t for t in tools}
+        self.schemas: list[dict[str, Any]] = [t.schema for t in self._tools.values()]
+
+    def __iter__(self) -> Iterator[Tool]:
+        return iter(self._tools.values())
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    def __getitem__(self, name: str) -> Tool:
+        return self._tools[name]
+
+    def get(self, name: str) -> Tool | None:
+        return self._tools.get(name)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._tools)
+
+    def of_kind(self, kind: ToolKind) -> list[Tool]:
+        return [t for t in self._tools.values() if t.kind is kind]
+
+    def execute(self, db: Fork, name: str, arguments: Mapping[str, Any] | None) -> ToolResult:
+        """Run one call; unknown tools and bad arguments give error results, never exceptions."""
+        args = dict(arguments) if isinstance(arguments, Mapping) else {}
+        found = self._tools.get(name) if isinstance(name, str) else None
+        if found is None:
+            return ToolResult(str(name), args, f"{ERROR_PREFIX}unknown tool {name!r}")
+        if found.kind is not ToolKind.WRITE:
+            return ToolResult(name, args, found(db, arguments))
+        before = db.snapshot()
+        output = found(db, arguments)
+        if output.startswith(ERROR_PREFIX):
+            db.restore(before)  # a failed write leaves no partial change
+        return ToolResult(name, args, output)

@@ -1,0 +1,3 @@
+"""Scoring agents: the async runner, metrics (pass^k), the report and the leaderboard. Imports players, llm,
+core and util.
+"""

@@ -1,0 +1,260 @@
+"""Run agents on a split and keep every episode: one JSON line each, appended and flushed.
+
+Re-running with the same output folder resumes: finished (task, trial) pairs are read back and
+skipped, so a killed run loses nothing that was written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+from tabulate import tabulate
+from tqdm import tqdm
+
+from apigen_gym.core.env import ApigenEnv
+from apigen_gym.llm.client import LLMClient
+from apigen_gym.llm.types import LLMError, Usage
+from apigen_gym.players.agent import Agent
+from apigen_gym.util import jsonio
+from apigen_gym.util.jsonio import JsonlAppender, read_models
+
+RESULTS_FILE = "results.jsonl"
+
+
+class EpisodeResult(BaseModel):
+    """One finished episode, as written to ``results.jsonl``."""
+
+    task_id: str
+    trial: int
+    reward: float
+    reward_info: dict[str, Any]
+    messages: list[dict[str, Any]]
+    termination: str | None
+    steps: int
+    env_id: str
+    agent: str
+    user: str
+    seconds: float
+    error: str | None = None
+    """``None``, or the labelled infrastructure error that stopped the episode (then reward is 0)."""
+    usage: Usage = Field(default_factory=Usage)
+    cost: float = 0.0
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+
+def _spent(*parties: object) -> tuple[Usage, float]:
+    """Tokens and cost the agent and the user simulator spent in this episode."""
+    usage, cost = Usage(), 0.0
+    for party in parties:
+        usage = usage + getattr(party, "usage", Usage())
+        cost += float(getattr(party, "cost", 0.0))
+    return usage, round(cost, 8)
+
+
+async def run_episode_async(
+    env: ApigenEnv, agent: Agent, task_id: str, trial: int = 0, seed: int | None = None
+) -> EpisodeResult:
+    """Play one episode to its end; an LLM failure ends it with a labelled error and reward 0."""
+    started = time.perf_counter()
+    reward, error = 0.0, None
+    step_info: dict[str, Any] = {}
+    try:
+        observation, info = await env.reset_async(seed=seed, options={"task_id": task_id})
+        agent.reset(info, env.task, env)
+        done = False
+        while not done:
+            action = await agent.act_async(observation)
+            observation, step_reward, terminated, truncated, step_info = await env.step_async(action)
+            reward, done = float(step_reward), terminated or truncated
+    except LLMError as exc:
+        reward, error = 0.0, exc.label
+    usage, cost = _spent(agent, env.user)
+    return EpisodeResult(
+        task_id=task_id,
+        trial=trial,
+        reward=reward,
+        reward_info=step_info.get("reward_info", {}),
+        messages=env.messages,
+        termination="error" if error else env.termination,
+        steps=env.steps_taken,
+        env_id=f"apigen/{env.domain.name}-v0",
+        agent=agent.name,
+        user=env.user.name,
+        seconds=round(time.perf_counter() - started, 6),
+        error=error,
+        usage=usage,
+        cost=cost,
+    )
+
+
+def run_episode(
+    env: ApigenEnv, agent: Agent, task_id: str, trial: int = 0, seed: int | None = None
+) -> EpisodeResult:
+    """:func:`run_episode_async` from synchronous code."""
+    return asyncio.run(run_episode_async(env, agent, task_id, trial, seed))
+
+
+def read_results(out_dir: str | os.PathLike[str]) -> list[EpisodeResult]:
+    """Every complete record in ``out_dir/results.jsonl``; a torn last line (a killed run) is ignored."""
+    return list(read_models(Path(out_dir) / RESULTS_FILE, EpisodeResult))
+
+
+class ResultsWriter(JsonlAppender):
+    """Appends one episode per line to ``out_dir/results.jsonl``, flushed before returning."""
+
+    def __init__(self, out_dir: str | os.PathLike[str]):
+        super().__init__(Path(out_dir) / RESULTS_FILE)
+
+
+def evaluate(
+    make_env: Callable[[], ApigenEnv],
+    make_agent: Callable[[], Agent],
+    out_dir: str | os.PathLike[str],
+    task_ids: Iterable[str] | None = None,
+    trials: int = 1,
+    concurrency: int = 1,
+    progress: bool = False,
+    clients: Sequence[LLMClient] = (),
+    retry_errors: bool = False,
+) -> list[EpisodeResult]:
+    """Run every (task, trial) not already in ``out_dir``; return all results, old and new.
+
+    ``make_env`` and ``make_agent`` are called once per episode, so episodes in flight share nothing.
+    The LLM ``clients`` they use are closed at the end.
+    """
+
+    async def run_and_close() -> list[EpisodeResult]:
+        try:
+            return await run_async(
+                make_env, make_agent, out_dir, task_ids, trials, concurrency, progress, retry_errors
+            )
+        finally:
+            for client in dict.fromkeys(clients):
+                await client.aclose()
+
+    return asyncio.run(run_and_close())
+
+
+async def run_async(
+    make_env: Callable[[], ApigenEnv],
+    make_agent: Callable[[], Agent],
+    out_dir: str | os.PathLike[str],
+    task_ids: Iterable[str] | None = None,
+    trials: int = 1,
+    concurrency: int = 1,
+    progress: bool = False,
+    retry_errors: bool = False,
+) -> list[EpisodeResult]:
+    """:func:`evaluate` inside a running event loop: ``concurrency`` episodes in flight.
+
+    Episodes that ended in an infrastructure error count as finished (a failure) unless
+    ``retry_errors``: then their rows are removed and they run again.
+    """
+    done = {(r.task_id, r.trial): r for r in read_results(out_dir)}
+    if retry_errors and any(r.error for r in done.values()):
+        done = {key: r for key, r in done.items() if not r.error}
+        jsonio.atomic_write_text(
+            Path(out_dir) / RESULTS_FILE, "".join(r.model_dump_json() + "\n" for r in done.values())
+        )
+    ids = list(task_ids) if task_ids is not None else [t.id for t in make_env().tasks]
+    todo = [(t, k) for k in range(trials) for t in ids if (t, k) not in done]
+    queue: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
+    for item in todo:
+        queue.put_nowait(item)
+    with ResultsWriter(out_dir) as writer, _Progress(len(todo), progress) as bar:
+
+        async def worker() -> None:
+            while not queue.empty():
+                task_id, trial = queue.get_nowait()
+                result = await run_episode_async(make_env(), make_agent(), task_id, trial, seed=trial)
+                writer.write(result)
+                done[(task_id, trial)] = result
+                bar.update(result)
+
+        await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(todo))))))
+    return [done[(t, k)] for k in range(trials) for t in ids if (t, k) in done]
+
+
+class _Progress:
+    """A tqdm bar with episodes done, mean reward, tokens and cost so far (silent when disabled)."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.bar = tqdm(total=total, unit="episode", disable=not enabled, dynamic_ncols=True)
+        self.rewards = 0.0
+        self.count = 0
+        self.tokens = 0
+        self.cost = 0.0
+        self.errors = 0
+
+    def update(self, result: EpisodeResult) -> None:
+        self.count += 1
+        self.rewards += result.reward
+        self.tokens += result.usage.total_tokens
+        self.cost += result.cost
+        self.errors += result.error is not None
+        self.bar.set_postfix(
+            reward=f"{self.rewards / self.count:.3f}",
+            tokens=self.tokens,
+            cost=f"${self.cost:.4f}",
+            errors=self.errors,
+        )
+        self.bar.update()
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+
+
+def _rate(values: Iterable[bool]) -> float:
+    flags = list(values)
+    return sum(flags) / len(flags) if flags else 0.0
+
+
+def _outputs_found(result: EpisodeResult) -> bool:
+    """Every required output was said (an episode stopped by an error said nothing that counts)."""
+    outputs = result.reward_info.get("outputs", [])
+    return result.error is None and all(o["found"] for o in outputs)
+
+
+def summary_rows(results: list[EpisodeResult]) -> list[tuple[str, Any]]:
+    """The headline numbers of a run, as (name, value) rows."""
+    n = len(results)
+    terminations = Counter(r.termination or "none" for r in results)
+    violations = Counter(v["rule"] for r in results for v in r.reward_info.get("violations", []))
+    return [
+        ("episodes", n),
+        ("tasks", len({r.task_id for r in results})),
+        ("mean reward", round(sum(r.reward for r in results) / n, 4) if n else 0.0),
+        ("state match", round(_rate(r.reward_info.get("state_match", False) for r in results), 4)),
+        ("outputs found", round(_rate(_outputs_found(r) for r in results), 4)),
+        ("infra errors", sum(r.error is not None for r in results)),
+        ("terminations", ", ".join(f"{k} {v}" for k, v in terminations.most_common())),
+        ("policy violations", ", ".join(f"{k} {v}" for k, v in violations.most_common()) or "none"),
+        ("mean steps", round(sum(r.steps for r in results) / n, 1) if n else 0.0),
+    ]
+
+
+def format_summary(results: list[EpisodeResult], fmt: str = "simple") -> str:
+    return tabulate(summary_rows(results), headers=["metric", "value"], tablefmt=fmt)
+
+
+def failure_rows(results: list[EpisodeResult], limit: int = 10) -> list[tuple[str, int, str]]:
+    """Why the first ``limit`` failed episodes failed: differing records and missing outputs."""
+    rows = []
+    for r in results:
+        if r.reward >= 1.0:
+            continue
+        info = r.reward_info
+        parts = [f"{table}: {', '.join(keys)}" for table, keys in info.get("differing", {}).items()]
+        parts += [f"missing output {o['output']!r}" for o in info.get("outputs", []) if not o["found"]]
+        rows.append((r.task_id, r.trial, r.error or "; ".join(parts) or str(r.termination)))
+    return rows[:limit]

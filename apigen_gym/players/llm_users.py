@@ -1,0 +1,151 @@
+"""LLM user simulators: a customer played by a model, and APIGen-MT's best-of-N with a critic.
+
+The model sees the task's instruction and the conversation with roles flipped (the agent's messages
+are its ``user`` turns), and writes the customer's next message. Its rules: reveal the goal bit by
+bit, never invent facts, stay in persona, end with ``###STOP###``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+from typing import Any
+
+from apigen_gym.core.task import Task
+from apigen_gym.core.user import STOP, UserSimulator
+from apigen_gym.llm.client import LLMClient
+from apigen_gym.llm.types import Completion, Usage
+from apigen_gym.util.aio import run_sync
+
+AGENT_GREETING = "Hi! How can I help you today?"
+
+USER_PROMPT = """You are role-playing a customer who contacts a customer-service agent. Your situation:
+
+{instruction}
+
+How to play:
+- Write only the customer's next message: one or two sentences, in your own words.
+- Reveal what you want step by step, as a real customer would; answer what the agent asks, and do \
+not recite your whole situation at once.
+- Use only facts from your situation. If the agent asks for something you were not given, say you \
+do not know or do not have it. Never make up names, numbers, ids or addresses.
+- Stay in character throughout. Never mention that you are simulated, an AI, or following rules.
+- When everything you wanted is done, or the agent has made clear it cannot be done, end the \
+conversation: write your closing words, then {stop} on its own line. Do not stop earlier."""
+
+CRITIC_PROMPT = """You review candidate messages written by a simulated customer, before one is sent.
+Judge the candidate against the customer's situation and the conversation so far:
+- does it follow the situation faithfully, without inventing facts?
+- does it reveal information gradually and answer what the agent asked?
+- does it stay in persona and move the conversation towards the goal?
+- does it use {stop} only when the goal is met or clearly impossible?
+Answer with a JSON object only: {{"score": <integer 0 to 10>, "reason": "<one short sentence>"}}."""
+
+
+class LLMUser(UserSimulator):
+    """A customer played by a model through :class:`LLMClient`."""
+
+    name = "llm"
+
+    def __init__(self, client: LLMClient):
+        self.client = client
+        self.usage = Usage()
+        self.cost = 0.0
+        self._instruction = ""
+        self._history: list[dict[str, Any]] = []
+        self._seed: int | None = None
+
+    def _prompt(self) -> list[dict[str, Any]]:
+        system = USER_PROMPT.format(instruction=self._instruction, stop=STOP)
+        return [{"role": "system", "content": system}, *self._history]
+
+    def _count(self, completion: Completion) -> None:
+        self.usage = self.usage + completion.usage
+        self.cost += completion.cost
+
+    async def _reply(self) -> str:
+        completion = await self.client.complete(self._prompt(), seed=self._seed)
+        self._count(completion)
+        return completion.content.strip()
+
+    async def start_async(self, task: Task, seed: int | None = None) -> str:
+        self._instruction = task.instruction
+        self._seed = seed
+        self.usage, self.cost = Usage(), 0.0
+        self._history = [{"role": "user", "content": AGENT_GREETING}]
+        return await self._answer()
+
+    async def respond_async(self, message: str) -> str:
+        self._history.append({"role": "user", "content": message})
+        return await self._answer()
+
+    async def _answer(self) -> str:
+        reply = await self._reply()
+        self._history.append({"role": "assistant", "content": reply})
+        return reply
+
+    def start(self, task: Task, seed: int | None = None) -> str:
+        return run_sync(self.start_async(task, seed))
+
+    def respond(self, message: str) -> str:
+        return run_sync(self.respond_async(message))
+
+
+_SCORE = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def parse_score(text: str) -> float:
+    """The critic's 0–10 score from its JSON answer (or the first number in it); 0 when there is none."""
+    try:
+        data = json.loads(text)
+        value = float(data["score"]) if isinstance(data, dict) else float(data)
+    except (ValueError, KeyError, TypeError):
+        match = _SCORE.search(text)
+        value = float(match.group()) if match else 0.0
+    return 0.0 if math.isnan(value) else max(0.0, min(10.0, value))
+
+
+class BestOfNUser(LLMUser):
+    """APIGen-MT's user: N candidate messages, a critic model scores each 0–10, the best is sent."""
+
+    name = "llm-best-of-n"
+
+    def __init__(self, client: LLMClient, critic: LLMClient | None = None, n: int = 4):
+        super().__init__(client)
+        if n < 1:
+            raise ValueError("best-of-N needs N ≥ 1")
+        self.critic = critic or client
+        self.n = n
+        self.last_scores: list[float] = []
+
+    async def _reply(self) -> str:
+        base = (
+            0 if self._seed is None else self._seed
+        )  # distinct seeds: distinct requests, distinct cache keys
+        seeds = [base + i for i in range(self.n)]
+        completions = await asyncio.gather(*(self.client.complete(self._prompt(), seed=s) for s in seeds))
+        for completion in completions:
+            self._count(completion)
+        candidates = [c.content.strip() for c in completions]
+        if self.n == 1:
+            return candidates[0]
+        self.last_scores = list(await asyncio.gather(*(self._judge(c) for c in candidates)))
+        return candidates[max(range(self.n), key=lambda i: (self.last_scores[i], -i))]
+
+    async def _judge(self, candidate: str) -> float:
+        transcript = "\n".join(
+            f"{'Agent' if m['role'] == 'user' else 'Customer'}: {m['content']}" for m in self._history
+        )
+        review = (
+            f"Customer's situation:\n{self._instruction}\n\nConversation so far:\n{transcript}\n\n"
+            f"Candidate next message from the customer:\n{candidate}"
+        )
+        messages = [
+            {"role": "system", "content": CRITIC_PROMPT.format(stop=STOP)},
+            {"role": "user", "content": review},
+        ]
+        completion = await self.critic.complete(messages, temperature=0.0)
+        self._count(completion)
+        return parse_score(completion.content)

@@ -1,0 +1,29 @@
+"""The built-in user simulators by name: ``scripted`` (offline) and ``llm`` (a model plays the customer)."""
+
+from __future__ import annotations
+
+from apigen_gym.core.user import UserSimulator, register_user
+from apigen_gym.players.scripted_user import ScriptedUser
+
+
+def scripted_user(
+    user_model: str | None = None, base_url: str | None = None, user_best_of: int = 1
+) -> UserSimulator:
+    return ScriptedUser()
+
+
+def llm_user(
+    user_model: str | None = None, base_url: str | None = None, user_best_of: int = 1
+) -> UserSimulator:
+    """An LLM user (best-of-N with a critic when ``user_best_of`` > 1); the model stack loads only here."""
+    from apigen_gym.llm.client import LLMClient
+    from apigen_gym.llm.settings import LLMSettings
+    from apigen_gym.players.llm_users import BestOfNUser, LLMUser
+
+    client = LLMClient(LLMSettings.from_env(model=user_model, base_url=base_url))
+    return BestOfNUser(client, n=user_best_of) if user_best_of > 1 else LLMUser(client)
+
+
+def register_builtin_users() -> None:
+    register_user("scripted", scripted_user)
+    register_user("llm", llm_user)

@@ -1,0 +1,140 @@
+"""JSON helpers: τ-bench-compatible dumps, canonical hashing, wire bytes, deterministic and atomic files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
+
+import orjson
+from pydantic import BaseModel
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _read_umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+_UMASK = _read_umask()  # read once at import: os.umask is process-wide and not thread-safe
+
+
+def to_wire(obj: Any) -> bytes:
+    """Compact UTF-8 JSON for a request body (orjson; the stdlib for what orjson refuses)."""
+    try:
+        return orjson.dumps(obj)
+    except TypeError:  # e.g. non-string keys or integers past 64 bits, which JSON itself allows
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def from_wire(data: bytes) -> Any:
+    """The value of a JSON answer; raises ``ValueError`` when it is not JSON."""
+    return orjson.loads(data)
+
+
+def canonical(obj: Any) -> str:
+    """Key-sorted compact JSON: equal values give equal strings."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def digest(obj: Any) -> str:
+    """SHA-256 of the canonical JSON of ``obj``."""
+    return hashlib.sha256(canonical(obj).encode()).hexdigest()
+
+
+@contextmanager
+def atomic_writer(path: str | os.PathLike[str]) -> Iterator[TextIO]:
+    """Write a text file through a temporary beside it, moved into place on success: all or nothing."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the new one, never half."""
+    with atomic_writer(path) as handle:
+        handle.write(text)
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write a data file deterministically (indent 1, UTF-8, trailing newline), atomically."""
+    atomic_write_text(path, json.dumps(obj, indent=1, ensure_ascii=False) + "\n")
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def write_jsonl(path: str | os.PathLike[str], rows: Iterable[Any]) -> None:
+    """Write one JSON object per line, atomically."""
+    atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> Iterator[Any]:
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                yield json.loads(line)
+
+
+def read_models(path: str | os.PathLike[str], model: type[M]) -> Iterator[M]:
+    """Every complete row of a JSONL file as ``model``; a torn or damaged line (a killed run) is skipped."""
+    target = Path(path)
+    if not target.is_file():
+        return
+    with target.open(encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                yield model.model_validate_json(line)
+            except ValueError:
+                continue
+
+
+class JsonlAppender:
+    """Appends one JSON row per record and flushes it: a killed process keeps every finished row.
+
+    A torn last line left by an earlier kill is cut off first, so appends start on a fresh line.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_file() and self.path.stat().st_size:
+            data = self.path.read_bytes()
+            if not data.endswith(b"\n"):
+                with self.path.open("r+b") as handle:
+                    handle.truncate(data.rfind(b"\n") + 1)
+        self._handle = self.path.open("a", encoding="utf-8")
+
+    def write(self, record: BaseModel) -> None:
+        self._handle.write(record.model_dump_json() + "\n")
+        self._handle.flush()
+
+    def close(self) -> None:
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self._handle.close()
+
+    def __enter__(self) -> JsonlAppender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
