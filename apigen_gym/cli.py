@@ -17,7 +17,6 @@ from apigen_gym.core.registration import ENV_IDS
 from apigen_gym.core.tools import ToolKind
 from apigen_gym.core.user import UserSimulator
 from apigen_gym.evaluation.runner import evaluate, failure_rows, format_summary
-from apigen_gym.llm.client import LLMClient
 from apigen_gym.llm.settings import LLMSettings, Transport
 from apigen_gym.players.agent import Agent
 from apigen_gym.players.llm_users import BestOfNUser, LLMUser
@@ -120,6 +119,8 @@ def _agent_factory(args: argparse.Namespace, env: ApigenEnv) -> tuple[Callable[[
         if kind == "oracle":
             return (lambda: OracleAgent(tools)), "oracle (offline)"
         return (lambda: RandomAgent(seed=seed)), "random (offline)"
+    from apigen_gym.llm.client import LLMClient  # the HTTP stack loads only when a model is used
+
     settings = _settings(args, args.agent_model)
     client = LLMClient(settings)
     args.clients.append(client)
@@ -132,6 +133,8 @@ def _user_factory(args: argparse.Namespace) -> tuple[Callable[[], UserSimulator]
         if args.user_model:
             raise UsageError("--user scripted plays offline: drop --user-model, or use --user llm")
         return ScriptedUser, "scripted (offline)"
+    from apigen_gym.llm.client import LLMClient
+
     settings = _settings(args, args.user_model)
     client = LLMClient(settings)
     critic = LLMClient(_settings(args, args.critic_model)) if args.critic_model else client
@@ -222,7 +225,8 @@ def cmd_play(args: argparse.Namespace) -> int:
 def cmd_serve_llm(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from apigen_gym.loopback.server import check_host, config_from_args, run_server
+    from apigen_gym.loopback.config import check_host, config_from_args
+    from apigen_gym.loopback.server import run_server
 
     try:
         config = config_from_args(args)
@@ -385,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", help="output JSONL (default: RUN/export-<format>.jsonl)")
 
     serve = sub.add_parser("serve-llm", help="the loopback OpenAI-compatible server with scripted models")
-    from apigen_gym.loopback.server import add_arguments as server_arguments
+    from apigen_gym.loopback.config import add_arguments as server_arguments
 
     server_arguments(serve)
 

@@ -12,18 +12,20 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 from tabulate import tabulate
 from tqdm import tqdm
 
 from apigen_gym.core.env import ApigenEnv
-from apigen_gym.llm.client import LLMClient
 from apigen_gym.llm.types import LLMError, Usage
 from apigen_gym.players.agent import Agent
 from apigen_gym.util import jsonio
 from apigen_gym.util.jsonio import JsonlAppender, read_models
+
+if TYPE_CHECKING:
+    from apigen_gym.llm.client import LLMClient
 
 RESULTS_FILE = "results.jsonl"
 

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
@@ -43,10 +43,12 @@ from apigen_gym.generation.recombine import Recombiner, candidates
 from apigen_gym.generation.store import JsonlAppender, RunPaths, read_models
 from apigen_gym.generation.validators import Committee, RuleCheck, check_rules, feedback_summary
 from apigen_gym.kit.sampling import bucket
-from apigen_gym.llm.client import LLMClient
 from apigen_gym.llm.types import Usage
 from apigen_gym.util.jsonio import read_json, write_json
 from apigen_gym.util.version import VERSION
+
+if TYPE_CHECKING:
+    from apigen_gym.llm.client import LLMClient
 
 PAIR_SHARE = 0.5
 """Chance that an odd blueprint index serves the same user as the one before (recombination material)."""
@@ -236,6 +238,8 @@ class Phase1Run:
         self.pairing = PAIR_SHARE if config.recombine > 0 else 0.0
 
     def _client(self, settings: Any) -> LLMClient:
+        from apigen_gym.llm.client import LLMClient  # the HTTP stack loads only when a model is used
+
         client = LLMClient(settings, random.Random(f"{self.config.seed}/llm/{len(self.clients)}"))
         self.clients.append(client)
         return client

@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 from tqdm import tqdm
@@ -27,7 +27,6 @@ from apigen_gym.core.user import UserSimulator
 from apigen_gym.evaluation.runner import EpisodeResult, run_episode_async
 from apigen_gym.generation.config import GenerationConfig
 from apigen_gym.generation.store import JsonlAppender, RunPaths, read_models
-from apigen_gym.llm.client import LLMClient
 from apigen_gym.llm.settings import LLMSettings
 from apigen_gym.llm.types import Usage
 from apigen_gym.players.agent import Agent
@@ -37,6 +36,9 @@ from apigen_gym.players.oracle import OracleAgent
 from apigen_gym.players.scripted_user import ScriptedUser
 from apigen_gym.util.jsonio import digest, read_jsonl, write_jsonl
 from apigen_gym.util.version import VERSION
+
+if TYPE_CHECKING:
+    from apigen_gym.llm.client import LLMClient
 
 Label = Literal[
     "success",
@@ -248,7 +250,11 @@ class Players:
         )
 
     def _client(self, settings: LLMSettings | None) -> LLMClient | None:
-        return None if settings is None else LLMClient(settings)
+        if settings is None:
+            return None
+        from apigen_gym.llm.client import LLMClient  # the HTTP stack loads only when a model is used
+
+        return LLMClient(settings)
 
     def agent(self, seed: int) -> Agent:
         if self.agent_client is None:

@@ -13,7 +13,7 @@ import json
 import random
 import re
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -23,8 +23,10 @@ from apigen_gym.core.task import Action, Goal, Task
 from apigen_gym.generation.blueprint import Blueprint, ProposalError
 from apigen_gym.generation.context import Context
 from apigen_gym.kit.sampling import PERSONAS, BuildTask
-from apigen_gym.llm.client import LLMClient
 from apigen_gym.llm.types import Completion, LLMError
+
+if TYPE_CHECKING:
+    from apigen_gym.llm.client import LLMClient
 
 TEMPLATE_TRIES = 8
 """Builds per template proposal, looking for a task that uses one of the context's write tools."""

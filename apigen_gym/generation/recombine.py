@@ -14,6 +14,7 @@ import itertools
 import random
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -24,8 +25,10 @@ from apigen_gym.generation.personas import PERSONAS
 from apigen_gym.generation.proposers import json_object, limited_complete
 from apigen_gym.generation.validators import identity_tools, write_names
 from apigen_gym.kit.sampling import PERSONAS as SAMPLER_PERSONAS
-from apigen_gym.llm.client import LLMClient
 from apigen_gym.llm.types import LLMError, Usage
+
+if TYPE_CHECKING:
+    from apigen_gym.llm.client import LLMClient
 
 CONNECTIVE = "Once that is done, you have one more thing to sort out in the same conversation."
 TRIPLE_SHARE = 0.25

@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError, model_validator
 
@@ -24,8 +24,10 @@ from apigen_gym.core.tools import ToolKind
 from apigen_gym.generation.blueprint import CRITERIA, Blueprint, ProposalError, Verdict, Vote
 from apigen_gym.generation.proposers import json_object, limited_complete, schema_errors
 from apigen_gym.kit.sampling import ungrounded
-from apigen_gym.llm.client import LLMClient
 from apigen_gym.llm.types import LLMError, Usage
+
+if TYPE_CHECKING:
+    from apigen_gym.llm.client import LLMClient
 
 USERS = "users"
 RECORD_ARGUMENTS = ("order_id", "reservation_id", "trip_id")

@@ -11,13 +11,15 @@ import asyncio
 import json
 import math
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apigen_gym.core.task import Task
 from apigen_gym.core.user import STOP, UserSimulator
-from apigen_gym.llm.client import LLMClient
 from apigen_gym.llm.types import Completion, Usage
 from apigen_gym.util.aio import run_sync
+
+if TYPE_CHECKING:
+    from apigen_gym.llm.client import LLMClient
 
 AGENT_GREETING = "Hi! How can I help you today?"
 

@@ -10,13 +10,13 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from apigen_gym.core.task import Task
-from apigen_gym.llm.client import LLMClient
 from apigen_gym.llm.types import Completion, Usage
 from apigen_gym.players.agent import Agent
 from apigen_gym.util.aio import run_sync
 
 if TYPE_CHECKING:
     from apigen_gym.core.env import ApigenEnv
+    from apigen_gym.llm.client import LLMClient
 
 
 class _ModelAgent(Agent):
