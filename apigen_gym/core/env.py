@@ -18,7 +18,7 @@ from apigen_gym.core.actions import AgentTurn, parse_action
 from apigen_gym.core.database import Database, Diff, thaw
 from apigen_gym.core.domain import DataError, Domain, load_domain
 from apigen_gym.core.policy import Violation
-from apigen_gym.core.reward import GOLD, OutputMode, RewardInfo, score
+from apigen_gym.core.reward import GOLD, REWARD_MODES, OutputMode, RewardInfo, RewardMode, score
 from apigen_gym.core.session import Session
 from apigen_gym.core.spaces import Text
 from apigen_gym.core.task import Task
@@ -52,6 +52,8 @@ class ApigenEnv(gym.Env[str, str]):
         max_steps: agent actions before the episode is truncated.
         output_mode: ``"compat"`` (τ-bench substring rule) or ``"strict"``.
         violation_penalty: subtracted from the reward per policy violation (default 0: reported only).
+        reward_mode: ``"binary"`` (τ-bench: 1 or 0) or ``"partial"`` (credit in [0, 1] for the share of
+            the gold changes and outputs reached, minus writes gold never made and violations).
         render_mode: ``"ansi"`` or ``"human"``.
     """
 
@@ -73,6 +75,7 @@ class ApigenEnv(gym.Env[str, str]):
         output_mode: OutputMode = "compat",
         violation_penalty: float = 0.0,
         render_mode: str | None = None,
+        reward_mode: RewardMode = "binary",
     ):
         self.domain = load_domain(domain) if isinstance(domain, str) else domain
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -81,6 +84,8 @@ class ApigenEnv(gym.Env[str, str]):
             )
         if output_mode not in ("compat", "strict"):
             raise ValueError(f"output_mode must be 'compat' or 'strict', not {output_mode!r}")
+        if reward_mode not in REWARD_MODES:
+            raise ValueError(f"reward_mode must be one of {REWARD_MODES}, not {reward_mode!r}")
         self.render_mode = render_mode
         self.data_dir = data_dir
         self.split = split
@@ -93,6 +98,7 @@ class ApigenEnv(gym.Env[str, str]):
         self.max_steps = max_steps
         self.output_mode: OutputMode = output_mode
         self.violation_penalty = violation_penalty
+        self.reward_mode: RewardMode = reward_mode
         self.observation_space = Text()
         self.action_space = Text()
         self.task: Task = self.tasks[0]
@@ -285,6 +291,8 @@ class ApigenEnv(gym.Env[str, str]):
             self.violations(),
             self.output_mode,
             self.violation_penalty,
+            self.reward_mode,
+            self.database,
         )
 
     # --- render ---------------------------------------------------------------------------------
