@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import weakref
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, Field
 
@@ -112,45 +112,77 @@ def differing_records(diff: Diff, gold: Diff) -> dict[str, list[str]]:
 _ABSENT = object()
 """A field a record does not have (distinct from a field holding ``None``)."""
 
-
-def _field(record: Mapping[str, Any] | None, name: str) -> Any:
-    return record.get(name, _ABSENT) if record is not None else _ABSENT
+RecordKey = tuple[str, str]
 
 
 def _changed_fields(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> list[str]:
     """Top-level fields whose value differs between two versions of a record (``None``: no record)."""
-    names = dict.fromkeys([*(before or ()), *(after or ())])
-    return [n for n in names if _field(before, n) != _field(after, n)]
+    if before is None or after is None:
+        return list(after or before or ())
+    changed = [name for name, value in after.items() if before.get(name, _ABSENT) != value]
+    return changed + [name for name in before if name not in after]
 
 
-def state_credit(diff: Diff, gold: Diff, base: Database) -> tuple[int, int, int]:
-    """``(units, reached, extra_writes)`` of the final state against the gold one, O(records touched).
+def gold_units(gold: Diff, base: Database) -> dict[RecordKey, int]:
+    """Per record the gold replay changes: the fields it writes (a deleted record counts one)."""
+    return {
+        (table, key): 1 if record is None else len(_changed_fields(base.table(table).get(key), record))
+        for table, records in gold.items()
+        for key, record in records.items()
+    }
+
+
+class StateCredit(NamedTuple):
+    differing: dict[str, list[str]]
+    """:func:`differing_records` of the two diffs."""
+    units: int
+    reached: int
+    extra_writes: int
+
+
+def state_credit(
+    diff: Diff, gold: Diff, base: Database, units_by_record: Mapping[RecordKey, int] | None = None
+) -> StateCredit:
+    """The final state's partial credit against the gold one, in one pass over the records touched.
 
     A unit is a field the gold replay writes (its value must end as gold's), or a record gold deletes.
     An extra write is a field the agent changed where gold kept the base value; a record the agent
-    creates or deletes where gold kept it as it was counts once.
+    creates or deletes where gold kept it as it was counts once. ``units_by_record`` is
+    :func:`gold_units` of ``gold`` (computed when not given).
     """
-    units = reached = extra = 0
-    for table in set(diff) | set(gold):
+    per_record = gold_units(gold, base) if units_by_record is None else units_by_record
+    differing: dict[str, list[str]] = {}
+    reached = extra = 0
+    for table in sorted(set(diff) | set(gold)):
         mine, theirs = diff.get(table, {}), gold.get(table, {})
         for key in set(mine) | set(theirs):
+            if key in mine and key in theirs and mine[key] == theirs[key]:  # the record ends as gold's
+                reached += per_record[(table, key)]
+                continue
+            differing.setdefault(table, []).append(key)
+            if key not in mine:  # a record gold changes and the agent left as it was: nothing reached
+                continue
             before = base.table(table).get(key)
             want = theirs[key] if key in theirs else before
-            have = mine[key] if key in mine else before
-            if want is None and before is not None:  # gold deletes the record
-                units += 1
-                reached += have is None
-                continue
-            for name in _changed_fields(before, want):
-                units += 1
-                reached += _field(have, name) == _field(want, name)
-            if key not in mine:
-                continue
+            have = mine[key]
+            if key in theirs:
+                if want is None:  # gold deletes the record
+                    reached += have is None
+                    continue
+                reached += sum(
+                    (have.get(name, _ABSENT) if have is not None else _ABSENT) == want.get(name, _ABSENT)
+                    for name in _changed_fields(before, want)
+                )
             if (have is None) != (before is None) and want == before:  # a record created or deleted
                 extra += 1
             elif have is not None and before is not None:
-                extra += sum(_field(want, n) == _field(before, n) for n in _changed_fields(before, have))
-    return units, reached, extra
+                extra += sum(
+                    want.get(name, _ABSENT) == before.get(name, _ABSENT)
+                    for name in _changed_fields(before, have)
+                )
+    for keys in differing.values():
+        keys.sort()
+    return StateCredit(differing, sum(per_record.values()), reached, extra)
 
 
 def score(
@@ -163,29 +195,31 @@ def score(
     violation_penalty: float = 0.0,
     reward_mode: RewardMode = "binary",
     base: Database | None = None,
+    units_by_record: Mapping[RecordKey, int] | None = None,
 ) -> RewardInfo:
     """The reward under ``reward_mode``, minus an optional penalty per violation.
 
     ``binary``: 1 iff states match and all outputs are found. ``partial`` needs the ``base`` state the
-    diffs were taken from.
+    diffs were taken from (and takes :func:`gold_units` of ``gold`` when they are cached).
     """
-    differing = differing_records(diff, gold)
     checks = [OutputCheck(output=o, found=output_found(o, assistant_messages, mode)) for o in outputs]
     partial = None
     if reward_mode == "partial":
         if base is None:
             raise ValueError("the partial reward needs the base state the diffs were taken from")
-        units, reached, extra = state_credit(diff, gold, base)
-        partial = PartialCredit(
-            units=units + len(checks),
-            reached=reached + sum(c.found for c in checks),
-            extra_writes=extra,
+        credit = state_credit(diff, gold, base, units_by_record)
+        differing = credit.differing
+        partial = PartialCredit.model_construct(  # counts computed here: nothing to validate
+            units=credit.units + len(checks),
+            reached=credit.reached + sum(c.found for c in checks),
+            extra_writes=credit.extra_writes,
             violations=len(violations),
         )
         total = partial.units or 1  # nothing to do: leaving things as they are is the one unit
-        reached_all = partial.reached if partial.units else 1
-        reward = max(0.0, (reached_all - extra - len(violations)) / total)
+        reached = partial.reached if partial.units else 1
+        reward = max(0.0, (reached - partial.extra_writes - partial.violations) / total)
     elif reward_mode == "binary":
+        differing = differing_records(diff, gold)
         reward = float(not differing and all(c.found for c in checks))
     else:
         raise ValueError(f"reward_mode must be one of {REWARD_MODES}, not {reward_mode!r}")
@@ -205,20 +239,39 @@ def score(
     )
 
 
+class _Gold:
+    """One task's gold final diff on one database, and its partial-reward units once asked for."""
+
+    __slots__ = ("task", "diff", "units")
+
+    def __init__(self, task: Task, diff: Diff):
+        self.task = task  # kept alive, so ids stay unique
+        self.diff = diff
+        self.units: dict[RecordKey, int] | None = None
+
+
 class GoldCache:
     """Gold final diffs, computed once per (database, task) by replaying the task's gold actions."""
 
     def __init__(self) -> None:
-        self._by_db: weakref.WeakKeyDictionary[Database, dict[int, tuple[Task, Diff]]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._by_db: weakref.WeakKeyDictionary[Database, dict[int, _Gold]] = weakref.WeakKeyDictionary()
 
-    def diff(self, tools: ToolSet, database: Database, task: Task) -> Diff:
+    def _entry(self, tools: ToolSet, database: Database, task: Task) -> _Gold:
         per_db = self._by_db.setdefault(database, {})
         entry = per_db.get(id(task))
-        if entry is None or entry[0] is not task:  # the entry keeps the task alive, so ids stay unique
-            entry = per_db[id(task)] = (task, replay(tools, database, task.actions).diff())
-        return entry[1]
+        if entry is None or entry.task is not task:
+            entry = per_db[id(task)] = _Gold(task, replay(tools, database, task.actions).diff())
+        return entry
+
+    def diff(self, tools: ToolSet, database: Database, task: Task) -> Diff:
+        return self._entry(tools, database, task).diff
+
+    def units(self, tools: ToolSet, database: Database, task: Task) -> dict[RecordKey, int]:
+        """:func:`gold_units` of the task's gold diff, computed once."""
+        entry = self._entry(tools, database, task)
+        if entry.units is None:
+            entry.units = gold_units(entry.diff, database)
+        return entry.units
 
     def clear(self) -> None:
         self._by_db.clear()
