@@ -207,6 +207,15 @@ class RunMetrics(BaseModel):
     pass_k: dict[int, float] = Field(default_factory=dict)
     pass_k_ci: dict[int, tuple[float, float]] = Field(default_factory=dict)
     pass_k_tasks: dict[int, int] = Field(default_factory=dict)
+    do_nothing: float | None = Field(
+        None,
+        description="share of tasks with no gold change and no required output: what an agent that only "
+        "says goodbye scores (None when the records do not say)",
+    )
+    action_tasks: int | None = Field(None, description="tasks that need a change or an output")
+    pass_k_action: dict[int, float] = Field(
+        default_factory=dict, description="pass^k over the tasks that need a change or an output"
+    )
     mean_reward: float = Field(0.0, description="mean over tasks of each task's mean reward")
     ci_low: float = 0.0
     ci_high: float = 0.0
@@ -398,6 +407,31 @@ def _pass_k_section(
     }
 
 
+def needs_action(result: EpisodeResult) -> bool | None:
+    """Whether the episode's task needs a change or an output (None for records that do not say)."""
+    changes = result.reward_info.get("gold_changes")
+    if changes is None:
+        return None
+    return bool(changes or result.reward_info.get("outputs"))
+
+
+def _baseline_section(results: Sequence[EpisodeResult], max_k: int | None) -> dict[str, Any]:
+    """The do-nothing score and pass^k on the tasks that need action, from tasks whose records say."""
+    needs: dict[str, bool] = {}
+    for task, rows in by_task(results).items():
+        known = [flag for flag in map(needs_action, rows) if flag is not None]
+        if known:
+            needs[task] = known[0]
+    if not needs:
+        return {}
+    action = [r for r in results if needs.get(r.task_id)]
+    return {
+        "do_nothing": sum(not flag for flag in needs.values()) / len(needs),
+        "action_tasks": sum(needs.values()),
+        "pass_k_action": _curve(_trial_counts(action), max_k)[0] if action else {},
+    }
+
+
 def _reward_section(
     results: Sequence[EpisodeResult], resamples: int, confidence: float, seed: int
 ) -> dict[str, float]:
@@ -439,6 +473,7 @@ def compute_metrics(
         violation_counts=counts,
         failures=failure_breakdown(unique),
         **_reward_section(unique, resamples, confidence, seed),
+        **_baseline_section(unique, max_k),
         **_usage(unique),
         **_shape(unique),
     )

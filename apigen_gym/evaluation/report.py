@@ -75,7 +75,8 @@ def headline_table(metrics: RunMetrics, fmt: TableFormat = "simple") -> str:
     """One row: who ran, how much, pass^1..k, mean reward with its interval, errors, tokens, cost."""
     pass_headers = [f"pass^{k}" for k in metrics.pass_k]
     headers = ["env", "agent", "user", "episodes", "tasks", "trials", *pass_headers]
-    headers += [f"mean reward [{round(100 * metrics.confidence)}% CI]", "infra errors", "tokens", "cost"]
+    headers += [f"mean reward [{round(100 * metrics.confidence)}% CI]", "do-nothing", "infra errors", "tokens"]
+    headers += ["cost"]
     tokens = fmt_tokens(metrics.total_tokens)
     if metrics.total_tokens:
         tokens += f" ({fmt_tokens(metrics.prompt_tokens)} in / {fmt_tokens(metrics.completion_tokens)} out)"
@@ -94,6 +95,7 @@ def headline_table(metrics: RunMetrics, fmt: TableFormat = "simple") -> str:
         trials,
         *(fmt_rate(v) for v in metrics.pass_k.values()),
         fmt_interval(metrics.mean_reward, metrics.ci_low, metrics.ci_high),
+        "n/a" if metrics.do_nothing is None else fmt_rate(metrics.do_nothing),
         f"{metrics.infra_errors} ({fmt_percent(metrics.infra_error_rate)})",
         tokens,
         cost,
@@ -102,7 +104,8 @@ def headline_table(metrics: RunMetrics, fmt: TableFormat = "simple") -> str:
 
 
 def pass_k_table(metrics: RunMetrics, fmt: TableFormat = "simple") -> str:
-    """pass^k for every k with its bootstrap interval and the tasks it averages."""
+    """pass^k for every k with its bootstrap interval and the tasks it averages, and on the tasks that
+    need action (a change or an output) when the records say which those are."""
     ci = f"{round(100 * metrics.confidence)}% CI"
     rows = [
         (
@@ -110,10 +113,12 @@ def pass_k_table(metrics: RunMetrics, fmt: TableFormat = "simple") -> str:
             fmt_rate(v),
             "[{:.3f}, {:.3f}]".format(*metrics.pass_k_ci.get(k, (v, v))),
             metrics.pass_k_tasks.get(k, metrics.tasks),
+            fmt_rate(metrics.pass_k_action[k]) if k in metrics.pass_k_action else "n/a",
         )
         for k, v in metrics.pass_k.items()
     ]
-    return _table(rows, ["k", "value", ci, "tasks"], fmt)
+    action = "n/a" if metrics.action_tasks is None else str(metrics.action_tasks)
+    return _table(rows, ["k", "value", ci, "tasks", f"on the {action} tasks needing action"], fmt)
 
 
 def episode_table(metrics: RunMetrics, fmt: TableFormat = "simple") -> str:

@@ -232,10 +232,14 @@ def summary_rows(results: list[EpisodeResult]) -> list[tuple[str, Any]]:
     n = len(results)
     terminations = Counter(r.termination or "none" for r in results)
     violations = Counter(v["rule"] for r in results for v in r.reward_info.get("violations", []))
+    needs = {r.task_id: r.reward_info["gold_changes"] or bool(r.reward_info.get("outputs")) for r in results
+             if r.reward_info.get("gold_changes") is not None}  # fmt: skip
+    do_nothing = round(sum(not flag for flag in needs.values()) / len(needs), 4) if needs else "n/a"
     return [
         ("episodes", n),
         ("tasks", len({r.task_id for r in results})),
         ("mean reward", round(sum(r.reward for r in results) / n, 4) if n else 0.0),
+        ("do-nothing baseline", do_nothing),
         ("state match", round(_rate(r.reward_info.get("state_match", False) for r in results), 4)),
         ("outputs found", round(_rate(_outputs_found(r) for r in results), 4)),
         ("infra errors", sum(r.error is not None for r in results)),
