@@ -16,7 +16,9 @@ from apigen_gym.players.agent import Agent
 from apigen_gym.players.oracle import OracleAgent
 
 
-def marked(task_id: str, trial: int, reward: float, gold_changes: int | None, outputs: int = 0) -> EpisodeResult:
+def marked(
+    task_id: str, trial: int, reward: float, gold_changes: int | None, outputs: int = 0
+) -> EpisodeResult:
     result = episode(task_id, trial, reward)
     info: dict[str, Any] = dict(result.reward_info, outputs=[{"output": "x", "found": True}] * outputs)
     if gold_changes is not None:
@@ -26,11 +28,15 @@ def marked(task_id: str, trial: int, reward: float, gold_changes: int | None, ou
 
 def test_the_do_nothing_share_and_pass_k_on_tasks_needing_action() -> None:
     results = [
-        marked("nothing", 0, 1.0, 0), marked("nothing", 1, 1.0, 0),  # no change, no output
-        marked("say", 0, 1.0, 0, outputs=1), marked("say", 1, 0.0, 0, outputs=1),  # an output only
-        marked("write", 0, 1.0, 2), marked("write", 1, 1.0, 2),
-        marked("fail", 0, 0.0, 1), marked("fail", 1, 0.0, 1),
-    ]  # fmt: skip
+        marked("nothing", 0, 1.0, 0),
+        marked("nothing", 1, 1.0, 0),  # no change, no output
+        marked("say", 0, 1.0, 0, outputs=1),
+        marked("say", 1, 0.0, 0, outputs=1),  # an output only
+        marked("write", 0, 1.0, 2),
+        marked("write", 1, 1.0, 2),
+        marked("fail", 0, 0.0, 1),
+        marked("fail", 1, 0.0, 1),
+    ]
     metrics = compute_metrics(results)
     assert metrics.do_nothing == 0.25 and metrics.action_tasks == 3
     assert metrics.pass_k == {1: 0.625, 2: 0.5}
@@ -63,6 +69,10 @@ def test_an_agent_that_only_says_goodbye_scores_the_do_nothing_baseline(tmp_path
     assert metrics.pass_k[1] == pytest.approx(metrics.do_nothing)
     assert metrics.pass_k_action == {1: 0.0} and metrics.action_tasks == 105
     assert "do-nothing baseline  0.087" in format_summary(results)
-    oracle = evaluate(lambda: ApigenEnv(env.domain), lambda: OracleAgent(env.domain.tools), tmp_path / "oracle",
-                      task_ids=[t.id for t in env.tasks[:20]])  # fmt: skip
+    oracle = evaluate(
+        lambda: ApigenEnv(env.domain),
+        lambda: OracleAgent(env.domain.tools),
+        tmp_path / "oracle",
+        task_ids=[t.id for t in env.tasks[:20]],
+    )
     assert compute_metrics(oracle).pass_k_action == {1: 1.0}

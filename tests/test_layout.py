@@ -23,6 +23,7 @@ ROOMS: dict[str, int] = {
     "loopback": 4,
     "evaluation": 4,
     "generation": 5,
+    "training": 5,
     "integrations": 6,
 }
 """Each room's floor: a module may import its own room and rooms on lower floors."""

@@ -32,8 +32,13 @@ SAID_ALL = ["Your order is cancelled and your zip is now 10002."]
 VIOLATION = Violation(rule="confirm_before_write", step=0, message="no explicit yes")
 
 
-def partial(diff: Diff, said: list[str], violations: list[Violation] | None = None, gold: Diff = GOLD,
-            outputs: list[str] = OUTPUTS) -> Any:  # fmt: skip
+def partial(
+    diff: Diff,
+    said: list[str],
+    violations: list[Violation] | None = None,
+    gold: Diff = GOLD,
+    outputs: list[str] = OUTPUTS,
+) -> Any:
     return score(diff, gold, said, outputs, violations or [], reward_mode="partial", base=BASE)
 
 
@@ -76,7 +81,9 @@ def test_a_violation_costs_one_unit() -> None:
 
 
 def test_created_and_deleted_records() -> None:
-    gold = {"orders": {"o2": None, "o3": {"status": "pending", "items": [4]}}}  # delete o2, create o3 (2 fields)
+    gold = {
+        "orders": {"o2": None, "o3": {"status": "pending", "items": [4]}}
+    }  # delete o2, create o3 (2 fields)
     assert partial(gold, [], gold=gold, outputs=[]).reward == 1.0
     only_created = {"orders": {"o3": {"status": "pending", "items": [4]}}}
     assert partial(only_created, [], gold=gold, outputs=[]).reward == pytest.approx(2 / 3)
@@ -94,8 +101,9 @@ def test_a_task_with_nothing_to_do() -> None:
 def test_the_reward_is_floored_at_zero_and_the_penalty_still_applies() -> None:
     chaos = {"users": {"u1": {"name": "X", "zip": "0"}, "u2": {"name": "Y", "zip": "0"}}}
     assert partial(chaos, []).reward == 0.0
-    info = score(GOLD, GOLD, SAID_ALL, OUTPUTS, [VIOLATION], violation_penalty=0.5, reward_mode="partial",
-                 base=BASE)  # fmt: skip
+    info = score(
+        GOLD, GOLD, SAID_ALL, OUTPUTS, [VIOLATION], violation_penalty=0.5, reward_mode="partial", base=BASE
+    )
     assert info.reward == 0.25  # 3/4, then 0.5 per violation
 
 

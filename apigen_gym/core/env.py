@@ -293,7 +293,9 @@ class ApigenEnv(gym.Env[str, str]):
             self.violation_penalty,
             self.reward_mode,
             self.database,
-            GOLD.units(self.domain.tools, self.database, self.task) if self.reward_mode == "partial" else None,
+            GOLD.units(self.domain.tools, self.database, self.task)
+            if self.reward_mode == "partial"
+            else None,
         )
 
     # --- render ---------------------------------------------------------------------------------

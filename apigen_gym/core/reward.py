@@ -40,9 +40,13 @@ class OutputCheck(BaseModel):
 class PartialCredit(BaseModel):
     """How a ``partial`` reward was counted (see the module docstring)."""
 
-    units: int = Field(description="fields the gold replay writes (a deleted record: one) plus required outputs")
+    units: int = Field(
+        description="fields the gold replay writes (a deleted record: one) plus required outputs"
+    )
     reached: int = Field(description="gold-written fields holding the gold value, plus outputs said")
-    extra_writes: int = Field(description="fields (or whole records) changed where the gold replay changed none")
+    extra_writes: int = Field(
+        description="fields (or whole records) changed where the gold replay changed none"
+    )
     violations: int
 
 
@@ -60,7 +64,8 @@ class RewardInfo(BaseModel):
     output_mode: OutputMode = "compat"
     violation_penalty: float = 0.0
     gold_changes: int | None = Field(
-        None, description="records the gold replay changes (with no output either, doing nothing solves the task)"
+        None,
+        description="records the gold replay changes (with no output either, doing nothing solves the task)",
     )
     partial: PartialCredit | None = None
 
@@ -115,6 +120,10 @@ _ABSENT = object()
 RecordKey = tuple[str, str]
 
 
+def _value(record: Mapping[str, Any] | None, name: str) -> Any:
+    return _ABSENT if record is None else record.get(name, _ABSENT)
+
+
 def _changed_fields(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> list[str]:
     """Top-level fields whose value differs between two versions of a record (``None``: no record)."""
     if before is None or after is None:
@@ -163,22 +172,20 @@ def state_credit(
             if key not in mine:  # a record gold changes and the agent left as it was: nothing reached
                 continue
             before = base.table(table).get(key)
-            want = theirs[key] if key in theirs else before
+            want = theirs.get(key, before)
             have = mine[key]
             if key in theirs:
                 if want is None:  # gold deletes the record
                     reached += have is None
                     continue
                 reached += sum(
-                    (have.get(name, _ABSENT) if have is not None else _ABSENT) == want.get(name, _ABSENT)
-                    for name in _changed_fields(before, want)
+                    _value(have, name) == _value(want, name) for name in _changed_fields(before, want)
                 )
             if (have is None) != (before is None) and want == before:  # a record created or deleted
                 extra += 1
             elif have is not None and before is not None:
                 extra += sum(
-                    want.get(name, _ABSENT) == before.get(name, _ABSENT)
-                    for name in _changed_fields(before, have)
+                    _value(want, name) == _value(before, name) for name in _changed_fields(before, have)
                 )
     for keys in differing.values():
         keys.sort()

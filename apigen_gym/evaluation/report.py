@@ -75,7 +75,12 @@ def headline_table(metrics: RunMetrics, fmt: TableFormat = "simple") -> str:
     """One row: who ran, how much, pass^1..k, mean reward with its interval, errors, tokens, cost."""
     pass_headers = [f"pass^{k}" for k in metrics.pass_k]
     headers = ["env", "agent", "user", "episodes", "tasks", "trials", *pass_headers]
-    headers += [f"mean reward [{round(100 * metrics.confidence)}% CI]", "do-nothing", "infra errors", "tokens"]
+    headers += [
+        f"mean reward [{round(100 * metrics.confidence)}% CI]",
+        "do-nothing",
+        "infra errors",
+        "tokens",
+    ]
     headers += ["cost"]
     tokens = fmt_tokens(metrics.total_tokens)
     if metrics.total_tokens:
