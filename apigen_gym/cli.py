@@ -240,6 +240,47 @@ def cmd_serve_llm(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve_env(args: argparse.Namespace) -> int:
+    from apigen_gym.loopback.config import check_host
+
+    try:
+        check_host(args.host, args.allow_remote)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.max_sessions < 1:
+        raise UsageError("--max-sessions must be at least 1")
+    env = _make_env(args)
+    domain = env.domain
+    try:
+        from apigen_gym.integrations.openenv import serve
+    except ImportError as exc:
+        raise UsageError(
+            f"serve-env needs the openenv extra: pip install 'apigen-gym[openenv]' ({exc})"
+        ) from None
+
+    def make_env() -> ApigenEnv:
+        return ApigenEnv(
+            domain,
+            data_dir=args.data_dir,
+            database=env.database,
+            split=args.split,
+            max_steps=args.max_steps,
+            reward_mode=args.reward_mode,
+        )
+
+    print(
+        f"serve-env {args.env} split={args.split} ({len(env.tasks)} tasks) user=scripted (offline) "
+        f"reward={args.reward_mode}: OpenEnv on ws://{args.host}:{args.port}/ws, "
+        f"at most {args.max_sessions} sessions",
+        file=sys.stderr,
+    )
+    try:
+        serve(args.env, make_env, args.host, args.port, args.max_sessions, args.session_timeout)
+    except OSError as exc:
+        raise UsageError(f"cannot serve on {args.host}:{args.port}: {exc}") from None
+    return 0
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
@@ -393,6 +434,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     server_arguments(serve)
 
+    serve_env = sub.add_parser("serve-env", help="serve an env with OpenEnv's server (WebSocket sessions)")
+    env_options(serve_env)
+    serve_env.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    serve_env.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    serve_env.add_argument("--max-sessions", type=int, default=64, help="concurrent sessions (default: 64)")
+    serve_env.add_argument("--session-timeout", type=float, help="free sessions idle this many seconds")
+    serve_env.add_argument("--reward-mode", choices=["binary", "partial"], default="binary")
+    serve_env.add_argument("--allow-remote", action="store_true", help="allow binding a non-loopback host")
+
     report = sub.add_parser("report", help="metrics and failure analysis of an eval folder")
     report.add_argument("dir", help="a folder with results.jsonl")
     report.add_argument("--format", choices=["terminal", "markdown"], default="terminal")
@@ -419,6 +469,7 @@ COMMANDS = {
     "play": cmd_play,
     "report": cmd_report,
     "serve-llm": cmd_serve_llm,
+    "serve-env": cmd_serve_env,
     "generate": cmd_generate,
     "export": cmd_export,
     "leaderboard": cmd_leaderboard,
