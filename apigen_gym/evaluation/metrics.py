@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from apigen_gym.evaluation.runner import EpisodeResult
+from apigen_gym.evaluation.runner import EpisodeResult, needs_action
 
 SUCCESS_THRESHOLD = 1.0 - 1e-6
 DEFAULT_RESAMPLES = 2000
@@ -405,14 +405,6 @@ def _pass_k_section(
         "pass_k_tasks": {k: len(v) for k, v in values.items()},
         "notes": notes,
     }
-
-
-def needs_action(result: EpisodeResult) -> bool | None:
-    """Whether the episode's task needs a change or an output (None for records that do not say)."""
-    changes = result.reward_info.get("gold_changes")
-    if changes is None:
-        return None
-    return bool(changes or result.reward_info.get("outputs"))
 
 
 def _baseline_section(results: Sequence[EpisodeResult], max_k: int | None) -> dict[str, Any]:

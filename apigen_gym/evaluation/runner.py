@@ -227,13 +227,20 @@ def _outputs_found(result: EpisodeResult) -> bool:
     return result.error is None and all(o["found"] for o in outputs)
 
 
+def needs_action(result: EpisodeResult) -> bool | None:
+    """Whether the episode's task needs a change or an output (None for records that do not say)."""
+    changes = result.reward_info.get("gold_changes")
+    if changes is None:
+        return None
+    return bool(changes or result.reward_info.get("outputs"))
+
+
 def summary_rows(results: list[EpisodeResult]) -> list[tuple[str, Any]]:
     """The headline numbers of a run, as (name, value) rows."""
     n = len(results)
     terminations = Counter(r.termination or "none" for r in results)
     violations = Counter(v["rule"] for r in results for v in r.reward_info.get("violations", []))
-    needs = {r.task_id: r.reward_info["gold_changes"] or bool(r.reward_info.get("outputs")) for r in results
-             if r.reward_info.get("gold_changes") is not None}  # fmt: skip
+    needs = {r.task_id: flag for r in results if (flag := needs_action(r)) is not None}
     do_nothing = round(sum(not flag for flag in needs.values()) / len(needs), 4) if needs else "n/a"
     return [
         ("episodes", n),

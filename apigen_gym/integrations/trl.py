@@ -235,7 +235,7 @@ def task_dataset(
 
     domain, source = _source(env_id, split, run, tasks)
     loaded = load_domain(domain)
-    chosen = source.get("tasks") or loaded.tasks(source.get("split", split))
+    chosen = source["tasks"] if "tasks" in source else loaded.tasks(source["split"])
     if not chosen:
         raise DataError(f"no tasks for {env_id} ({source.get('split', 'given tasks')})")
     system = [{"role": "system", "content": loaded.policy.text}] if system_prompt else []
