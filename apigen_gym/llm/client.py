@@ -6,6 +6,15 @@
   full jitter; after the last retry raises :class:`LLMError` labelled ``infrastructure``. Requests
   the server rejects as such (400: bad request or context too long, 401, 403, 404, 422) are labelled
   ``request`` and not retried.
+- A request that timed out is tried again with twice the time (up to :data:`TIMEOUT_GROWTH` times
+  the setting), and noted; the final label says how long the last try waited.
+- Backpressure: ``max_in_flight`` bounds the requests sent at once to one server by every client of
+  the process, so that a server with one slot is not handed a queue that outlasts the timeout.
+- Structured outputs: ``complete(..., schema=Model)`` asks for a ``json_schema`` response format
+  generated from the pydantic model; a server that refuses it (a 4xx naming ``response_format``) is
+  asked again without it, and remembered for the rest of the run (see :mod:`apigen_gym.llm.structured`).
+- Every answer is brought to OpenAI's shape (:mod:`apigen_gym.llm.shapes`): tool calls written as
+  text are recovered, cut answers (``finish_reason: "length"``) are marked.
 - Token usage and cost per call (price table configurable), and an optional on-disk cache keyed by
   the full request, for record/replay in tests and for resuming interrupted runs.
 - Fast: the layer builds and reads the JSON itself. The typed ``create`` path spends several
@@ -20,16 +29,53 @@ from __future__ import annotations
 
 import asyncio
 import random
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import openai
+from pydantic import BaseModel
 
-from apigen_gym.llm.settings import LLMSettings
+from apigen_gym.llm.settings import DEFAULT_MAX_TOKENS, LLMSettings, Role
+from apigen_gym.llm.shapes import normalize_message
+from apigen_gym.llm.structured import response_format
 from apigen_gym.llm.transport import Channel, open_channel
 from apigen_gym.llm.types import Completion, LLMError, Usage
 from apigen_gym.util import jsonio
+
+TIMEOUT_GROWTH = 4
+"""A retried request may wait up to this many times the configured timeout."""
+TIMEOUT = "timeout"
+PROMPT_ONLY = "prompt-only"
+_RESPONSE_FORMAT = "response_format"
+_prompt_only_servers: set[str] = set()
+"""Servers (base URLs) that refused ``response_format`` in this process."""
+_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = (
+    weakref.WeakKeyDictionary()
+)
+"""Per event loop and server: the requests in flight, when ``max_in_flight`` bounds them."""
+
+
+def refuses_response_format(base_url: str | None) -> bool:
+    """Whether the server at ``base_url`` refused ``response_format`` earlier in this process."""
+    return (base_url or "") in _prompt_only_servers
+
+
+def _tool_names(body: Mapping[str, Any]) -> list[str]:
+    """The names of the tools a request offers."""
+    names = []
+    for tool in body.get("tools") or []:
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            names.append(function["name"])
+    return names
+
+
+def _names_response_format(exc: openai.APIStatusError) -> bool:
+    """A refusal that is about the response format (OpenAI, vLLM and llama.cpp all name the field)."""
+    text = f"{exc.message} {exc.body if exc.body is not None else ''}".lower()
+    return _RESPONSE_FORMAT in text or "json_schema" in text
 
 _RETRYABLE = (
     openai.RateLimitError,
@@ -90,31 +136,49 @@ class LLMClient:
         return channel
 
     def request_body(
-        self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None, **params: Any
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]] | None,
+        role: Role | None = None,
+        schema: type[BaseModel] | None = None,
+        **params: Any,
     ) -> dict[str, Any]:
-        """The JSON body of a chat-completions request."""
+        """The JSON body of a chat-completions request.
+
+        ``max_tokens``: the call's, else the settings', else the ``role``'s default cap.
+        """
         body: dict[str, Any] = {"model": self.settings.model, "messages": list(messages)}
         if tools:
             body["tools"] = list(tools)
         defaults = {
             "temperature": self.settings.temperature,
             "seed": self.settings.seed,
-            "max_tokens": self.settings.max_tokens,
+            "max_tokens": self.settings.max_tokens or (DEFAULT_MAX_TOKENS[role] if role else None),
         }
         given = {key: value for key, value in params.items() if value is not None}  # None: keep the setting
         for key, value in {**defaults, **given}.items():
             if value is not None:
                 body[key] = value
+        if schema is not None:
+            body[_RESPONSE_FORMAT] = response_format(schema)
         return body
 
     async def complete(
         self,
         messages: Sequence[Mapping[str, Any]],
         tools: Sequence[Mapping[str, Any]] | None = None,
+        *,
+        role: Role | None = None,
+        schema: type[BaseModel] | None = None,
         **params: Any,
     ) -> Completion:
-        """One chat completion; raises :class:`LLMError` when no answer could be had."""
-        body = self.request_body(messages, tools, **params)
+        """One chat completion; raises :class:`LLMError` when no answer could be had.
+
+        ``role`` picks the default ``max_tokens``; ``schema`` asks for JSON of that pydantic model. The
+        cache key is the request as asked for, so a run replays the same whether or not the server
+        accepted ``response_format``.
+        """
+        body = self.request_body(messages, tools, role, schema, **params)
         key = jsonio.digest(body) if self.settings.cache_dir is not None else None
         if key is not None and self.settings.cache_mode != "off":
             hit = self._cache_read(key)
@@ -127,26 +191,68 @@ class LLMClient:
             self._cache_write(key, completion)
         return completion
 
+    @property
+    def _server(self) -> str:
+        return self.settings.base_url or ""
+
     async def _call_with_retries(self, body: dict[str, Any]) -> Completion:
         attempts = self.settings.max_retries + 1
-        for attempt in range(1, attempts + 1):
+        timeout = self.settings.timeout
+        notes: list[str] = []
+        sent = 0
+        attempt = 0
+        while attempt < attempts:
+            attempt += 1
+            sent += 1
+            wire = body
+            if _RESPONSE_FORMAT in body and self._server in _prompt_only_servers:
+                wire = {k: v for k, v in body.items() if k != _RESPONSE_FORMAT}
             try:
-                return self._account(await self._post(body), attempt)
+                data = await self._post(wire, timeout)
+                return self._account(data, sent, _tool_names(body), notes)
             except openai.APIStatusError as exc:
                 if not isinstance(exc, _RETRYABLE):
-                    raise LLMError("request", _cause(exc), attempt) from exc
+                    if wire is body and _RESPONSE_FORMAT in body and _names_response_format(exc):
+                        _prompt_only_servers.add(self._server)  # ask again, without it: no retry spent
+                        notes.append(PROMPT_ONLY)
+                        attempt -= 1
+                        continue
+                    raise LLMError("request", _cause(exc), sent) from exc
                 failure: Exception = exc
             except (*_RETRYABLE, _EmptyAnswer) as exc:
                 failure = exc
+            cause = _cause(failure)
+            if isinstance(failure, openai.APITimeoutError) and "refused" not in cause:
+                cause += f" (no answer within {timeout:g} s)"
+                notes.append(TIMEOUT)
+                timeout = min(timeout * 2, self.settings.timeout * TIMEOUT_GROWTH)
             if attempt == attempts:
-                raise LLMError("infrastructure", _cause(failure), attempt) from failure
+                raise LLMError("infrastructure", cause, sent) from failure
             backoff = min(self.settings.backoff_max, self.settings.backoff_base * 2 ** (attempt - 1))
             wait = max(min(_retry_after(failure), self.settings.backoff_max), self.rng.uniform(0, backoff))
             await asyncio.sleep(wait)
         raise AssertionError("unreachable")
 
-    async def _post(self, body: dict[str, Any]) -> dict[str, Any]:
-        content = await self._channel().send(jsonio.to_wire(body))
+    def _gate(self) -> asyncio.Semaphore | None:
+        """The bound on requests in flight to this client's server, shared in this event loop."""
+        limit = self.settings.max_in_flight
+        if limit is None:
+            return None
+        gates = _gates.setdefault(asyncio.get_running_loop(), {})
+        gate = gates.get(self._server)
+        if gate is None:
+            gate = gates[self._server] = asyncio.Semaphore(limit)
+        return gate
+
+    async def _post(self, body: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        payload = jsonio.to_wire(body)
+        wait = None if timeout == self.settings.timeout else timeout
+        gate = self._gate()
+        if gate is None:
+            content = await self._channel().send(payload, wait)
+        else:
+            async with gate:
+                content = await self._channel().send(payload, wait)
         try:
             data = jsonio.from_wire(content)
             message = data["choices"][0]["message"]
@@ -156,7 +262,9 @@ class LLMClient:
             raise _EmptyAnswer("no message in the answer")
         return data  # type: ignore[no-any-return]
 
-    def _account(self, data: dict[str, Any], attempts: int) -> Completion:
+    def _account(
+        self, data: dict[str, Any], attempts: int, tool_names: Sequence[str] = (), notes: Sequence[str] = ()
+    ) -> Completion:
         raw = data.get("usage") or {}
         usage = Usage(
             prompt_tokens=int(raw.get("prompt_tokens") or 0),
@@ -168,11 +276,20 @@ class LLMClient:
             if price is None
             else (usage.prompt_tokens * price.prompt + usage.completion_tokens * price.completion) / 1e6
         )
-        message = _clean_message(data["choices"][0]["message"])
+        choice = data["choices"][0]
+        finish = choice.get("finish_reason") if isinstance(choice.get("finish_reason"), str) else None
+        message, mended = normalize_message(choice["message"], tool_names, finish)
         self.usage = self.usage + usage
         self.cost += cost
         self.calls += 1
-        return Completion(message=message, usage=usage, cost=cost, attempts=attempts)
+        return Completion(
+            message=message,
+            usage=usage,
+            cost=cost,
+            attempts=attempts,
+            finish_reason=finish,
+            notes=[*notes, *mended],
+        )
 
     def _cache_path(self, key: str) -> Path:
         assert self.settings.cache_dir is not None
@@ -196,15 +313,3 @@ class LLMClient:
             await channel.close()
         self._channels.clear()
 
-
-def _clean_message(message: dict[str, Any]) -> dict[str, Any]:
-    """An assistant message with only the fields a chat request accepts back."""
-    clean: dict[str, Any] = {"role": "assistant", "content": message.get("content")}
-    calls = message.get("tool_calls")
-    if calls:
-        clean["tool_calls"] = [
-            {"id": c.get("id"), "type": "function", "function": dict(c.get("function") or {})}
-            for c in calls
-            if isinstance(c, dict)
-        ]
-    return clean

@@ -29,6 +29,52 @@ DEFAULT_PRICES: dict[str, Price] = {
 
 CacheMode = Literal["off", "read-write", "replay"]
 
+Role = Literal["agent", "user", "critic", "proposer", "judge", "recombine"]
+"""Who a call is made for; each role has its own ``max_tokens`` cap."""
+
+DEFAULT_MAX_TOKENS: dict[str, int] = {
+    "agent": 1024,
+    "user": 256,
+    "critic": 128,
+    "proposer": 2048,
+    "judge": 256,
+    "recombine": 1024,
+}
+"""Completion tokens per answer, by role: a customer's turn is short, a blueprint is not."""
+
+
+class MaxTokens(BaseModel):
+    """The ``max_tokens`` cap of each role's answers (``--max-tokens ROLE=N``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    agent: int = Field(DEFAULT_MAX_TOKENS["agent"], ge=1)
+    user: int = Field(DEFAULT_MAX_TOKENS["user"], ge=1)
+    critic: int = Field(DEFAULT_MAX_TOKENS["critic"], ge=1)
+    proposer: int = Field(DEFAULT_MAX_TOKENS["proposer"], ge=1)
+    judge: int = Field(DEFAULT_MAX_TOKENS["judge"], ge=1)
+    recombine: int = Field(DEFAULT_MAX_TOKENS["recombine"], ge=1)
+
+    @classmethod
+    def parse(cls, specs: list[str] | None) -> MaxTokens:
+        """From ``ROLE=N`` items (each may hold several, comma-separated); ValueError says what is wrong."""
+        given: dict[str, int] = {}
+        for spec in specs or []:
+            for item in filter(None, (part.strip() for part in spec.split(","))):
+                role, sep, number = item.partition("=")
+                role = role.strip()
+                if not sep or role not in DEFAULT_MAX_TOKENS:
+                    raise ValueError(
+                        f"--max-tokens {item!r}: expected ROLE=N with ROLE one of {', '.join(DEFAULT_MAX_TOKENS)}"
+                    )
+                try:
+                    given[role] = int(number)
+                except ValueError:
+                    raise ValueError(f"--max-tokens {item!r}: N must be a whole number") from None
+                if given[role] < 1:
+                    raise ValueError(f"--max-tokens {item!r}: N must be at least 1")
+        return cls(**given)
+
 
 class LLMSettings(BaseModel):
     """Where and how to call a model. ``from_env`` fills the gaps from ``OPENAI_*`` variables."""
@@ -41,11 +87,15 @@ class LLMSettings(BaseModel):
     temperature: float | None = None
     seed: int | None = None
     max_tokens: int | None = None
+    """A cap for every call of this client; ``None``: each role's own cap (:data:`DEFAULT_MAX_TOKENS`)."""
     timeout: float = 120.0
     max_retries: int = 5
     backoff_base: float = 0.5
     backoff_max: float = 30.0
     max_connections: int = 1024
+    max_in_flight: int | None = Field(default=None, ge=1)
+    """Requests sent at once to this client's server (shared by every client of that server in the
+    process); more wait in the client, where no timeout runs. ``1`` for a server with one slot."""
     transport: Transport = "aiohttp"
     """``aiohttp``: the client's request on a pooled session; ``openai``: through the client's stack."""
     cache_dir: Path | None = None

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import urllib.parse
 import urllib.request
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 import openai
@@ -57,7 +57,8 @@ class Channel:
     statuses, ``APITimeoutError``, ``APIConnectionError``.
     """
 
-    async def send(self, payload: bytes) -> bytes:
+    async def send(self, payload: bytes, timeout: float | None = None) -> bytes:
+        """POST ``payload``; ``timeout`` (seconds) replaces the settings' for this request."""
         raise NotImplementedError
 
     async def close(self) -> None:
@@ -77,10 +78,11 @@ class OpenAIChannel(Channel):
         )
         self.client = openai_client(settings, pool)
 
-    async def send(self, payload: bytes) -> bytes:
-        response = await self.client.post(
-            PATH, cast_to=http.Response, content=payload, options={"headers": dict(_JSON)}
-        )
+    async def send(self, payload: bytes, timeout: float | None = None) -> bytes:
+        options: dict[str, Any] = {"headers": dict(_JSON)}
+        if timeout is not None:
+            options["timeout"] = timeout
+        response = await self.client.post(PATH, cast_to=http.Response, content=payload, options=options)
         return response.content
 
     async def close(self) -> None:
@@ -104,21 +106,18 @@ class AiohttpChannel(Channel):
         self.headers = {name: value for name, value in given.items() if isinstance(value, str)}
         # for https, the certificates the client's HTTP library trusts (system store, SSL_CERT_FILE)
         verify = http.create_ssl_context() if self.url.startswith("https:") else True
+        self.timeout = _timeouts(settings.timeout)
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=settings.max_connections, limit_per_host=0, ssl=verify),
-            timeout=aiohttp.ClientTimeout(
-                total=None,
-                connect=settings.timeout,
-                sock_connect=settings.timeout,
-                sock_read=settings.timeout,
-            ),
+            timeout=self.timeout,
         )
         self.proxy = env_proxy(self.url)
 
-    async def send(self, payload: bytes) -> bytes:
+    async def send(self, payload: bytes, timeout: float | None = None) -> bytes:
+        limits = self.timeout if timeout is None else _timeouts(timeout)
         try:
             async with self.session.post(
-                self.url, data=payload, headers=self.headers, proxy=self.proxy
+                self.url, data=payload, headers=self.headers, proxy=self.proxy, timeout=limits
             ) as response:
                 content = await response.read()
                 if response.status >= 400:
@@ -141,6 +140,11 @@ class AiohttpChannel(Channel):
     async def close(self) -> None:
         await self.session.close()
         await self.client.close()
+
+
+def _timeouts(seconds: float) -> aiohttp.ClientTimeout:
+    """No total limit: connecting, and each wait for bytes, may take ``seconds``."""
+    return aiohttp.ClientTimeout(total=None, connect=seconds, sock_connect=seconds, sock_read=seconds)
 
 
 def env_proxy(url: str) -> str | None:

@@ -30,10 +30,20 @@ class Completion(BaseModel):
     cost: float = 0.0
     attempts: int = 1
     cached: bool = False
+    finish_reason: str | None = None
+    notes: list[str] = Field(default_factory=list)
+    """What was unusual about this answer (see :mod:`apigen_gym.llm.shapes`): ``cut``, ``text-tool-calls``,
+    ``timeout`` (a try that timed out before this answer), ``prompt-only`` (the server refused
+    ``response_format``)."""
 
     @property
     def content(self) -> str:
         return str(self.message.get("content") or "")
+
+    @property
+    def cut(self) -> bool:
+        """The answer stopped at ``max_tokens`` (``finish_reason: "length"``): it is not a full answer."""
+        return self.finish_reason == "length"
 
 
 class LLMError(Exception):
