@@ -17,7 +17,7 @@ from apigen_gym.core.registration import ENV_IDS
 from apigen_gym.core.tools import ToolKind
 from apigen_gym.core.user import UserSimulator
 from apigen_gym.evaluation.runner import evaluate, failure_rows, format_summary
-from apigen_gym.llm.settings import LLMSettings, Transport
+from apigen_gym.llm.settings import DEFAULT_MAX_TOKENS, LLMSettings, MaxTokens, Transport
 from apigen_gym.players.agent import Agent
 from apigen_gym.players.llm_users import BestOfNUser, LLMUser
 from apigen_gym.players.model_agents import ReActAgent, ToolCallingAgent
@@ -80,6 +80,19 @@ def _add_llm_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-retries", type=int, default=5, help="retries of a failed LLM request")
     parser.add_argument("--cache-dir", type=Path, help="record/replay LLM responses in this folder")
     parser.add_argument(
+        "--max-tokens",
+        action="append",
+        metavar="ROLE=N",
+        help="cap of each answer of a role (repeatable, or comma-separated); defaults: "
+        + ", ".join(f"{role}={n}" for role, n in DEFAULT_MAX_TOKENS.items()),
+    )
+    parser.add_argument(
+        "--max-in-flight",
+        type=int,
+        help="requests sent at once to one server (e.g. 1 for a llama.cpp server with one slot); "
+        "more wait in the client, where no timeout runs",
+    )
+    parser.add_argument(
         "--transport",
         choices=get_args(Transport),
         default="aiohttp",
@@ -90,6 +103,8 @@ def _add_llm_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _settings(args: argparse.Namespace, model: str | None) -> LLMSettings:
     """LLM settings from the command line (and ``OPENAI_*`` variables)."""
+    if args.max_in_flight is not None and args.max_in_flight < 1:
+        raise UsageError("--max-in-flight must be at least 1")
     try:
         return LLMSettings.from_env(
             model=model,
@@ -100,10 +115,19 @@ def _settings(args: argparse.Namespace, model: str | None) -> LLMSettings:
             max_retries=args.max_retries,
             cache_dir=args.cache_dir,
             max_connections=max(64, args.concurrency * 2),
+            max_in_flight=args.max_in_flight,
             transport=args.transport,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _caps(args: argparse.Namespace) -> MaxTokens:
+    """Each role's ``max_tokens`` from ``--max-tokens ROLE=N``."""
+    try:
+        return MaxTokens.parse(args.max_tokens)
+    except ValueError as exc:
+        raise UsageError(str(exc).splitlines()[0]) from None
 
 
 def _agent_factory(args: argparse.Namespace, env: ApigenEnv) -> tuple[Callable[[], Agent], str]:
@@ -125,7 +149,9 @@ def _agent_factory(args: argparse.Namespace, env: ApigenEnv) -> tuple[Callable[[
     client = LLMClient(settings)
     args.clients.append(client)
     agent_class = ReActAgent if kind == "react" else ToolCallingAgent
-    return (lambda: agent_class(client)), f"{kind} model={settings.model} ({settings.base_url or 'OpenAI'})"
+    cap = _caps(args).agent
+    where = f"{kind} model={settings.model} ({settings.base_url or 'OpenAI'}) max_tokens={cap}"
+    return (lambda: agent_class(client, cap)), where
 
 
 def _user_factory(args: argparse.Namespace) -> tuple[Callable[[], UserSimulator], str]:
@@ -140,10 +166,12 @@ def _user_factory(args: argparse.Namespace) -> tuple[Callable[[], UserSimulator]
     critic = LLMClient(_settings(args, args.critic_model)) if args.critic_model else client
     args.clients += [client, critic]
     best_of = args.user_best_of
-    where = f"model={settings.model} ({settings.base_url or 'OpenAI'})"
+    caps = _caps(args)
+    where = f"model={settings.model} ({settings.base_url or 'OpenAI'}) max_tokens={caps.user}"
     if best_of > 1:
-        return (lambda: BestOfNUser(client, critic, n=best_of)), f"llm best-of-{best_of} {where}"
-    return (lambda: LLMUser(client)), f"llm {where}"
+        label = f"llm best-of-{best_of} {where} critic max_tokens={caps.critic}"
+        return (lambda: BestOfNUser(client, critic, best_of, caps.user, caps.critic)), label
+    return (lambda: LLMUser(client, caps.user)), f"llm {where}"
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -310,6 +338,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             user_best_of=args.user_best_of,
             critic=model(args.critic_model),
             agent=model(args.agent_model),
+            max_tokens=_caps(args),
             attempts=args.attempts,
             concurrency=args.concurrency,
         )

@@ -51,6 +51,21 @@ class EpisodeResult(BaseModel):
     meta: dict[str, Any] = Field(default_factory=dict)
 
 
+def _llm_meta(agent: object, user: object) -> dict[str, Any]:
+    """What the model players noted about their answers (``llm_notes``), and their ``max_tokens`` caps."""
+    notes: Counter[str] = Counter()
+    caps: dict[str, int] = {}
+    for role, party in (("agent", agent), ("user", user)):
+        notes.update(getattr(party, "notes", None) or {})
+        cap = getattr(party, "max_tokens", None)
+        if isinstance(cap, int):
+            caps[role] = cap
+    meta: dict[str, Any] = {"llm_notes": dict(sorted(notes.items()))} if notes else {}
+    if caps:
+        meta["max_tokens"] = caps
+    return meta
+
+
 def _spent(*parties: object) -> tuple[Usage, float]:
     """Tokens and cost the agent and the user simulator spent in this episode."""
     usage, cost = Usage(), 0.0
@@ -61,9 +76,17 @@ def _spent(*parties: object) -> tuple[Usage, float]:
 
 
 async def run_episode_async(
-    env: ApigenEnv, agent: Agent, task_id: str, trial: int = 0, seed: int | None = None
+    env: ApigenEnv,
+    agent: Agent,
+    task_id: str,
+    trial: int = 0,
+    seed: int | None = None,
+    on_step: Callable[[], None] | None = None,
 ) -> EpisodeResult:
-    """Play one episode to its end; an LLM failure ends it with a labelled error and reward 0."""
+    """Play one episode to its end; an LLM failure ends it with a labelled error and reward 0.
+
+    ``on_step`` is called after every step (live progress for slow servers).
+    """
     started = time.perf_counter()
     reward, error = 0.0, None
     step_info: dict[str, Any] = {}
@@ -75,6 +98,8 @@ async def run_episode_async(
             action = await agent.act_async(observation)
             observation, step_reward, terminated, truncated, step_info = await env.step_async(action)
             reward, done = float(step_reward), terminated or truncated
+            if on_step is not None:
+                on_step()
     except LLMError as exc:
         reward, error = 0.0, exc.label
     usage, cost = _spent(agent, env.user)
@@ -93,6 +118,7 @@ async def run_episode_async(
         error=error,
         usage=usage,
         cost=cost,
+        meta=_llm_meta(agent, env.user),
     )
 
 
@@ -175,7 +201,9 @@ async def run_async(
         async def worker() -> None:
             while not queue.empty():
                 task_id, trial = queue.get_nowait()
-                result = await run_episode_async(make_env(), make_agent(), task_id, trial, seed=trial)
+                result = await run_episode_async(
+                    make_env(), make_agent(), task_id, trial, seed=trial, on_step=bar.step
+                )
                 writer.write(result)
                 done[(task_id, trial)] = result
                 bar.update(result)
@@ -185,7 +213,10 @@ async def run_async(
 
 
 class _Progress:
-    """A tqdm bar with episodes done, mean reward, tokens and cost so far (silent when disabled)."""
+    """A tqdm bar with episodes done, mean reward, tokens and cost so far (silent when disabled).
+
+    Steps are shown as they happen, so that a slow server's episodes are seen moving.
+    """
 
     def __init__(self, total: int, enabled: bool):
         self.bar = tqdm(total=total, unit="episode", disable=not enabled, dynamic_ncols=True)
@@ -194,6 +225,21 @@ class _Progress:
         self.tokens = 0
         self.cost = 0.0
         self.errors = 0
+        self.steps = 0
+
+    def step(self) -> None:
+        self.steps += 1
+        if not self.bar.disable:
+            self._show()
+
+    def _show(self) -> None:
+        self.bar.set_postfix(
+            reward=f"{self.rewards / self.count:.3f}" if self.count else "-",
+            steps=self.steps,
+            tokens=self.tokens,
+            cost=f"${self.cost:.4f}",
+            errors=self.errors,
+        )
 
     def update(self, result: EpisodeResult) -> None:
         self.count += 1
@@ -201,12 +247,7 @@ class _Progress:
         self.tokens += result.usage.total_tokens
         self.cost += result.cost
         self.errors += result.error is not None
-        self.bar.set_postfix(
-            reward=f"{self.rewards / self.count:.3f}",
-            tokens=self.tokens,
-            cost=f"${self.cost:.4f}",
-            errors=self.errors,
-        )
+        self._show()
         self.bar.update()
 
     def __enter__(self) -> _Progress:

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from apigen_gym.llm.settings import LLMSettings
+from apigen_gym.llm.settings import LLMSettings, MaxTokens
 
 DEFAULT_FEEDBACK_ROUNDS = {"retail": 3, "airline": 5, "travel": 3}
 
@@ -38,6 +38,8 @@ class GenerationConfig(BaseModel):
     critic: LLMSettings | None = None
     agent: LLMSettings | None = None
     """The phase-2 agent; ``None``: the oracle agent."""
+    max_tokens: MaxTokens = Field(default_factory=MaxTokens)
+    """The cap of each role's answers (a client whose settings set ``max_tokens`` keeps its own)."""
     attempts: int = Field(3, ge=1, description="phase-2 attempts per task")
     concurrency: int = Field(8, ge=1)
     decontaminate_against: list[str] = Field(default_factory=lambda: ["test"])

@@ -214,12 +214,21 @@ class Phase1Run:
         if proposer is not None:
             self.proposer: Proposer = proposer
         elif proposer_client is not None:
-            self.proposer = LLMProposer(proposer_client, self.limiter)
+            caps = config.max_tokens
+            self.proposer = LLMProposer(
+                proposer_client, self.limiter, caps.cap("proposer", config.proposer)
+            )
         else:
             self.proposer = TemplateProposer.for_domain(self.domain, self.database)
         judges = [self._client(s) for s in config.judges]
-        self.committee = Committee(judges, config.acceptance_threshold, self.limiter) if judges else None
-        self.recombiner = Recombiner(proposer_client, self.limiter)
+        self.committee = (
+            Committee(judges, config.acceptance_threshold, self.limiter, config.max_tokens.judge)
+            if judges
+            else None
+        )
+        self.recombiner = Recombiner(
+            proposer_client, self.limiter, config.max_tokens.cap("recombine", config.proposer)
+        )
         self.parallel = bool(self.clients) or not isinstance(self.proposer, TemplateProposer)
         self.rows = list(read_models(paths.proposals, ProposalRecord))
         self.unfinished: dict[int, list[ProposalRecord]] = {}

@@ -220,13 +220,13 @@ def write_task_split(tasks: Iterable[Task], folder: str | Path, split: str = "ac
 class _SeededToolCallingAgent(ToolCallingAgent):
     """A tool-calling agent that sends its episode's seed, so retried attempts can differ."""
 
-    def __init__(self, client: LLMClient, seed: int):
-        super().__init__(client)
+    def __init__(self, client: LLMClient, seed: int, max_tokens: int | None = None):
+        super().__init__(client, max_tokens)
         self.seed = seed
 
     async def act_async(self, observation: str) -> Any:
         env = self._env()
-        completion = self._count(await self.client.complete(env.messages, tools=env.tools, seed=self.seed))
+        completion = await self._complete(env.messages, tools=env.tools, seed=self.seed)
         return completion.message
 
 
@@ -259,7 +259,8 @@ class Players:
     def agent(self, seed: int) -> Agent:
         if self.agent_client is None:
             return OracleAgent(self.domain.tools)
-        return _SeededToolCallingAgent(self.agent_client, seed)
+        caps = self.config.max_tokens
+        return _SeededToolCallingAgent(self.agent_client, seed, caps.cap("agent", self.config.agent))
 
     def agent_seed(self, seed: int) -> int | None:
         return seed if self.agent_client is not None else None
@@ -267,9 +268,12 @@ class Players:
     def user(self) -> UserSimulator:
         if self.user_client is None:
             return ScriptedUser()
-        if self.config.user_best_of > 1:
-            return BestOfNUser(self.user_client, self.critic_client, n=self.config.user_best_of)
-        return LLMUser(self.user_client)
+        config, caps = self.config, self.config.max_tokens
+        cap = caps.cap("user", config.user)
+        if config.user_best_of > 1:
+            critic_cap = caps.cap("critic", config.critic or config.user)
+            return BestOfNUser(self.user_client, self.critic_client, config.user_best_of, cap, critic_cap)
+        return LLMUser(self.user_client, cap)
 
     async def aclose(self) -> None:
         clients = (self.agent_client, self.user_client, self.critic_client)
@@ -316,6 +320,18 @@ class _Phase2Run:
         self.labels: Counter[str] = Counter()
         self.usage = Usage()
         self.cost = 0.0
+        self.steps = 0
+        self.bar: tqdm[Any] | None = None
+
+    def _stepped(self) -> None:
+        """Live progress: steps taken so far (a slow server's episodes are seen moving)."""
+        self.steps += 1
+        if self.bar is not None and not self.bar.disable:
+            self._show(self.bar)
+
+    def _show(self, bar: tqdm[Any]) -> None:
+        kept = self.labels["success"]
+        bar.set_postfix(kept=kept, failed=sum(self.labels.values()) - kept, steps=self.steps)
 
     def _env(self, task: Task) -> ApigenEnv:
         kwargs: dict[str, Any] = {} if self.max_steps is None else {"max_steps": self.max_steps}
@@ -365,7 +381,9 @@ class _Phase2Run:
         for attempt in attempts:
             seed = episode_seed(self.config.seed, task.id, attempt)
             agent = self.players.agent(seed)
-            result = await run_episode_async(self._env(task), agent, task.id, attempt, seed=seed)
+            result = await run_episode_async(
+                self._env(task), agent, task.id, attempt, seed=seed, on_step=self._stepped
+            )
             record = self._record(task, attempt, seed, result)
             (dialogues if record.label == "success" else failures).write(record)
             self.labels[record.label] += 1
@@ -381,7 +399,7 @@ class _Phase2Run:
         queue: asyncio.Queue[tuple[Task, list[int]]] = asyncio.Queue()
         for item in todo:
             queue.put_nowait(item)
-        bar = tqdm(total=len(todo), unit="task", disable=not self.progress, dynamic_ncols=True)
+        bar = self.bar = tqdm(total=len(todo), unit="task", disable=not self.progress, dynamic_ncols=True)
         try:
             with (
                 JsonlAppender(self.paths.dialogues) as dialogues,
@@ -392,7 +410,7 @@ class _Phase2Run:
                     while not queue.empty():
                         task, attempts = queue.get_nowait()
                         await self._play(task, attempts, dialogues, failures)
-                        bar.set_postfix(kept=self.labels["success"], failed=sum(self.labels.values()))
+                        self._show(bar)
                         bar.update()
 
                 workers = max(1, min(self.config.concurrency, len(todo)))

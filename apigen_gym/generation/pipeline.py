@@ -79,6 +79,8 @@ def deciding(saved: dict[str, Any]) -> dict[str, Any]:
             out[field] = _without_transport(out[field])
     out["judges"] = [_without_transport(j) if isinstance(j, dict) else j for j in out.get("judges") or []]
     out["versions"] = {"env": (saved.get("versions") or {}).get("env")}
+    if not any(out.get(f) for f in LLM_FIELDS) and not out["judges"]:
+        out.pop("max_tokens", None)  # no model answers: the caps decide nothing
     return out
 
 

@@ -11,7 +11,6 @@ import contextlib
 import importlib
 import json
 import random
-import re
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -23,6 +22,8 @@ from apigen_gym.core.task import Action, Goal, Task
 from apigen_gym.generation.blueprint import Blueprint, ProposalError
 from apigen_gym.generation.context import Context
 from apigen_gym.kit.sampling import PERSONAS, BuildTask
+from apigen_gym.llm.settings import Role
+from apigen_gym.llm.structured import json_object
 from apigen_gym.llm.types import Completion, LLMError
 
 if TYPE_CHECKING:
@@ -158,6 +159,9 @@ Answer with one JSON object and nothing else, in this form:
 [{{"text": "...", "actions": [0, 1, 2], "refuse": null}}]}}, "actions": [{{"name": "...", \
 "arguments": {{}}}}], "outputs": []}}"""
 
+CUT_ANSWER = "cut: the answer stopped at its max_tokens cap (finish_reason length) and was not read"
+"""Why an answer cut short is rejected: a partial blueprint is not parsed as a full one."""
+
 FEEDBACK_HEADER = "## Your earlier attempts were rejected. Fix every point below"
 
 
@@ -221,20 +225,6 @@ class BlueprintDraft(BaseModel):
     outputs: list[str] = Field(default_factory=list)
 
 
-def json_object(text: str) -> Any:
-    """The JSON object in an answer: the whole text, or its fenced block, or its outermost braces."""
-    fenced = re.search(r"```(?:json)?\s*(.*?)```", text, flags=re.DOTALL)
-    candidates = [text.strip(), fenced.group(1).strip() if fenced else ""]
-    start, end = text.find("{"), text.rfind("}")
-    if 0 <= start < end:
-        candidates.append(text[start : end + 1])
-    for candidate in candidates:
-        if candidate:
-            with contextlib.suppress(ValueError):
-                return json.loads(candidate)
-    raise ValueError("no JSON object found")
-
-
 def schema_errors(exc: ValidationError, limit: int = 5) -> str:
     """A pydantic error as a short list of ``where: what``."""
     parts = [f"{'.'.join(map(str, e['loc'])) or 'answer'}: {e['msg']}" for e in exc.errors(include_url=False)]
@@ -263,19 +253,30 @@ async def _limit(limiter: asyncio.Semaphore | None) -> AsyncIterator[None]:
 
 
 async def limited_complete(
-    client: LLMClient, messages: list[dict[str, str]], limiter: asyncio.Semaphore | None, **params: Any
+    client: LLMClient,
+    messages: list[dict[str, str]],
+    limiter: asyncio.Semaphore | None,
+    role: Role,
+    schema: type[BaseModel],
+    **params: Any,
 ) -> Completion:
-    """One completion, holding ``limiter`` (the run's bound on calls in flight) while it runs."""
+    """One JSON answer of ``schema`` for ``role``, holding ``limiter`` (the run's bound on calls in flight)."""
     async with _limit(limiter):
-        return await client.complete(messages, **params)
+        return await client.complete(messages, role=role, schema=schema, **params)
 
 
 class LLMProposer:
-    """Asks a model for a blueprint as strict JSON, parsed with pydantic."""
+    """Asks a model for a blueprint as JSON (a ``json_schema`` response format), parsed with pydantic.
 
-    def __init__(self, client: LLMClient, limiter: asyncio.Semaphore | None = None):
+    ``max_tokens``: the cap of each answer (default: the client's setting, else the proposer role's).
+    """
+
+    def __init__(
+        self, client: LLMClient, limiter: asyncio.Semaphore | None = None, max_tokens: int | None = None
+    ):
         self.client = client
         self.limiter = limiter
+        self.max_tokens = max_tokens
         self.model: str | None = client.settings.model
 
     async def propose(
@@ -283,10 +284,18 @@ class LLMProposer:
     ) -> Blueprint | ProposalError:
         messages = proposer_messages(context, feedback)
         try:
-            answer = await limited_complete(self.client, messages, self.limiter, seed=rng.randrange(2**31))
+            answer = await limited_complete(
+                self.client,
+                messages,
+                self.limiter,
+                "proposer",
+                BlueprintDraft,
+                seed=rng.randrange(2**31),
+                max_tokens=self.max_tokens,
+            )
         except LLMError as exc:
             return ProposalError(reason=f"llm error: {exc.label}", model=self.model)
-        draft = parse_draft(answer.content)
+        draft = CUT_ANSWER if answer.cut else parse_draft(answer.content)
         if isinstance(draft, str):
             return ProposalError(
                 reason=draft, raw=answer.content, model=self.model, usage=answer.usage, cost=answer.cost

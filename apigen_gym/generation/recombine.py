@@ -22,9 +22,10 @@ from apigen_gym.core.domain import Domain
 from apigen_gym.core.task import Action, Goal, Request, Task
 from apigen_gym.generation.blueprint import Blueprint
 from apigen_gym.generation.personas import PERSONAS
-from apigen_gym.generation.proposers import json_object, limited_complete
+from apigen_gym.generation.proposers import limited_complete
 from apigen_gym.generation.validators import identity_tools, write_names
 from apigen_gym.kit.sampling import PERSONAS as SAMPLER_PERSONAS
+from apigen_gym.llm.structured import json_object
 from apigen_gym.llm.types import LLMError, Usage
 
 if TYPE_CHECKING:
@@ -137,9 +138,15 @@ class CombinedInstruction(BaseModel):
 class Recombiner:
     """Writes the combined instruction: with an LLM when given one, else by joining the instructions."""
 
-    def __init__(self, client: LLMClient | None = None, limiter: asyncio.Semaphore | None = None):
+    def __init__(
+        self,
+        client: LLMClient | None = None,
+        limiter: asyncio.Semaphore | None = None,
+        max_tokens: int | None = None,
+    ):
         self.client = client
         self.limiter = limiter
+        self.max_tokens = max_tokens
 
     async def blueprint(self, domain: Domain, tasks: Sequence[Task]) -> tuple[Blueprint, str | None]:
         """The combined blueprint, and a note when the LLM could not write the instruction."""
@@ -151,15 +158,19 @@ class Recombiner:
             {"role": "user", "content": f"Instructions, in order:\n{numbered}"},
         ]
         try:
-            answer = await limited_complete(self.client, messages, self.limiter)
+            answer = await limited_complete(
+                self.client, messages, self.limiter, "recombine", CombinedInstruction, max_tokens=self.max_tokens
+            )
         except LLMError as exc:
             return combine(domain, tasks), f"llm error: {exc.label}; instructions joined instead"
         usage, cost = answer.usage, answer.cost
         model = self.client.settings.model
-        try:
-            written = CombinedInstruction.model_validate(json_object(answer.content)).instruction
-            note = None
-        except (ValueError, ValidationError):
-            written, note = None, "bad answer: instructions joined instead"
+        written: str | None = None
+        note = "cut answer: instructions joined instead" if answer.cut else None
+        if not answer.cut:
+            try:
+                written = CombinedInstruction.model_validate(json_object(answer.content)).instruction
+            except (ValueError, ValidationError):
+                note = "bad answer: instructions joined instead"
         combined = combine(domain, tasks, written)
         return combined.model_copy(update={"usage": usage or Usage(), "cost": cost, "model": model}), note

@@ -22,8 +22,9 @@ from apigen_gym.core.session import Session, replay
 from apigen_gym.core.task import IDENTITY_TOOLS, Action
 from apigen_gym.core.tools import ToolKind
 from apigen_gym.generation.blueprint import CRITERIA, Blueprint, ProposalError, Verdict, Vote
-from apigen_gym.generation.proposers import json_object, limited_complete, schema_errors
+from apigen_gym.generation.proposers import CUT_ANSWER, limited_complete, schema_errors
 from apigen_gym.kit.sampling import ungrounded
+from apigen_gym.llm.structured import json_object
 from apigen_gym.llm.types import LLMError, Usage
 
 if TYPE_CHECKING:
@@ -282,22 +283,31 @@ class Committee:
     """N judges score each blueprint; majority vote per criterion; accepted when enough criteria pass."""
 
     def __init__(
-        self, judges: Sequence[LLMClient], threshold: float = 0.5, limiter: asyncio.Semaphore | None = None
+        self,
+        judges: Sequence[LLMClient],
+        threshold: float = 0.5,
+        limiter: asyncio.Semaphore | None = None,
+        max_tokens: int | None = None,
     ):
         if not judges:
             raise ValueError("a committee needs at least one judge")
         self.judges = list(judges)
         self.threshold = threshold
         self.limiter = limiter
+        self.max_tokens = max_tokens
 
     async def _vote(
         self, number: int, judge: LLMClient, messages: list[dict[str, str]]
     ) -> tuple[Vote, Usage, float]:
         name = f"judge{number}:{judge.settings.model}"
         try:
-            answer = await limited_complete(judge, messages, self.limiter)
+            answer = await limited_complete(
+                judge, messages, self.limiter, "judge", JudgeAnswer, max_tokens=self.max_tokens
+            )
         except LLMError as exc:
             return Vote(judge=name, error=f"llm error: {exc.label}"), Usage(), 0.0
+        if answer.cut:
+            return Vote(judge=name, error=CUT_ANSWER), answer.usage, answer.cost
         try:
             parsed = JudgeAnswer.model_validate(json_object(answer.content))
         except (ValueError, ValidationError) as exc:

@@ -75,6 +75,12 @@ class MaxTokens(BaseModel):
                     raise ValueError(f"--max-tokens {item!r}: N must be at least 1")
         return cls(**given)
 
+    def cap(self, role: Role, settings: LLMSettings | None = None) -> int:
+        """``role``'s cap, unless the client's ``settings`` set their own ``max_tokens``."""
+        if settings is not None and settings.max_tokens:
+            return settings.max_tokens
+        return int(getattr(self, role))
+
 
 class LLMSettings(BaseModel):
     """Where and how to call a model. ``from_env`` fills the gaps from ``OPENAI_*`` variables."""

@@ -8,13 +8,16 @@ bit, never invent facts, stay in persona, end with ``###STOP###``.
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import re
+from collections import Counter
 from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field
 
 from apigen_gym.core.task import Task
 from apigen_gym.core.user import STOP, UserSimulator
+from apigen_gym.llm.structured import json_object
 from apigen_gym.llm.types import Completion, Usage
 from apigen_gym.util.aio import run_sync
 
@@ -46,15 +49,28 @@ Judge the candidate against the customer's situation and the conversation so far
 Answer with a JSON object only: {{"score": <integer 0 to 10>, "reason": "<one short sentence>"}}."""
 
 
+class CriticAnswer(BaseModel):
+    """The JSON a best-of-N critic answers with."""
+
+    score: int = Field(ge=0, le=10)
+    reason: str = ""
+
+
 class LLMUser(UserSimulator):
-    """A customer played by a model through :class:`LLMClient`."""
+    """A customer played by a model through :class:`LLMClient`.
+
+    ``max_tokens``: the cap of each turn (default: the client's setting, else the user role's); ``notes``
+    counts what was unusual about this episode's answers (a turn cut at the cap, ...).
+    """
 
     name = "llm"
 
-    def __init__(self, client: LLMClient):
+    def __init__(self, client: LLMClient, max_tokens: int | None = None):
         self.client = client
+        self.max_tokens = max_tokens
         self.usage = Usage()
         self.cost = 0.0
+        self.notes: Counter[str] = Counter()
         self._instruction = ""
         self._history: list[dict[str, Any]] = []
         self._seed: int | None = None
@@ -66,16 +82,24 @@ class LLMUser(UserSimulator):
     def _count(self, completion: Completion) -> None:
         self.usage = self.usage + completion.usage
         self.cost += completion.cost
+        self.notes.update(completion.notes)
+
+    async def _turn(self, seed: int | None) -> Completion:
+        """One candidate customer turn, capped and counted."""
+        completion = await self.client.complete(
+            self._prompt(), role="user", max_tokens=self.max_tokens, seed=seed
+        )
+        self._count(completion)
+        return completion
 
     async def _reply(self) -> str:
-        completion = await self.client.complete(self._prompt(), seed=self._seed)
-        self._count(completion)
-        return completion.content.strip()
+        return (await self._turn(self._seed)).content.strip()
 
     async def start_async(self, task: Task, seed: int | None = None) -> str:
         self._instruction = task.instruction
         self._seed = seed
         self.usage, self.cost = Usage(), 0.0
+        self.notes = Counter()
         self._history = [{"role": "user", "content": AGENT_GREETING}]
         return await self._answer()
 
@@ -101,7 +125,7 @@ _SCORE = re.compile(r"-?\d+(?:\.\d+)?")
 def parse_score(text: str) -> float:
     """The critic's 0–10 score from its JSON answer (or the first number in it); 0 when there is none."""
     try:
-        data = json.loads(text)
+        data = json_object(text)
         value = float(data["score"]) if isinstance(data, dict) else float(data)
     except (ValueError, KeyError, TypeError):
         match = _SCORE.search(text)
@@ -110,26 +134,35 @@ def parse_score(text: str) -> float:
 
 
 class BestOfNUser(LLMUser):
-    """APIGen-MT's user: N candidate messages, a critic model scores each 0–10, the best is sent."""
+    """APIGen-MT's user: N candidate messages, a critic model scores each 0–10, the best is sent.
+
+    The critic answers :class:`CriticAnswer` JSON (asked for as a ``json_schema`` response format); an
+    answer cut at ``critic_max_tokens`` scores 0.
+    """
 
     name = "llm-best-of-n"
 
-    def __init__(self, client: LLMClient, critic: LLMClient | None = None, n: int = 4):
-        super().__init__(client)
+    def __init__(
+        self,
+        client: LLMClient,
+        critic: LLMClient | None = None,
+        n: int = 4,
+        max_tokens: int | None = None,
+        critic_max_tokens: int | None = None,
+    ):
+        super().__init__(client, max_tokens)
         if n < 1:
             raise ValueError("best-of-N needs N ≥ 1")
         self.critic = critic or client
         self.n = n
+        self.critic_max_tokens = critic_max_tokens
         self.last_scores: list[float] = []
 
     async def _reply(self) -> str:
         base = (
             0 if self._seed is None else self._seed
         )  # distinct seeds: distinct requests, distinct cache keys
-        seeds = [base + i for i in range(self.n)]
-        completions = await asyncio.gather(*(self.client.complete(self._prompt(), seed=s) for s in seeds))
-        for completion in completions:
-            self._count(completion)
+        completions = await asyncio.gather(*(self._turn(base + i) for i in range(self.n)))
         candidates = [c.content.strip() for c in completions]
         if self.n == 1:
             return candidates[0]
@@ -148,6 +181,12 @@ class BestOfNUser(LLMUser):
             {"role": "system", "content": CRITIC_PROMPT.format(stop=STOP)},
             {"role": "user", "content": review},
         ]
-        completion = await self.critic.complete(messages, temperature=0.0)
+        completion = await self.critic.complete(
+            messages,
+            role="critic",
+            schema=CriticAnswer,
+            max_tokens=self.critic_max_tokens,
+            temperature=0.0,
+        )
         self._count(completion)
-        return parse_score(completion.content)
+        return 0.0 if completion.cut else parse_score(completion.content)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from apigen_gym.core.task import Task
@@ -20,24 +21,37 @@ if TYPE_CHECKING:
 
 
 class _ModelAgent(Agent):
-    """Shared plumbing: the env of the episode, usage and cost, a sync wrapper."""
+    """Shared plumbing: the env of the episode, usage, cost and notes, a sync wrapper.
 
-    def __init__(self, client: LLMClient):
+    ``max_tokens``: the cap of each answer (default: the client's setting, else the agent role's).
+    ``notes`` counts what was unusual about this episode's answers (see :mod:`apigen_gym.llm.shapes`).
+    """
+
+    def __init__(self, client: LLMClient, max_tokens: int | None = None):
         self.client = client
+        self.max_tokens = max_tokens
         self.env: ApigenEnv | None = None
         self.usage = Usage()
         self.cost = 0.0
+        self.notes: Counter[str] = Counter()
 
     def reset(self, info: dict[str, Any], task: Task | None = None, env: ApigenEnv | None = None) -> None:
         if env is None:
             raise ValueError(f"the {self.name} agent reads the conversation from the env: pass env to reset")
         self.env = env
         self.usage, self.cost = Usage(), 0.0
+        self.notes = Counter()
 
     def _count(self, completion: Completion) -> Completion:
         self.usage = self.usage + completion.usage
         self.cost += completion.cost
+        self.notes.update(completion.notes)
         return completion
+
+    async def _complete(self, messages: list[dict[str, Any]], **params: Any) -> Completion:
+        """One answer, capped and counted."""
+        answer = await self.client.complete(messages, role="agent", max_tokens=self.max_tokens, **params)
+        return self._count(answer)
 
     def _env(self) -> ApigenEnv:
         if self.env is None:
@@ -49,13 +63,16 @@ class _ModelAgent(Agent):
 
 
 class ToolCallingAgent(_ModelAgent):
-    """One chat completion per turn with the env's tools; the assistant message is the action."""
+    """One chat completion per turn with the env's tools; the assistant message is the action.
+
+    Tool calls a server returns as text are recovered by the LLM layer and counted in ``notes``.
+    """
 
     name = "tool-calling"
 
     async def act_async(self, observation: str) -> Any:
         env = self._env()
-        completion = self._count(await self.client.complete(env.messages, tools=env.tools))
+        completion = await self._complete(env.messages, tools=env.tools)
         return completion.message
 
 
@@ -133,11 +150,15 @@ def _loads(arguments: Any) -> Any:
 
 
 class ReActAgent(_ModelAgent):
-    """Thought/Action text in, one action out: for models served without function calling."""
+    """Thought/Action text in, one action out: for models served without function calling.
+
+    An answer cut at ``max_tokens`` is not read for an action (its JSON would be partial): its text
+    goes to the user as it is, and ``notes`` counts it.
+    """
 
     name = "react"
 
     async def act_async(self, observation: str) -> Any:
         env = self._env()
-        completion = self._count(await self.client.complete(react_messages(env.messages, env.tools)))
-        return parse_react(completion.content)
+        completion = await self._complete(react_messages(env.messages, env.tools))
+        return completion.content.strip() if completion.cut else parse_react(completion.content)
