@@ -18,6 +18,7 @@ from openai.types.chat import ChatCompletionMessageToolCall
 
 from apigen_gym.core.env import ApigenEnv
 from apigen_gym.core.user import STOP
+from apigen_gym.loopback.config import SHAPES, rate_field
 from apigen_gym.loopback.models import CHATTY_QUESTIONS, GOODBYE
 from apigen_gym.loopback.server import (
     FAULTS,
@@ -76,7 +77,7 @@ def test_plain_completion(server: LoopbackServer) -> None:
 
 def test_models_health_and_unknown_model(server: LoopbackServer) -> None:
     client = client_of(server)
-    assert {m.id for m in client.models.list()} == {"oracle", "chatty", "scripted-user", "critic", "echo"}
+    assert {m.id for m in client.models.list()} == {"oracle", "chatty", "scripted-user", "critic", "echo", "json"}
     assert get_json(f"{server.url}/health") == {"status": "ok"}
     with pytest.raises(openai.NotFoundError) as raised:
         client.chat.completions.create(model="gpt-9", messages=HELLO)
@@ -145,14 +146,18 @@ def assert_fault(client: openai.OpenAI, fault: str, **kwargs: Any) -> None:
         assert create(model="echo", messages=HELLO, **kwargs).choices == []
 
 
-@pytest.mark.parametrize("fault", FAULTS)
+FAILURES = [f for f in FAULTS if f not in SHAPES]
+"""The faults that fail a request or break its answer (the answer shapes are tested with the LLM layer)."""
+
+
+@pytest.mark.parametrize("fault", FAILURES)
 def test_fault_by_header(server: LoopbackServer, fault: str) -> None:
     assert_fault(client_of(server), fault, extra_headers={"X-Apigen-Fault": fault})
 
 
-@pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.parametrize("fault", FAILURES)
 def test_fault_by_rate(fault: str) -> None:
-    with LoopbackServer(ServerConfig(**{f"rate_{fault}": 1.0})) as running:
+    with LoopbackServer(ServerConfig(**{rate_field(fault): 1.0})) as running:
         assert_fault(client_of(running), fault)
         reply = client_of(running).chat.completions.create(
             model="echo", messages=HELLO, extra_headers={"X-Apigen-Fault": "none"}

@@ -17,8 +17,17 @@ FAULT_HEADER = "X-Apigen-Fault"
 LATENCY_HEADER = "X-Apigen-Latency"
 READY_PREFIX = "serving on "
 DEFAULT_PORT = 8765
-FAULTS: tuple[str, ...] = ("429", "500", "timeout", "malformed", "empty")
+SHAPES: tuple[str, ...] = ("blank-content", "bare-ids", "args-object", "text-calls", "json-calls", "cut")
+"""Answers shaped as real servers send them (see :mod:`apigen_gym.llm.shapes`): ``content: ""`` beside
+tool calls, tool-call ids without ``call_``, ``arguments`` as an object, tool calls written as
+``<tool_call>`` blocks or as a bare JSON object in ``content``, an answer cut at ``finish_reason: "length"``."""
+FAULTS: tuple[str, ...] = ("429", "500", "timeout", "malformed", "empty", *SHAPES)
 """The faults the server can inject, by name (``--rate-<fault>``, or the fault header)."""
+
+
+def rate_field(fault: str) -> str:
+    """The config field of a fault's rate: ``text-calls`` → ``rate_text_calls``."""
+    return f"rate_{fault.replace('-', '_')}"
 
 
 class ServerConfig(BaseModel):
@@ -33,6 +42,14 @@ class ServerConfig(BaseModel):
     rate_timeout: float = Field(0.0, ge=0, le=1, description="share answered after timeout_sleep")
     rate_malformed: float = Field(0.0, ge=0, le=1, description="share with a tool call of broken JSON")
     rate_empty: float = Field(0.0, ge=0, le=1, description="share answered with choices: []")
+    rate_blank_content: float = Field(0.0, ge=0, le=1, description='share with content "" beside tool calls')
+    rate_bare_ids: float = Field(0.0, ge=0, le=1, description="share with tool-call ids without call_")
+    rate_args_object: float = Field(0.0, ge=0, le=1, description="share with arguments as a JSON object")
+    rate_text_calls: float = Field(0.0, ge=0, le=1, description="share with tool calls as <tool_call> text")
+    rate_json_calls: float = Field(0.0, ge=0, le=1, description="share with tool calls as bare JSON text")
+    rate_cut: float = Field(0.0, ge=0, le=1, description='share cut in half, finish_reason "length"')
+    refuse_response_format: bool = Field(False, description="answer 400 to requests with response_format")
+    slots: int = Field(0, ge=0, description="requests answered at once, the rest queue (0: no limit)")
     timeout_sleep: float = Field(30.0, ge=0, description="seconds a timeout fault waits before answering")
     retry_after_ms: int = Field(20, ge=0, description="retry-after-ms (and retry-after) of 429 answers")
     seed: int | None = Field(None, description="seed of the fault and jitter RNGs (None: random)")
@@ -64,7 +81,7 @@ class ServerConfig(BaseModel):
 
     def rates(self) -> dict[str, float]:
         """The fault rates by fault name."""
-        return {fault: float(getattr(self, f"rate_{fault}")) for fault in FAULTS}
+        return {fault: float(getattr(self, rate_field(fault))) for fault in FAULTS}
 
 
 def check_host(host: str, allow_remote: bool = False) -> None:
@@ -94,6 +111,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latency-jitter", type=float, default=0.0, help="latency ± this, uniformly")
     for fault in FAULTS:
         parser.add_argument(f"--rate-{fault}", type=float, default=0.0, help=f"share of {fault} faults")
+    parser.add_argument(
+        "--refuse-response-format", action="store_true", help="answer 400 to requests with response_format"
+    )
+    parser.add_argument("--slots", type=int, default=0, help="requests answered at once (0: no limit)")
     parser.add_argument("--timeout-sleep", type=float, default=30.0, help="seconds a timeout fault waits")
     parser.add_argument("--retry-after-ms", type=int, default=20, help="retry-after-ms of 429 answers")
     parser.add_argument("--seed", type=int, default=None, help="seed of the fault RNG")
@@ -115,5 +136,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         oracle_domain=args.oracle_domain,
         oracle_data_dir=args.oracle_data_dir,
         oracle_splits=[s.strip() for s in args.oracle_splits.split(",")] if args.oracle_splits else None,
-        **{f"rate_{fault}": getattr(args, f"rate_{fault}") for fault in FAULTS},
+        refuse_response_format=args.refuse_response_format,
+        slots=args.slots,
+        **{rate_field(fault): getattr(args, rate_field(fault)) for fault in FAULTS},
     )

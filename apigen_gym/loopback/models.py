@@ -8,6 +8,9 @@
   (:class:`~apigen_gym.players.scripted_user.ScriptedUser`).
 - ``critic``: ``{"score": N, "reason": ...}`` for best-of-N user critics.
 - ``echo``: the last user message.
+- ``json``: the first JSON object in the system prompt (the form a JSON role is asked to answer in):
+  bare when the request asks for a ``response_format``, else inside a code fence with text around it,
+  as models answer without one.
 
 Everything here is plain Python over JSON-decoded dicts: no pydantic in the per-request path.
 Header names are looked up in lower case (the server passes case-insensitive headers).
@@ -31,7 +34,7 @@ from apigen_gym.core.user import STOP
 from apigen_gym.players.oracle import Say, plan_oracle_moves
 from apigen_gym.players.scripted_user import ScriptedUser
 
-MODEL_NAMES: tuple[str, ...] = ("oracle", "chatty", "scripted-user", "critic", "echo")
+MODEL_NAMES: tuple[str, ...] = ("oracle", "chatty", "scripted-user", "critic", "echo", "json")
 """The scripted models, by base name."""
 
 GOODBYE = f"Thank you for contacting us. Goodbye! {STOP}"
@@ -84,6 +87,7 @@ class ChatRequest:
     messages: list[dict[str, Any]]
     tools: list[dict[str, Any]] = field(default_factory=list)
     headers: Mapping[str, str] = field(default_factory=dict)
+    response_format: dict[str, Any] | None = None
 
 
 def new_call_id() -> str:
@@ -320,6 +324,28 @@ class EchoModel(ScriptedModel):
         return Reply(text_of(last.get("content")) if last is not None else "")
 
 
+class JsonModel(ScriptedModel):
+    """Answers with the first JSON object of the system prompt: bare under a ``response_format``, else
+    fenced in prose."""
+
+    name = "json"
+
+    def reply(self, request: ChatRequest) -> Reply:
+        system = next((m for m in request.messages if m.get("role") in ("system", "developer")), None)
+        text = text_of(system.get("content")) if system is not None else ""
+        decoder = json.JSONDecoder()
+        for start in (i for i, char in enumerate(text) if char == "{"):
+            try:
+                value, _ = decoder.raw_decode(text, start)
+            except ValueError:
+                continue
+            answer = json.dumps(value)
+            if request.response_format is None:
+                answer = f"Sure, here is my answer:\n```json\n{answer}\n```\nLet me know if you need more."
+            return Reply(answer)
+        raise ModelError("json: no JSON object in the system prompt to answer with")
+
+
 class ModelRegistry:
     """Resolves ``model`` names (``oracle``, ``oracle:retail``, ``echo``, ...) to scripted models."""
 
@@ -364,6 +390,7 @@ class ModelRegistry:
             "chatty": ChattyModel,
             "critic": CriticModel,
             "echo": EchoModel,
+            "json": JsonModel,
         }
         return simple[base]()
 

@@ -5,7 +5,11 @@ and ``GET /stats``. The answering model is chosen by the request's ``model`` fie
 :mod:`apigen_gym.loopback.models`). Latency is an ``asyncio.sleep``; faults (429, 500, a sleep past the
 client's timeout, malformed tool-call JSON, empty choices) are drawn from a seeded RNG at configured
 rates, or forced per request with the ``X-Apigen-Fault`` header. A 429 is answered at once; every other
-answer comes after the latency.
+answer comes after the latency. The same mechanism gives answers the shapes real servers send
+(:data:`~apigen_gym.loopback.config.SHAPES`: ``content: ""`` beside tool calls, ids without ``call_``,
+tool calls written as text, answers cut at ``finish_reason: "length"``). ``refuse_response_format``
+answers 400 to structured-output requests, as servers without them do; ``slots`` answers that many
+requests at once and queues the rest, like a llama.cpp server with one slot.
 
 In-process (tests)::
 
@@ -25,6 +29,7 @@ import json
 import queue
 import random
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -41,6 +46,7 @@ from apigen_gym.loopback.config import (
     DEFAULT_PORT,
     FAULT_HEADER,
     FAULTS,
+    SHAPES,
     LATENCY_HEADER,
     READY_PREFIX,
     ServerConfig,
@@ -98,6 +104,8 @@ class ServerStats:
     in_flight: int = 0
     max_in_flight: int = 0
     cancelled: int = 0
+    structured: int = 0
+    """Requests that carried a ``response_format`` (and were accepted)."""
     faults: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FAULTS, 0))
     models: dict[str, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
@@ -111,6 +119,7 @@ class ServerStats:
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
             "cancelled": self.cancelled,
+            "structured": self.structured,
             "faults": dict(self.faults),
             "models": dict(self.models),
             "errors": dict(self.errors),
@@ -139,6 +148,39 @@ def malformed(reply: Reply, tools: list[dict[str, Any]]) -> Reply:
         first = tools[0].get("function", {}) if tools and isinstance(tools[0], dict) else {}
         name, arguments = str(first.get("name") or "unknown_tool"), '{"query": "x"}'
     return Reply(None, (ToolCallOut(name, arguments[:-1] or "{", new_call_id()),))
+
+
+def _as_text(calls: list[dict[str, Any]], blocks: bool) -> str:
+    """Tool calls as a model writes them without a tool-call parser: ``<tool_call>`` blocks or bare JSON."""
+    written = [
+        {"name": c["function"]["name"], "arguments": json.loads(c["function"]["arguments"])} for c in calls
+    ]
+    if blocks:
+        return "".join(f"<tool_call>\n{json.dumps(w)}\n</tool_call>" for w in written)
+    return json.dumps(written[0] if len(written) == 1 else written)
+
+
+def reshape(choice: dict[str, Any], shape: str) -> None:
+    """Give one answer a real server's shape (see :data:`SHAPES`), in place."""
+    message = choice["message"]
+    calls: list[dict[str, Any]] = message.get("tool_calls") or []
+    if shape == "blank-content" and calls:
+        message["content"] = ""
+    elif shape == "bare-ids":
+        for call in calls:
+            call["id"] = secrets.token_hex(16)
+    elif shape == "args-object":
+        for call in calls:
+            call["function"]["arguments"] = json.loads(call["function"]["arguments"])
+    elif shape in ("text-calls", "json-calls") and calls:
+        message["content"] = (message.get("content") or "") + _as_text(calls, shape == "text-calls")
+        del message["tool_calls"]
+        choice["finish_reason"] = "stop"
+    elif shape == "cut":
+        text = (message.get("content") or "") + (_as_text(calls, True) if calls else "")
+        message["content"] = text[: max(1, len(text) // 2)]
+        message.pop("tool_calls", None)
+        choice["finish_reason"] = "length"
 
 
 def completion(model: str, reply: Reply | None, prompt_tokens: int) -> dict[str, Any]:
@@ -181,6 +223,7 @@ class LoopbackApp:
         )
         self.faults = FaultPicker(config)
         self.stats = ServerStats()
+        self._slots = asyncio.Semaphore(config.slots) if config.slots else None
         self._jitter = random.Random(None if config.seed is None else config.seed + 1)
 
     def build(self) -> web.Application:
@@ -243,6 +286,11 @@ class LoopbackApp:
         problem = _request_problem(payload)
         if problem:
             return self._error(400, problem, "invalid_request")
+        if payload.get("response_format") is not None:
+            if self.config.refuse_response_format:
+                message = "response_format is not supported by this server"
+                return self._error(400, message, "unsupported_parameter")
+            self.stats.structured += 1
         model_name: str = payload["model"]
         try:
             model = self.registry.resolve(model_name)
@@ -256,17 +304,30 @@ class LoopbackApp:
             self.stats.faults[fault] += 1
         if fault == "429":
             return self._rate_limited()
-        chat = ChatRequest(model_name, payload["messages"], payload.get("tools") or [], request.headers)
+        chat = ChatRequest(
+            model_name,
+            payload["messages"],
+            payload.get("tools") or [],
+            request.headers,
+            payload.get("response_format"),
+        )
         try:
             reply = model.reply(chat)
         except ModelError as exc:
             return self._error(exc.status, exc.message, exc.code)
-        await self._wait(request, fault)
+        if self._slots is None:
+            await self._wait(request, fault)
+        else:
+            async with self._slots:  # one slot: the others queue, as on a llama.cpp server
+                await self._wait(request, fault)
         if fault == "500":
             return self._error(500, "The server had an error while processing your request (injected).")
         if fault == "malformed":
             reply = malformed(reply, chat.tools)
-        return json_response(completion(model_name, None if fault == "empty" else reply, len(body) // 4))
+        data = completion(model_name, None if fault == "empty" else reply, len(body) // 4)
+        if fault in SHAPES and data["choices"]:
+            reshape(data["choices"][0], fault)
+        return json_response(data)
 
     def _rate_limited(self) -> web.Response:
         wait = self.config.retry_after_ms
