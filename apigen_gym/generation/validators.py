@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from apigen_gym.core.database import Database, thaw
 from apigen_gym.core.domain import Domain
@@ -24,7 +24,7 @@ from apigen_gym.core.tools import ToolKind
 from apigen_gym.generation.blueprint import CRITERIA, Blueprint, ProposalError, Verdict, Vote
 from apigen_gym.generation.proposers import CUT_ANSWER, limited_complete, schema_errors
 from apigen_gym.kit.sampling import ungrounded
-from apigen_gym.llm.structured import json_object
+from apigen_gym.llm.structured import SHORT_TEXT, json_object
 from apigen_gym.llm.types import LLMError, Usage
 
 if TYPE_CHECKING:
@@ -243,7 +243,7 @@ class JudgeAnswer(BaseModel):
     completeness: bool
     satisfaction: bool
     creativity: bool
-    reason: str = ""
+    reason: str = Field("", json_schema_extra=SHORT_TEXT)
 
     @model_validator(mode="before")
     @classmethod

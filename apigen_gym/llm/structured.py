@@ -17,6 +17,9 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 M = TypeVar("M", bound=BaseModel)
+SHORT_TEXT: dict[str, Any] = {"maxLength": 300}
+"""A bound for free-text fields of a schema (``Field(json_schema_extra=SHORT_TEXT)``): a server that
+enforces the schema stops a reason that would run on to ``max_tokens``; parsing does not enforce it."""
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 _DECODER = json.JSONDecoder()
 

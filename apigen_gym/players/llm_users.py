@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from apigen_gym.core.task import Task
 from apigen_gym.core.user import STOP, UserSimulator
-from apigen_gym.llm.structured import json_object
+from apigen_gym.llm.structured import SHORT_TEXT, json_object
 from apigen_gym.llm.types import Completion, Usage
 from apigen_gym.util.aio import run_sync
 
@@ -53,7 +53,7 @@ class CriticAnswer(BaseModel):
     """The JSON a best-of-N critic answers with."""
 
     score: int = Field(ge=0, le=10)
-    reason: str = ""
+    reason: str = Field("", json_schema_extra=SHORT_TEXT)
 
 
 class LLMUser(UserSimulator):
