@@ -91,7 +91,17 @@ def test_tool_calling_agent_on_each_domain_with_the_servers_usage(
     server: LlamaCppServer, domain: str, tmp_path: Path
 ) -> None:
     before = counters(server)
-    argv = ["eval", "--env", domain, "--agent-model", ALIAS, "--max-steps", "2", "--tasks", f"{domain}-test-001"]
+    argv = [
+        "eval",
+        "--env",
+        domain,
+        "--agent-model",
+        ALIAS,
+        "--max-steps",
+        "2",
+        "--tasks",
+        f"{domain}-test-001",
+    ]
     results = run_eval([*argv, *llm_flags(server)], tmp_path / "run")
     after = counters(server)
     assert_ended(results, 1)
@@ -132,7 +142,11 @@ WEATHER = [
         "function": {
             "name": "get_weather",
             "description": "The weather in a city",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
         },
     }
 ]
@@ -141,7 +155,10 @@ WEATHER = [
 def weather_chat() -> list[dict[str, Any]]:
     """A conversation whose earlier turns call the tool, so that the model calls it again (sometimes)."""
     messages: list[dict[str, Any]] = [
-        {"role": "system", "content": "You are a weather bot. You answer every question by calling get_weather."}
+        {
+            "role": "system",
+            "content": "You are a weather bot. You answer every question by calling get_weather.",
+        }
     ]
     for number, (city, weather) in enumerate((("Rome", "rainy"), ("Oslo", "snow"))):
         call = {"id": f"a{number}", "type": "function"}
@@ -156,7 +173,9 @@ def weather_chat() -> list[dict[str, Any]]:
 
 
 def test_the_servers_tool_calls_come_back_in_openai_shape(server: LlamaCppServer) -> None:
-    answers = [ask(server, weather_chat(), tools=WEATHER, max_tokens=40, seed=s, temperature=0.7) for s in range(3)]
+    answers = [
+        ask(server, weather_chat(), tools=WEATHER, max_tokens=40, seed=s, temperature=0.7) for s in range(3)
+    ]
     calls = [a for a in answers if a.message.get("tool_calls")]
     assert calls, "the model called the tool for none of the seeds"
     body = {"model": ALIAS, "messages": weather_chat(), "tools": WEATHER, "max_tokens": 40}
@@ -183,7 +202,9 @@ def test_a_cut_answer_is_marked(server: LlamaCppServer) -> None:
 
 
 @pytest.mark.parametrize(("schema", "role"), [(CriticAnswer, "critic"), (JudgeAnswer, "judge")])
-def test_structured_outputs_are_enforced_by_the_server(server: LlamaCppServer, schema: Any, role: Any) -> None:
+def test_structured_outputs_are_enforced_by_the_server(
+    server: LlamaCppServer, schema: Any, role: Any
+) -> None:
     messages = [
         {"role": "system", "content": "You grade a customer-service task. Answer in JSON."},
         {"role": "user", "content": "The agent refunded the order as the customer asked. Grade it."},
@@ -201,7 +222,9 @@ def test_one_slot_and_many_requests_lose_nothing(server: LlamaCppServer) -> None
     async def go() -> list[Completion | BaseException]:
         try:
             return list(
-                await asyncio.gather(*(client.complete(c, max_tokens=24) for c in chats), return_exceptions=True)
+                await asyncio.gather(
+                    *(client.complete(c, max_tokens=24) for c in chats), return_exceptions=True
+                )
             )
         finally:
             await client.aclose()
@@ -226,7 +249,19 @@ def test_generate_with_every_model_on_the_server(
     monkeypatch.setattr(phase1, "MAX_BLUEPRINTS_PER_TASK", 1)  # one blueprint, with its feedback rounds
     run = tmp_path / "gen"
     models = ["--model", ALIAS, "--judge-model", ALIAS, "--user-model", ALIAS, "--agent-model", ALIAS]
-    argv = ["generate", "--domain", "retail", "-n", "1", "--rounds", "2", "--recombine", "0", "--out", str(run)]
+    argv = [
+        "generate",
+        "--domain",
+        "retail",
+        "-n",
+        "1",
+        "--rounds",
+        "2",
+        "--recombine",
+        "0",
+        "--out",
+        str(run),
+    ]
     assert main([*argv, *models, *llm_flags(server)]) == 0
     paths = RunPaths(run)
     rows = [json.loads(line) for line in paths.proposals.read_text().splitlines()]
@@ -242,7 +277,9 @@ def test_generate_with_every_model_on_the_server(
     assert saved["max_tokens"] == MaxTokens.parse([CAPS]).model_dump()
 
 
-def test_phase2_with_the_models_on_the_server_labels_every_episode(server: LlamaCppServer, tmp_path: Path) -> None:
+def test_phase2_with_the_models_on_the_server_labels_every_episode(
+    server: LlamaCppServer, tmp_path: Path
+) -> None:
     offline = tmp_path / "offline"
     assert main(["generate", "--domain", "retail", "-n", "1", "--phase", "1", "--out", str(offline)]) == 0
     run = tmp_path / "phase2"
@@ -261,5 +298,11 @@ def test_phase2_with_the_models_on_the_server_labels_every_episode(server: Llama
     stats = generate(config, run, max_steps=3)
     records = read_records(RunPaths(run).failures) + read_records(RunPaths(run).dialogues)
     assert len(records) == 1 and stats.phase2.episodes == 1
-    assert records[0].label in ("state_mismatch", "missing_output", "policy_violation", "turn_limit", "success")
+    assert records[0].label in (
+        "state_mismatch",
+        "missing_output",
+        "policy_violation",
+        "turn_limit",
+        "success",
+    )
     assert records[0].usage.completion_tokens > 0

@@ -77,7 +77,14 @@ def test_plain_completion(server: LoopbackServer) -> None:
 
 def test_models_health_and_unknown_model(server: LoopbackServer) -> None:
     client = client_of(server)
-    assert {m.id for m in client.models.list()} == {"oracle", "chatty", "scripted-user", "critic", "echo", "json"}
+    assert {m.id for m in client.models.list()} == {
+        "oracle",
+        "chatty",
+        "scripted-user",
+        "critic",
+        "echo",
+        "json",
+    }
     assert get_json(f"{server.url}/health") == {"status": "ok"}
     with pytest.raises(openai.NotFoundError) as raised:
         client.chat.completions.create(model="gpt-9", messages=HELLO)

@@ -186,7 +186,9 @@ def test_structured_output_is_asked_for_and_falls_back_to_the_prompt(refuse: boo
         stats = server.stats()
         remembered = refuses_response_format(server.base_url)
     for answer in (first, second):
-        assert CriticAnswer.model_validate(json_object(answer.content)) == CriticAnswer(score=7, reason="fine")
+        assert CriticAnswer.model_validate(json_object(answer.content)) == CriticAnswer(
+            score=7, reason="fine"
+        )
     if refuse:  # refused once, then remembered for this server: the second call asks prompt-only
         assert remembered and stats["errors"] == {"400": 1} and stats["structured"] == 0
         assert first.notes == ["prompt-only"] and first.attempts == 2 and second.notes == []
@@ -249,7 +251,9 @@ def test_a_cut_judge_answer_is_an_abstention() -> None:
 
         async def go() -> Any:
             try:
-                return await Committee([client]).review(domain, blueprint_of(domain.tasks("test")[0]), None, "")
+                return await Committee([client]).review(
+                    domain, blueprint_of(domain.tasks("test")[0]), None, ""
+                )
             finally:
                 await client.aclose()
 

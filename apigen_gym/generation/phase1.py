@@ -215,9 +215,7 @@ class Phase1Run:
             self.proposer: Proposer = proposer
         elif proposer_client is not None:
             caps = config.max_tokens
-            self.proposer = LLMProposer(
-                proposer_client, self.limiter, caps.cap("proposer", config.proposer)
-            )
+            self.proposer = LLMProposer(proposer_client, self.limiter, caps.cap("proposer", config.proposer))
         else:
             self.proposer = TemplateProposer.for_domain(self.domain, self.database)
         judges = [self._client(s) for s in config.judges]

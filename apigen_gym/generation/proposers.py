@@ -260,7 +260,7 @@ async def limited_complete(
     schema: type[BaseModel],
     **params: Any,
 ) -> Completion:
-    """One JSON answer of ``schema`` for ``role``, holding ``limiter`` (the run's bound on calls in flight)."""
+    """One JSON answer of ``schema`` for ``role``, holding ``limiter`` (the bound on calls in flight)."""
     async with _limit(limiter):
         return await client.complete(messages, role=role, schema=schema, **params)
 

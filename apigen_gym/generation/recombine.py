@@ -159,7 +159,12 @@ class Recombiner:
         ]
         try:
             answer = await limited_complete(
-                self.client, messages, self.limiter, "recombine", CombinedInstruction, max_tokens=self.max_tokens
+                self.client,
+                messages,
+                self.limiter,
+                "recombine",
+                CombinedInstruction,
+                max_tokens=self.max_tokens,
             )
         except LLMError as exc:
             return combine(domain, tasks), f"llm error: {exc.label}; instructions joined instead"

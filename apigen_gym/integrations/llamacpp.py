@@ -1,4 +1,6 @@
-"""llama.cpp's own OpenAI-compatible HTTP server, through the prebuilt ``xllamacpp`` wheel (``[llamacpp]`` extra).
+"""llama.cpp's own OpenAI-compatible HTTP server, through the prebuilt ``xllamacpp`` wheel.
+
+Installed with the ``llamacpp`` extra (and ``dev``).
 
 The server runs in a child process (llama.cpp installs its own signal handlers and C++ threads), on
 127.0.0.1 with a port of its choosing, with jinja enabled and this project's tool-calling chat
@@ -40,7 +42,7 @@ _READY = re.compile(rf"^{READY_PREFIX}(\S+)")
 
 def chat_template() -> str:
     """The project's tool-calling ChatML template (jinja)."""
-    return resources.files(__package__).joinpath("templates", TEMPLATE).read_text(encoding="utf-8")
+    return (resources.files(__package__) / "templates" / TEMPLATE).read_text(encoding="utf-8")
 
 
 @dataclass
@@ -92,7 +94,12 @@ class LlamaCppServer:
         log = open(self.log, "a", encoding="utf-8") if self.log else subprocess.DEVNULL  # noqa: SIM115
         try:
             process = subprocess.Popen(
-                self.command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1
+                self.command(),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                bufsize=1,
             )
         finally:
             if log is not subprocess.DEVNULL:
@@ -195,7 +202,7 @@ def _exit_when_stdin_closes() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m apigen_gym.integrations.llamacpp",
-        description="llama.cpp's OpenAI-compatible server on a GGUF model, with a tool-calling chat template.",
+        description="llama.cpp's OpenAI-compatible server on a GGUF model, with a tool-calling template.",
     )
     parser.add_argument("model", nargs="?", help="the GGUF model file")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")

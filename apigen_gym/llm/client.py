@@ -77,6 +77,7 @@ def _names_response_format(exc: openai.APIStatusError) -> bool:
     text = f"{exc.message} {exc.body if exc.body is not None else ''}".lower()
     return _RESPONSE_FORMAT in text or "json_schema" in text
 
+
 _RETRYABLE = (
     openai.RateLimitError,
     openai.InternalServerError,
@@ -312,4 +313,3 @@ class LLMClient:
         for channel in self._channels.values():
             await channel.close()
         self._channels.clear()
-

@@ -64,9 +64,8 @@ class MaxTokens(BaseModel):
                 role, sep, number = item.partition("=")
                 role = role.strip()
                 if not sep or role not in DEFAULT_MAX_TOKENS:
-                    raise ValueError(
-                        f"--max-tokens {item!r}: expected ROLE=N with ROLE one of {', '.join(DEFAULT_MAX_TOKENS)}"
-                    )
+                    roles = ", ".join(DEFAULT_MAX_TOKENS)
+                    raise ValueError(f"--max-tokens {item!r}: expected ROLE=N with ROLE one of {roles}")
                 try:
                     given[role] = int(number)
                 except ValueError:

@@ -48,7 +48,7 @@ def content_text(content: Any) -> str | None:
 def _as_call(raw: Any, seen: set[str], notes: list[str]) -> dict[str, Any] | None:
     if not isinstance(raw, dict):
         return None
-    function = raw.get("function") if isinstance(raw.get("function"), dict) else raw
+    function: dict[str, Any] = raw["function"] if isinstance(raw.get("function"), dict) else raw
     name = function.get("name")
     arguments = function.get("arguments", function.get("parameters"))
     if not isinstance(arguments, str):

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import BaseModel
 
-M = TypeVar("M", bound=BaseModel)
 SHORT_TEXT: dict[str, Any] = {"maxLength": 300}
 """A bound for free-text fields of a schema (``Field(json_schema_extra=SHORT_TEXT)``): a server that
 enforces the schema stops a reason that would run on to ``max_tokens``; parsing does not enforce it."""
@@ -67,8 +66,3 @@ def json_object(text: str) -> Any:
     if objects:
         return objects[0]
     raise ValueError("no JSON object found")
-
-
-def parse_answer(text: str, model: type[M]) -> M:
-    """``model`` read from an answer's JSON; ValueError (or pydantic's ValidationError) when it is not there."""
-    return model.model_validate(json_object(text))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import urllib.parse
 import urllib.request
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import aiohttp
 import openai
@@ -79,10 +79,18 @@ class OpenAIChannel(Channel):
         self.client = openai_client(settings, pool)
 
     async def send(self, payload: bytes, timeout: float | None = None) -> bytes:
-        options: dict[str, Any] = {"headers": dict(_JSON)}
-        if timeout is not None:
-            options["timeout"] = timeout
-        response = await self.client.post(PATH, cast_to=http.Response, content=payload, options=options)
+        post = self.client.post
+        if timeout is None:
+            response = await post(
+                PATH, cast_to=http.Response, content=payload, options={"headers": dict(_JSON)}
+            )
+        else:
+            response = await post(
+                PATH,
+                cast_to=http.Response,
+                content=payload,
+                options={"headers": dict(_JSON), "timeout": timeout},
+            )
         return response.content
 
     async def close(self) -> None:

@@ -17,10 +17,18 @@ FAULT_HEADER = "X-Apigen-Fault"
 LATENCY_HEADER = "X-Apigen-Latency"
 READY_PREFIX = "serving on "
 DEFAULT_PORT = 8765
-SHAPES: tuple[str, ...] = ("blank-content", "bare-ids", "args-object", "text-calls", "json-calls", "cut")
+SHAPES: tuple[str, ...] = (
+    "blank-content",
+    "bare-ids",
+    "args-object",
+    "text-calls",
+    "json-calls",
+    "cut",
+)
 """Answers shaped as real servers send them (see :mod:`apigen_gym.llm.shapes`): ``content: ""`` beside
 tool calls, tool-call ids without ``call_``, ``arguments`` as an object, tool calls written as
-``<tool_call>`` blocks or as a bare JSON object in ``content``, an answer cut at ``finish_reason: "length"``."""
+``<tool_call>`` blocks or as a bare JSON object in ``content``, an answer cut at
+``finish_reason: "length"``."""
 FAULTS: tuple[str, ...] = ("429", "500", "timeout", "malformed", "empty", *SHAPES)
 """The faults the server can inject, by name (``--rate-<fault>``, or the fault header)."""
 
