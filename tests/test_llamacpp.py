@@ -272,7 +272,14 @@ def test_generate_with_every_model_on_the_server(
             reasons = [reason for verdict in row["verdicts"] for reason in verdict["reasons"]]
             assert reasons and all(re.match(r"^[\w ]+:", reason) for reason in reasons)
     summary = json.loads(paths.stats.read_text())["phase1_summary"]
-    assert summary["proposals"] == 2 and summary["usage"]["completion_tokens"] > 0
+    answered = sum(r["usage"]["completion_tokens"] for r in proposals) + sum(
+        (r.get("error") or {}).get("usage", {}).get("completion_tokens", 0) for r in proposals
+    )
+    assert (
+        summary["proposals"] == 2
+        and summary["accepted"] + sum(1 for r in proposals if r["outcome"] != "accepted") >= 2
+    )
+    assert summary["usage"]["completion_tokens"] == answered  # the stats count what the server generated
     saved = json.loads(paths.config.read_text())
     assert saved["max_tokens"] == MaxTokens.parse([CAPS]).model_dump()
 
