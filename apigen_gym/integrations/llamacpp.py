@@ -22,22 +22,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import queue
-import re
 import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import IO
+
+from apigen_gym.util.processes import READY_PREFIX, wait_ready
 
 TEMPLATE = "chatml_tools.jinja"
-READY_PREFIX = "serving on "
-_READY = re.compile(rf"^{READY_PREFIX}(\S+)")
 
 
 def chat_template() -> str:
@@ -106,7 +102,7 @@ class LlamaCppServer:
                 log.close()  # type: ignore[union-attr]
         self._process = process
         try:
-            self.base_url = _wait_ready(process, self.start_timeout)
+            self.base_url = wait_ready(process, self.start_timeout, "llama.cpp's server")
         except BaseException:
             self.stop()
             raise
@@ -136,30 +132,6 @@ class LlamaCppServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
-
-
-def _pump(stream: IO[str], lines: queue.Queue[str | None]) -> None:
-    for line in stream:
-        lines.put(line)
-    lines.put(None)
-
-
-def _wait_ready(process: subprocess.Popen[str], timeout: float) -> str:
-    """The base URL the child prints once it serves."""
-    assert process.stdout is not None
-    lines: queue.Queue[str | None] = queue.Queue()
-    threading.Thread(target=_pump, args=(process.stdout, lines), daemon=True).start()
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-        except queue.Empty:
-            raise TimeoutError(f"llama.cpp's server was not ready after {timeout} s") from None
-        if line is None:
-            raise RuntimeError(f"llama.cpp's server exited (status {process.wait()}) before it was ready")
-        ready = _READY.match(line)
-        if ready:
-            return ready.group(1)
 
 
 # --- the child ------------------------------------------------------------------------------------

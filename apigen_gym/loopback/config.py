@@ -15,7 +15,6 @@ from apigen_gym.loopback.models import MODEL_NAMES
 
 FAULT_HEADER = "X-Apigen-Fault"
 LATENCY_HEADER = "X-Apigen-Latency"
-READY_PREFIX = "serving on "
 DEFAULT_PORT = 8765
 SHAPES: tuple[str, ...] = (
     "blank-content",

@@ -26,9 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import json
-import queue
 import random
-import re
 import secrets
 import signal
 import subprocess
@@ -37,7 +35,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -47,7 +45,6 @@ from apigen_gym.loopback.config import (
     FAULT_HEADER,
     FAULTS,
     LATENCY_HEADER,
-    READY_PREFIX,
     SHAPES,
     ServerConfig,
     add_arguments,
@@ -63,9 +60,9 @@ from apigen_gym.loopback.models import (
     ToolCallOut,
     new_call_id,
 )
+from apigen_gym.util.processes import READY_PREFIX, wait_ready
 
 """The injectable faults, in the order their rate bands are laid out."""
-_READY = re.compile(rf"^{READY_PREFIX}(\S+)")
 
 
 class FaultPicker:
@@ -501,12 +498,6 @@ def run_server(
     asyncio.run(_serve_forever(config, host, port))
 
 
-def _pump(stream: IO[str], lines: queue.Queue[str | None]) -> None:
-    for line in stream:
-        lines.put(line)
-    lines.put(None)
-
-
 def start_server_process(
     args: Sequence[str] = (), timeout: float = 30.0
 ) -> tuple[subprocess.Popen[str], str]:
@@ -515,23 +506,7 @@ def start_server_process(
     if not any(a == "--port" or a.startswith("--port=") for a in args):
         argv += ["--port", "0"]
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, bufsize=1)
-    assert process.stdout is not None
-    lines: queue.Queue[str | None] = queue.Queue()
-    threading.Thread(target=_pump, args=(process.stdout, lines), daemon=True).start()
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-        except queue.Empty:
-            process.kill()
-            process.wait()
-            raise TimeoutError(f"the LLM server was not ready after {timeout} s") from None
-        if line is None:
-            code = process.wait()
-            raise RuntimeError(f"the LLM server exited (status {code}) before it was ready")
-        ready = _READY.match(line)
-        if ready:
-            return process, ready.group(1)
+    return process, wait_ready(process, timeout, "the LLM server")
 
 
 # --- command line -----------------------------------------------------------------------------------
