@@ -247,7 +247,7 @@ def test_provenance_has_one_structure(run_dir: Path, tmp_path: Path) -> None:
             "harness_version": "0.1.0",
             "something_new": given["something_new"],
         }
-        assert prov["seeds"]["agent"] == -1  # the offline oracle has no seed
+        assert prov["seeds"]["agent"] == prov["seeds"]["episode"]  # the oracle words things by it
         for key in (
             "state_change",
             "judge_votes",

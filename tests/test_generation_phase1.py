@@ -443,7 +443,7 @@ def test_decontamination_removes_a_copied_test_task(tmp_path: Path) -> None:
     assert (
         stats.contaminated_removed == 1
         and stats.accepted == 1
-        and stats.decontaminated_against == {"test": 115}
+        and stats.decontaminated_against == {"test": 115, "evolving": 45}
     )
     (removed,) = read_models(paths.removed, RemovedRecord)
     assert removed.reason == "contaminated" and removed.overlaps == leaked.id and removed.split == "test"

@@ -18,7 +18,7 @@ from apigen_gym.core.tools import ToolKind
 from apigen_gym.domains.retail import DOMAIN
 from apigen_gym.domains.retail.sampler import sample_tasks
 from apigen_gym.evaluation.runner import EpisodeResult
-from apigen_gym.generation import pipeline
+from apigen_gym.generation import phase2, pipeline
 from apigen_gym.generation.config import GenerationConfig
 from apigen_gym.generation.export import export
 from apigen_gym.generation.phase2 import (
@@ -78,10 +78,11 @@ def write_accepted(run_dir: Path, tasks: list[Task]) -> RunPaths:
     return paths
 
 
-def replay(messages: list[dict[str, Any]], task: Task) -> tuple[float, list[dict[str, Any]]]:
-    """Play the recorded assistant turns into a fresh env with the scripted user: reward and conversation."""
+def replay(messages: list[dict[str, Any]], task: Task, seed: int) -> tuple[float, list[dict[str, Any]]]:
+    """Play the recorded assistant turns into a fresh env with the scripted user, reset with the episode's
+    seed (the user's wording is drawn from it): reward and conversation."""
     env = ApigenEnv(DOMAIN, database=DOMAIN.database(), tasks=[task], user=ScriptedUser())
-    env.reset(options={"task_id": task.id})
+    env.reset(seed=seed, options={"task_id": task.id})
     reward, done = 0.0, False
     for message in messages:
         if message["role"] != "assistant":
@@ -132,7 +133,7 @@ def test_offline_phase2_keeps_20_verified_dialogues_that_replay_to_reward_1(
     by_id = {t.id: t for t in tasks}
     for row in read_jsonl(out):
         task = by_id[row["provenance"]["task_id"]]
-        reward, replayed = replay(row["messages"], task)
+        reward, replayed = replay(row["messages"], task, row["provenance"]["seeds"]["episode"])
         assert reward == 1.0
         assert conversation_digest(replayed) == conversation_digest(row["messages"])
 
@@ -153,7 +154,7 @@ def test_records_carry_episode_models_seeds_versions_and_provenance(
         "user_best_of": 1,
         "critic": None,
     }
-    assert record.seeds.run == 5 and record.seeds.agent is None
+    assert record.seeds.run == 5 and record.seeds.agent == record.seeds.episode  # the oracle's wording
     assert (record.env_id, record.env_version) == ("apigen/retail-v0", DOMAIN.version)
     assert record.provenance == task.meta["provenance"]
     assert record.task == task
@@ -170,9 +171,12 @@ def test_same_seed_same_dialogues(tmp_path: Path, tasks: list[Task]) -> None:
     assert digests[0] == digests[1]
 
 
-def test_identical_conversations_are_kept_once(tmp_path: Path, tasks: list[Task]) -> None:
+def test_identical_conversations_are_kept_once(
+    tmp_path: Path, tasks: list[Task], monkeypatch: pytest.MonkeyPatch
+) -> None:
     twin = tasks[0].model_copy(update={"id": "twin"})
     paths = write_accepted(tmp_path, [tasks[0], twin])
+    monkeypatch.setattr(phase2, "episode_seed", lambda run, task_id, attempt: 7)  # same seed: same words
     stats = run_phase2(GenerationConfig(domain="retail", n=2, phase="2", concurrency=1), paths)
     assert (stats.dialogues, stats.duplicates) == (1, 1)
     (failure,) = read_records(paths.failures)
@@ -246,7 +250,7 @@ def test_oracle_model_through_the_server_keeps_only_verified_dialogues(
     for record in read_records(paths.dialogues):
         assert record.models.agent == "oracle" and record.seeds.agent == record.seeds.episode
         assert record.usage.total_tokens > 0
-        reward, replayed = replay(record.messages, by_id[record.task_id])
+        reward, replayed = replay(record.messages, by_id[record.task_id], record.seeds.episode)
         assert reward == 1.0 and conversation_digest(replayed) == record.digest
 
 
@@ -271,7 +275,7 @@ def test_chatty_model_failures_are_labelled_and_nothing_unverified_is_kept(
     for r in kept:  # only tasks a silent agent solves: no write, nothing to say
         task = by_id[r.task_id]
         assert not task.outputs and not any(a.name in writes for a in task.actions)
-        assert replay(r.messages, task)[0] == 1.0
+        assert replay(r.messages, task, r.seeds.episode)[0] == 1.0
     assert len(kept) + len({r.task_id for r in failures}) == N
 
 
@@ -314,7 +318,7 @@ def test_best_of_n_user_with_critic(tmp_path: Path, tasks: list[Task], server: L
             "critic": "critic",
         }
         assert record.usage.total_tokens > 0
-        assert replay(record.messages, by_id[record.task_id])[0] == 1.0
+        assert replay(record.messages, by_id[record.task_id], record.seeds.episode)[0] == 1.0
 
 
 # --- resume -------------------------------------------------------------------------------------
@@ -407,7 +411,7 @@ def test_whole_offline_pipeline_verifies_every_accepted_task(tmp_path: Path) -> 
     assert stats.phase1 is not None and stats.phase1["accepted"] == 10  # Phase 1's own counts, kept
     for record in read_records(paths.dialogues):
         assert record.provenance == accepted[record.task_id].meta["provenance"]
-        assert replay(record.messages, accepted[record.task_id])[0] == 1.0
+        assert replay(record.messages, accepted[record.task_id], record.seeds.episode)[0] == 1.0
     again = generate(GenerationConfig(domain="retail", n=10, seed=3, concurrency=2), tmp_path)
     assert again.phase2.episodes == stats.phase2.episodes  # resumed: nothing replayed
 

@@ -169,7 +169,7 @@ def test_a_write_that_fails_is_not_an_extra_write(data_dir: Path) -> None:
 
 def test_a_missing_output_gives_zero(data_dir: Path) -> None:
     env = make(data_dir)
-    reward, info = play(env, TASK, gold_calls(env, TASK), ["I have processed your return."])
+    reward, info = play(env, TASK, gold_calls(env, TASK), ["Let me process your return now."])
     reward_info = info["reward_info"]
     assert reward == 0.0
     assert reward_info["state_match"] is True and reward_info["differing"] == {}

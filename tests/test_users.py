@@ -1,12 +1,16 @@
-"""The scripted user: identity answers from what the goal says the user knows."""
+"""The scripted user: identity answers from the facts it knows, and how well it understands agents."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import pytest
 
 from apigen_gym.core.task import Goal, Request, Task
 from apigen_gym.core.user import STOP
-from apigen_gym.players.scripted_user import ScriptedUser
+from apigen_gym.kit.rules import is_affirmative
+from apigen_gym.players.scripted_user import ACCEPT, WAIT, ScriptedUser, sentences
 
 
 def user_knowing(**known: str) -> ScriptedUser:
@@ -52,3 +56,127 @@ def test_confirmation_refusal_and_the_end() -> None:
     assert user.respond("I will cancel order #1. Do you confirm (yes/no)?") == "Yes, please go ahead."
     assert user.respond("I'm sorry, but I can't do that: the order was delivered.") == "I see. I understand."
     assert user.respond("Is there anything else I can help you with?").endswith(STOP)
+
+
+# --- understanding: hand-written agent questions -------------------------------------------------
+
+QUESTIONS = [json.loads(line) for line in (Path(__file__).parent / "data" / "agent_questions.jsonl").open()]
+"""Agent questions written by hand, in the ways agents ask them (``held_out``: written after the user's
+patterns were last tuned on the others)."""
+GOALS = {
+    "retail": Goal(
+        known={"email": "mia.li@example.com", "first_name": "Mia", "last_name": "Li", "zip": "78701"},
+        requests=[
+            Request(
+                text="I'd like to exchange the desk lamp in my order #W2390428 for the one with color black, "
+                "because the white one clashes with my room. Please use my Visa card ending in 4321 for any "
+                "price difference, and ship it to 12 Maple Avenue, Austin, TX 78701."
+            ),
+            Request(text="Please cancel my order #W5199551 because I ordered it by mistake."),
+        ],
+    ),
+    "airline": Goal(
+        known={"user_id": "mia_li_3668"},
+        requests=[
+            Request(
+                text="My user id is mia_li_3668. Please add 1 checked bag to my reservation 4WQ150 for me "
+                "and Noah Li (saved in my profile). If there is a fee, use my gift card ending in 0020."
+            ),
+            Request(text="How many checked bags in total can we bring for free on my reservation 4WQ150?"),
+        ],
+    ),
+    "travel": Goal(
+        known={"email": "mia.li@example.com"},
+        requests=[
+            Request(
+                text="For my trip TR482913 to Lisbon (LIS), I need the cheapest compact rental car in "
+                "Lisbon from March 14 to March 18, with Noah Li driving, because we want to visit Sintra. "
+                "Please charge my Visa card ending in 6962."
+            ),
+            Request(text="Is my flight TP1234 from Lisbon (LIS) to Paris (CDG) on March 18 on time?"),
+        ],
+    ),
+}
+EXPECTED = {
+    "retail": {
+        "identity": ("mia.li@example.com", "Mia Li, zip code 78701"),
+        "reference": ("#W2390428",),
+        "item": ("desk lamp",),
+        "payment": ("Visa card ending in 4321",),
+        "reason": ("because the white one clashes",),
+        "address": ("12 Maple Avenue",),
+    },
+    "airline": {
+        "identity": ("mia_li_3668",),
+        "reference": ("4WQ150",),
+        "payment": ("gift card ending in 0020",),
+        "travellers": ("Noah Li",),
+    },
+    "travel": {
+        "identity": ("mia.li@example.com",),
+        "reference": ("TR482913",),
+        "payment": ("Visa card ending in 6962",),
+        "reason": ("because we want to visit Sintra",),
+        "travellers": ("Noah Li",),
+    },
+}
+"""What a sensible answer holds, by domain and what the agent asks about."""
+
+
+def answer(domain: str, question: str) -> str:
+    user = ScriptedUser()
+    user.start(Task(id="t", instruction="...", goal=GOALS[domain]))
+    return user.respond(question)
+
+
+def restates(domain: str, reply: str) -> bool:
+    """Whether ``reply`` says the current request again (its main sentence at least)."""
+    return max(sentences(GOALS[domain].requests[0].text), key=len) in reply
+
+
+def sensible(domain: str, asks: str, reply: str) -> bool:
+    """Whether ``reply`` is the kind of answer ``asks`` calls for."""
+    first, second = (r.text for r in GOALS[domain].requests)
+    if asks in EXPECTED[domain]:
+        return any(fact in reply for fact in EXPECTED[domain][asks])
+    if asks == "confirm":
+        return is_affirmative(reply)
+    if asks in ("what_else", "done"):
+        return second in reply
+    if asks in ("how_help", "unknown"):  # what it cannot (or need not) answer: its request again
+        return restates(domain, reply)
+    return reply in {"decline": ACCEPT, "wait": WAIT}[asks]
+
+
+def test_the_question_set_is_hand_written_and_large_enough() -> None:
+    assert len(QUESTIONS) >= 100
+    assert len({q["text"] for q in QUESTIONS}) == len(QUESTIONS)
+    assert {q["domain"] for q in QUESTIONS} == set(GOALS)
+    asked = {q["asks"] for q in QUESTIONS}
+    assert {"identity", "reference", "item", "confirm", "payment", "what_else"} <= asked
+
+
+def test_the_user_answers_agent_questions_sensibly_and_never_dead_ends() -> None:
+    wrong = []
+    for q in QUESTIONS:
+        reply = answer(q["domain"], q["text"])
+        if not sensible(q["domain"], q["asks"], reply):
+            wrong.append((q["text"], reply))
+        fine = sensible(q["domain"], q["asks"], reply) or restates(q["domain"], reply)
+        assert fine, f"dead end: {q['text']!r} -> {reply!r}"
+    assert wrong == []  # every one of the questions, held-out ones included, gets the answer it calls for
+
+
+def test_seeded_wording_varies_and_repeats_per_seed() -> None:
+    task = Task(id="t", instruction="...", goal=GOALS["retail"])
+    asks = ["What is your email?", "Shall I proceed (yes/no)?", "Is there anything else?"]
+
+    def play(seed: int | None) -> list[str]:
+        user = ScriptedUser()
+        return [user.start(task, seed), *(user.respond(a) for a in asks)]
+
+    assert play(None) == play(None) and play(7) == play(7)
+    assert len({tuple(play(seed)) for seed in range(12)}) > 6
+    for said in (play(seed) for seed in range(12)):
+        assert "mia.li@example.com" in said[1] and is_affirmative(said[2])
+        assert GOALS["retail"].requests[1].text in said[3]

@@ -42,7 +42,7 @@ class GenerationConfig(BaseModel):
     """The cap of each role's answers (a client whose settings set ``max_tokens`` keeps its own)."""
     attempts: int = Field(3, ge=1, description="phase-2 attempts per task")
     concurrency: int = Field(8, ge=1)
-    decontaminate_against: list[str] = Field(default_factory=lambda: ["test"])
+    decontaminate_against: list[str] = Field(default_factory=lambda: ["test", "evolving"])
     """Evaluation splits that generated tasks must not overlap."""
 
     @property

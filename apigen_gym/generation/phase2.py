@@ -258,12 +258,9 @@ class Players:
 
     def agent(self, seed: int) -> Agent:
         if self.agent_client is None:
-            return OracleAgent(self.domain.tools)
+            return OracleAgent(self.domain.tools, seed=seed)  # the seed draws its wording
         caps = self.config.max_tokens
         return _SeededToolCallingAgent(self.agent_client, seed, caps.cap("agent", self.config.agent))
-
-    def agent_seed(self, seed: int) -> int | None:
-        return seed if self.agent_client is not None else None
 
     def user(self) -> UserSimulator:
         if self.user_client is None:
@@ -362,7 +359,7 @@ class _Phase2Run:
             steps=result.steps,
             error=result.error,
             models=self.players.models,
-            seeds=Seeds(run=self.config.seed, episode=seed, agent=self.players.agent_seed(seed)),
+            seeds=Seeds(run=self.config.seed, episode=seed, agent=seed),
             env_id=self.env_id,
             env_version=self.domain.version,
             harness_version=VERSION,

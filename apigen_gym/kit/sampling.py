@@ -4,8 +4,13 @@ A domain's sampler only knows its own intents: which rows make a request valid (
 the user says, which gold reads and writes serve it. This module does the rest: it runs the gold
 actions as they are chosen (so a later intent sees what an earlier one changed), assembles the
 structured goal and the instruction, validates every task (replay without error, write count,
-refusals without writes, policy rules, grounded in the API graph), keeps splits on disjoint users,
-numbers the tasks and writes them, reproducibly from a seed.
+refusals without writes, policy rules, grounded in the API graph, verifiable twists), keeps splits
+on disjoint users, numbers the tasks and writes them, reproducibly from a seed.
+
+Evolving goals are composed here from a domain's intents: a change of mind is one write intent
+dropped for another, a follow-up is an answer followed by the write it calls for (one of two, by a
+limit on the answer); only late context needs the domain's own builders (:class:`Late`), because
+which facts can come out late and what they change is the domain's knowledge.
 """
 
 from __future__ import annotations
@@ -15,17 +20,28 @@ import hashlib
 import json
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from apigen_gym.core.apigraph import ApiGraph
 from apigen_gym.core.database import Database, StateView
 from apigen_gym.core.domain import Domain, load_domain
 from apigen_gym.core.policy import Step, Trace
+from apigen_gym.core.reward import differing_records
 from apigen_gym.core.session import Session, replay
-from apigen_gym.core.task import Action, Goal, Request, Task
+from apigen_gym.core.task import TWIST_KINDS, Action, Goal, Request, Task, Twist, TwistKind
 from apigen_gym.core.tools import ERROR_PREFIX, ToolKind
+from apigen_gym.kit.evolving import (
+    CHANGE_LEADS,
+    follow_up_words,
+    limit_for,
+    limit_text,
+    moment_words,
+    number_of,
+    said_in,
+    twist_problems,
+)
 from apigen_gym.util.jsonio import write_jsonl
 
 PERSONAS = (
@@ -45,8 +61,8 @@ THEN = ("Then", "After that,", "Next,")
 ACCEPT_REFUSAL = "If the agent says this is not possible, you accept it and do not insist."
 EXACT_FIGURE = "If the agent gives you a rough figure, you ask for the exact one."
 
-Need = Literal["write", "refuse"] | None
-"""What a planned intent must be: a write, a refusal, or anything."""
+Need = Literal["write", "refuse", "change_of_mind", "late_context", "follow_up"] | None
+"""What a planned intent must be: a write, a refusal, anything, or a request that evolves (a twist kind)."""
 
 
 # --- words --------------------------------------------------------------------------------------
@@ -133,7 +149,27 @@ class Identity:
     action: Action
     known: dict[str, str]
     who: str
+    says: str = ""
+    """Words the user opens the first request with (e.g. their user id), if any."""
 
+
+@dataclass(frozen=True)
+class Late:
+    """Late context, as a domain builds it: the request as first made, the request once a fact the
+    user had not mentioned is out, what the user says then and what the instruction tells them."""
+
+    first: Intent
+    final: Intent
+    said: str
+    """The user's words at the moment (first person), revealing the fact and what it changes."""
+    meant: str
+    """The instruction's words for it, after "When the agent asks you to confirm it," (second person)."""
+
+
+LateBuilder = Callable[[Any], "Late | None"]
+"""A domain's builder of late context on a task under construction (its own :class:`TaskBuilder`)."""
+Drawn = tuple[Intent, Request]
+"""A request of a task under construction: the intent the instruction describes, and the goal's request."""
 
 _Builder = TypeVar("_Builder", bound="TaskBuilder")
 
@@ -267,31 +303,45 @@ class TaskBuilder:
             if number == len(intents) - 1 and number > 1:
                 lead = "Finally, you want to"
             sentences.append(f"{lead} {intent.goal}.")
-        sentences += list(dict.fromkeys(i.condition for i in intents if i.condition))
+        conditions = (part for i in intents if i.condition for part in i.condition.split("\n"))
+        sentences += list(dict.fromkeys(conditions))
         sentences.append(self.rng.choice(PERSONAS))
         return " ".join(sentences)
 
     def build(
-        self, identity: Identity | None, plan: Sequence[Need], draw: Callable[[Need], Intent | None]
+        self,
+        identity: Identity | None,
+        plan: Sequence[Need],
+        draw: Callable[[Need], Intent | None],
+        late: Sequence[LateBuilder] = (),
     ) -> Task | None:
         """A task from intents drawn for ``plan``, each executed as it comes; None when one fails.
 
         With an ``identity``, its look-up must already have been played (see :meth:`identify`) and it
-        belongs to the first request; without one the user is known from the start.
+        belongs to the first request; without one the user is known from the start. A twist kind in the
+        plan makes an evolving request (``late``: the domain's builders of late context).
         """
         intents: list[Intent] = []
         requests: list[Request] = []
         self.planned = len(plan)
         for number, need in enumerate(plan):
             self.drawn = number + 1
-            intent = draw(need)
-            indices = None if intent is None else self.execute((*intent.reads, *intent.writes))
-            if intent is None or indices is None:
+            drawn = self.evolve(need, draw, late) if need in TWIST_KINDS else self.plain(need, draw)
+            if drawn is None:
                 return None
-            self.record(intent)
+            intent, request = drawn
+            if number == 0 and identity is not None:
+                text = f"{identity.says} {request.text}" if identity.says else request.text
+                request = request.model_copy(update={"text": text, "actions": [0, *request.actions]})
             intents.append(intent)
-            served = [0, *indices] if number == 0 and identity is not None else indices
-            requests.append(Request(text=intent.request, actions=served, refuse=intent.refuse))
+            requests.append(request)
+        meta: dict[str, Any] = {
+            "intents": [i.kind for i in intents],
+            "writes": sum(len(i.writes) for i in intents),
+        }
+        twists = [r.twist.kind for r in requests if r.twist is not None]
+        if twists:
+            meta["twists"] = twists
         return Task(
             id="",
             user_id=self.user_id,
@@ -299,8 +349,182 @@ class TaskBuilder:
             goal=Goal(known=identity.known if identity else {}, requests=requests),
             actions=list(self.actions),
             outputs=[o for i in intents for o in i.outputs],
-            meta={"intents": [i.kind for i in intents], "writes": sum(len(i.writes) for i in intents)},
+            meta=meta,
         )
+
+    def plain(self, need: Need, draw: Callable[[Need], Intent | None]) -> Drawn | None:
+        """A request that does not evolve: drawn, executed, recorded."""
+        intent = draw(need)
+        indices = None if intent is None else self.execute((*intent.reads, *intent.writes))
+        if intent is None or indices is None:
+            return None
+        self.record(intent)
+        return intent, Request(text=intent.request, actions=indices, refuse=intent.refuse)
+
+    # --- evolving requests ----------------------------------------------------------------------
+
+    def evolve(
+        self, kind: Need, draw: Callable[[Need], Intent | None], late: Sequence[LateBuilder]
+    ) -> Drawn | None:
+        """A request that evolves: a change of mind, late context or a follow-up on an answer."""
+        if kind == "change_of_mind":
+            return self._change_of_mind(draw)
+        if kind == "late_context":
+            return self._late_context(late)
+        if kind == "follow_up":
+            return self._follow_up(draw)
+        raise ValueError(f"not a twist kind: {kind!r}")
+
+    def consequential(self, abandoned: Sequence[Action], writes: Sequence[Action]) -> bool:
+        """Whether making ``abandoned`` first runs and leaves another state than ``writes`` alone."""
+        fork = self.session.fork
+        start = fork.snapshot()
+        ran = all(not self._run(fork, a).startswith(ERROR_PREFIX) for a in abandoned)
+        for action in writes:
+            self._run(fork, action)
+        both = fork.diff()
+        fork.restore(start)
+        for action in writes:
+            self._run(fork, action)
+        alone = fork.diff()
+        fork.restore(start)
+        return ran and bool(differing_records(both, alone))
+
+    def _run(self, fork: Any, action: Action) -> str:
+        return self.domain.tools.execute(fork, action.name, action.arguments).output
+
+    def said_so_far(self, cue: str) -> bool:
+        """Whether ``cue`` is in the output of a gold action played so far (so an agent can say it)."""
+        return said_in(cue, [s.output for s in self.session.trace.steps])
+
+    def _write_about(
+        self,
+        draw: Callable[[Need], Intent | None],
+        subject: str,
+        other_than: Intent | None = None,
+        tries: int = 4,
+    ) -> Intent | None:
+        """A write intent (other than ``other_than``), preferably about ``subject``."""
+        found = None
+        for _ in range(tries):
+            intent = draw("write")
+            if intent is None or not intent.writes or (other_than and intent.writes == other_than.writes):
+                continue
+            found = found or intent
+            if intent.subject == subject:
+                return intent
+        return found
+
+    def _twisted(
+        self,
+        first: Intent,
+        final: Intent,
+        twist: Twist,
+        meant: str,
+        outputs: Sequence[str],
+        first_part: Sequence[int],
+    ) -> Drawn:
+        """The instruction's intent and the goal's request of an evolving request."""
+        writes = tuple(
+            self.actions[i] for i in (*first_part, *twist.actions) if self.is_write(self.actions[i])
+        )
+        conditions = dict.fromkeys(c for c in (first.condition, final.condition) if c)
+        intent = replace(
+            final,
+            kind=final.kind,
+            goal=f"{first.goal}. {meant}",
+            writes=writes,
+            outputs=tuple(outputs),
+            condition="\n".join(conditions) or None,  # one per line: the instruction says each once
+        )
+        return intent, Request(text=first.request, actions=list(first_part), twist=twist)
+
+    def _change_of_mind(self, draw: Callable[[Need], Intent | None]) -> Drawn | None:
+        first = draw("write")
+        before = None if first is None else self.execute(first.reads)
+        final = None if first is None else self._write_about(draw, first.subject, first)
+        if first is None or before is None or final is None:
+            return None
+        if not self.consequential(first.writes, final.writes):
+            return None
+        cues = [o for o in first.outputs if self.said_so_far(o)]
+        when, cue = ("mention", cues[-1]) if cues and self.rng.random() < 0.5 else ("confirm", None)
+        after = self.execute((*final.reads, *final.writes))
+        if after is None:
+            return None
+        self.record(final)
+        said = f"{self.rng.choice(CHANGE_LEADS)} {final.request}"
+        twist = Twist(
+            kind="change_of_mind", when=when, cue=cue, text=said, actions=after, abandoned=list(first.writes)
+        )
+        meant = (
+            f"{moment_words(when, cue)}, you change your mind: you no longer want that, "
+            f"you want to {final.goal} instead"
+        )
+        return self._twisted(first, final, twist, meant, [*([cue] if cue else []), *final.outputs], before)
+
+    def _late_context(self, late: Sequence[LateBuilder], tries: int = 8) -> Drawn | None:
+        piece = None
+        for _ in range(tries if late else 0):
+            piece = self.rng.choice(late)(self)
+            if piece is not None:
+                break
+        if piece is None or not piece.first.writes or piece.first.writes == piece.final.writes:
+            return None
+        first, final = piece.first, piece.final
+        before = self.execute(first.reads)
+        if before is None or not self.consequential(first.writes, final.writes):
+            return None
+        after = self.execute((*final.reads, *final.writes))
+        if after is None:
+            return None
+        self.record(final)
+        twist = Twist(kind="late_context", text=piece.said, actions=after, abandoned=list(first.writes))
+        meant = f"{moment_words('confirm', None)}, {piece.meant}"
+        return self._twisted(first, final, twist, meant, final.outputs, before)
+
+    def _follow_up(self, draw: Callable[[Need], Intent | None], tries: int = 6) -> Drawn | None:
+        first = None
+        for _ in range(tries):  # a question whose answer is a number (no write: the answer comes first)
+            first = draw(None)
+            value = number_of(first.outputs[-1]) if first is not None and first.outputs else None
+            if first is not None and not first.writes and value is not None and value > 0:
+                break
+            first = None
+        before = None if first is None else self.execute(first.reads)
+        if first is None or before is None:
+            return None
+        cue = first.outputs[-1]
+        below = self.rng.random() < 0.5
+        limit = limit_for(float(cue), below, self.rng) if self.said_so_far(cue) else None
+        low = None if limit is None else self._write_about(draw, first.subject)
+        high = None if low is None else self._write_about(draw, first.subject, low)
+        if limit is None or low is None or high is None:
+            return None
+        chosen, other = (low, high) if below else (high, low)
+        if not self.consequential(other.writes, chosen.writes):
+            return None
+        after = self.execute((*chosen.reads, *chosen.writes))
+        if after is None:
+            return None
+        self.record(first)  # only now: the answer's subject may be what the follow-up changes
+        self.record(chosen)
+        said = f"{follow_up_words(below, limit, self.rng)} {chosen.request}"
+        bound = limit_text(limit)
+        condition = f"the answer is below {bound}" if below else f"the answer is {bound} or more"
+        twist = Twist(
+            kind="follow_up",
+            when="mention",
+            cue=cue,
+            text=said,
+            actions=after,
+            abandoned=list(other.writes),
+            condition=condition,
+        )
+        meant = (
+            f"If the answer is below {bound}, you then want to {low.goal}; otherwise you want to {high.goal}"
+        )
+        return self._twisted(first, chosen, twist, meant, [*first.outputs, *chosen.outputs], before)
 
 
 C = TypeVar("C", bound="TaskBuilder")
@@ -320,9 +544,17 @@ class IntentMix(Generic[C]):
     """Share of tasks planned as two writes (and maybe one more intent)."""
     refusal_task_share: float
     """Share of tasks planned to open with a refusal."""
+    late: Sequence[Callable[[C], Late | None]] = ()
+    """Builders of late context (facts the user reveals only when asked to confirm)."""
 
-    def plan(self, rng: random.Random) -> list[Need]:
-        """What each intent of a task must be: some tasks chain two writes, some open with a refusal."""
+    def plan(self, rng: random.Random, twist: TwistKind | None = None) -> list[Need]:
+        """What each intent of a task must be: some tasks chain two writes, some open with a refusal.
+
+        With a ``twist``, one request evolves that way, alone or beside a free intent before or after.
+        """
+        if twist is not None:
+            roll = rng.random()
+            return [twist] if roll < 0.6 else [None, twist] if roll < 0.8 else [twist, None]
         roll = rng.random()
         free: list[Need] = [None]
         if roll < self.multi_write_share:
@@ -364,8 +596,9 @@ def problems(domain: Domain, database: Database, task: Task) -> list[str]:
     """Why ``task`` is not a valid task of ``domain`` (empty when it is).
 
     The gold actions replay without error, the writes match the intents, refused requests make no
-    write, no policy rule is broken, outputs are non-empty without commas, and (when the domain has an
-    API graph) every action is fed by an earlier one.
+    write, no policy rule is broken, outputs are non-empty without commas, (when the domain has an
+    API graph) every action is fed by an earlier one, and every twist is verifiable (see
+    :func:`~apigen_gym.kit.evolving.twist_problems`).
     """
     session = replay(domain.tools, database, task.actions)
     found = [f"action {s.index} ({s.name}) failed: {s.output}" for s in session.trace.steps if not s.ok]
@@ -380,6 +613,7 @@ def problems(domain: Domain, database: Database, task: Task) -> list[str]:
     found += [f"output {o!r} is empty or has a comma" for o in task.outputs if not o or "," in o]
     if domain.api_graph is not None:
         found += ungrounded(task.actions, domain.api_graph)
+    found += twist_problems(domain, database, task.effective_goal(), task.actions, session)
     return found
 
 
@@ -405,6 +639,8 @@ class SplitSpec:
     n: int
     seed: int
     buckets: tuple[int, ...]
+    twists: tuple[TwistKind, ...] = ()
+    """Twist kinds of an evolving split: its tasks take them in turn (empty: tasks do not evolve)."""
 
 
 def bucket(user_id: str) -> int:
@@ -423,12 +659,17 @@ def signature(task: Task) -> str:
     return json.dumps([task.user_id, [a.model_dump() for a in task.actions], task.outputs], sort_keys=True)
 
 
-BuildTask = Callable[[Database, random.Random, str], "Task | None"]
-"""A domain's builder: one task for a user (id and meta completed by :func:`sample_tasks`), or None.
+class BuildTask(Protocol):
+    """A domain's builder: one task for a user (id and meta completed by :func:`sample_tasks`), or None.
 
-Every domain's ``sampler`` module exposes one as ``build_task(database, rng, user_id)``, beside
-``SPLITS`` and ``sample_tasks(database, n, seed, split)``; data generation proposes with it.
-"""
+    Every domain's ``sampler`` module exposes one as ``build_task(database, rng, user_id, twist=None)``,
+    beside ``SPLITS`` and ``sample_tasks(database, n, seed, split)``; data generation proposes with it.
+    With a ``twist`` kind, one request of the task evolves that way.
+    """
+
+    def __call__(
+        self, database: Database, rng: random.Random, user_id: str, twist: TwistKind | None = None
+    ) -> Task | None: ...
 
 
 def sample_tasks(
@@ -440,8 +681,12 @@ def sample_tasks(
     build: BuildTask,
     pool: Sequence[str],
     attempts_per_task: int = 50,
+    twists: Sequence[TwistKind] = (),
 ) -> list[Task]:
-    """``n`` validated, distinct tasks, the same for the same database, seed and split."""
+    """``n`` validated, distinct tasks, the same for the same database, seed and split.
+
+    With ``twists``, every task evolves, taking the kinds in turn (so each kind gets its share).
+    """
     domain = load_domain(domain_name)
     rng = random.Random(f"{domain_name}/{split}/{seed}")
     tasks: list[Task] = []
@@ -449,7 +694,12 @@ def sample_tasks(
     for _ in range(n * attempts_per_task):
         if len(tasks) == n:
             break
-        task = build(database, rng, rng.choice(pool))
+        user = rng.choice(pool)
+        task = (
+            build(database, rng, user, twists[len(tasks) % len(twists)])
+            if twists
+            else build(database, rng, user)
+        )
         if task is None or signature(task) in seen or problems(domain, database, task):
             continue
         seen.add(signature(task))
@@ -465,6 +715,22 @@ def task_rows(tasks: Sequence[Task]) -> list[dict[str, Any]]:
     return [t.model_dump(mode="json", exclude_none=True) for t in tasks]
 
 
+def _twist_kinds(text: str) -> tuple[TwistKind, ...]:
+    """``--twists``: 'all', 'none' or a comma-separated list of twist kinds."""
+    if text == "all":
+        return TWIST_KINDS
+    if text == "none":
+        return ()
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in TWIST_KINDS]
+    if unknown or not kinds:
+        wrong = unknown[0] if unknown else text
+        raise argparse.ArgumentTypeError(
+            f"unknown twist kind {wrong!r}: use all, none or {', '.join(TWIST_KINDS)}"
+        )
+    return tuple(k for k in TWIST_KINDS if k in kinds)
+
+
 @dataclass(frozen=True)
 class DomainSampler:
     """A domain's task sampler: its builder and shipped splits, with the sampling loop and the CLI."""
@@ -473,10 +739,23 @@ class DomainSampler:
     splits: Mapping[str, SplitSpec]
     build: BuildTask
 
-    def sample(self, database: Database, n: int, seed: int, split: str = "test") -> list[Task]:
-        """``n`` validated, distinct tasks for ``split`` (drawn from its users), reproducible."""
-        pool = user_pool(database, self.splits.get(split))
-        return sample_tasks(self.domain, database, n, seed, split, self.build, pool)
+    def sample(
+        self,
+        database: Database,
+        n: int,
+        seed: int,
+        split: str = "test",
+        twists: Sequence[TwistKind] | None = None,
+    ) -> list[Task]:
+        """``n`` validated, distinct tasks for ``split`` (drawn from its users), reproducible.
+
+        ``twists``: the twist kinds the tasks take in turn (default: the split's; ``()``: none).
+        """
+        spec = self.splits.get(split)
+        kinds = (spec.twists if spec else ()) if twists is None else tuple(twists)
+        return sample_tasks(
+            self.domain, database, n, seed, split, self.build, user_pool(database, spec), twists=kinds
+        )
 
     def main(self, argv: Sequence[str] | None = None) -> int:
         """The command line of ``python -m apigen_gym.domains.<domain>.sampler``."""
@@ -494,11 +773,17 @@ class DomainSampler:
         parser.add_argument(
             "--data-dir", type=Path, help="a τ-bench-layout data folder (default: shipped data)"
         )
+        parser.add_argument(
+            "--twists",
+            type=_twist_kinds,
+            help=f"evolving tasks: 'all' or some of {','.join(TWIST_KINDS)}, taken in turn "
+            "(default: the split's; 'none' for plain tasks)",
+        )
         args = parser.parse_args(argv)
         spec = self.splits.get(args.split, SplitSpec(n=100, seed=0, buckets=()))
         database = domain.database(args.data_dir)
         tasks = self.sample(
-            database, args.n or spec.n, spec.seed if args.seed is None else args.seed, args.split
+            database, args.n or spec.n, spec.seed if args.seed is None else args.seed, args.split, args.twists
         )
         out = args.out or domain.home / "tasks" / f"{args.split}.jsonl"
         write_jsonl(out, task_rows(tasks))

@@ -31,8 +31,9 @@ from typing import Any, ClassVar
 from apigen_gym.core.domain import DataError, Domain, load_domain
 from apigen_gym.core.task import Action, Task
 from apigen_gym.core.user import STOP
+from apigen_gym.players.llm_users import evolution_line
 from apigen_gym.players.oracle import Say, plan_oracle_moves
-from apigen_gym.players.scripted_user import ScriptedUser
+from apigen_gym.players.scripted_user import ScriptedUser, canonical_opening, replies_match
 
 MODEL_NAMES: tuple[str, ...] = ("oracle", "chatty", "scripted-user", "critic", "echo", "json")
 """The scripted models, by base name."""
@@ -121,18 +122,32 @@ def opening_of(task: Task) -> str | None:
 
 
 def follows_script(task: Task, messages: Sequence[dict[str, Any]]) -> bool:
-    """Whether every user message is what a :class:`ScriptedUser` playing ``task`` would have said."""
+    """Whether every user message is what a :class:`ScriptedUser` playing ``task`` would have said
+    (in any wording: a seeded user's differs, what it carries does not)."""
     user = ScriptedUser()
     pending: str | None = user.start(task)
     for message in messages:
         role = message.get("role")
         if role == "user":
-            if pending is None or text_of(message.get("content")) != pending:
+            if pending is None or not replies_match(pending, user.gist, text_of(message.get("content"))):
                 return False
             pending = None
         elif role == "assistant" and not message.get("tool_calls"):
             pending = user.respond(text_of(message.get("content")))
     return True
+
+
+def as_told(task: Task, prompt: str) -> Task:
+    """``task`` as a customer with this system ``prompt`` knows it: a request evolves only if the prompt
+    says when and how (an LLM user cannot act on a twist it was not told about, nor can its stand-in)."""
+    goal = task.effective_goal()
+    if not goal.evolving:
+        return task
+    requests = [
+        r if r.twist is None or evolution_line(r) in prompt else r.model_copy(update={"twist": None})
+        for r in goal.requests
+    ]
+    return task.model_copy(update={"goal": goal.model_copy(update={"requests": requests})})
 
 
 class TaskIndex:
@@ -171,8 +186,8 @@ class TaskIndex:
         return self._openings
 
     def by_opening(self, opening: str) -> list[Task]:
-        """The tasks whose scripted user opens with ``opening``."""
-        return self._build().get(opening, [])
+        """The tasks whose scripted user opens with ``opening`` (in any of its greetings)."""
+        return self._build().get(canonical_opening(opening), [])
 
     def by_id(self, key: str) -> Task | None:
         """The task ``<id>`` (first split that has it) or ``<split>:<id>``."""
@@ -275,11 +290,12 @@ class ScriptedUserModel(ScriptedModel):
         system = next((m for m in request.messages if m.get("role") in ("system", "developer")), None)
         if system is None:
             raise ModelError("scripted-user: no system prompt with the task's instruction")
-        task = self.index.by_instruction_in(text_of(system.get("content")))
+        prompt = text_of(system.get("content"))
+        task = self.index.by_instruction_in(prompt)
         if task is None:
             raise ModelError(f"scripted-user: no instruction of {self.index.describe()} in the system prompt")
         user = ScriptedUser()
-        answer = user.start(task)
+        answer = user.start(as_told(task, prompt))
         spoke = False
         for message in request.messages:
             if message.get("role") == "assistant":

@@ -2,7 +2,9 @@
 
 The model sees the task's instruction and the conversation with roles flipped (the agent's messages
 are its ``user`` turns), and writes the customer's next message. Its rules: reveal the goal bit by
-bit, never invent facts, stay in persona, end with ``###STOP###``.
+bit, never invent facts, stay in persona, end with ``###STOP###``. When the goal evolves, the prompt
+also says, request by request, at which moment the customer changes its mind, reveals a late fact or
+follows up, and with which words.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from apigen_gym.core.task import Task
+from apigen_gym.core.task import Request, Task
 from apigen_gym.core.user import STOP, UserSimulator
 from apigen_gym.llm.structured import SHORT_TEXT, json_object
 from apigen_gym.llm.types import Completion, Usage
@@ -28,7 +30,7 @@ AGENT_GREETING = "Hi! How can I help you today?"
 
 USER_PROMPT = """You are role-playing a customer who contacts a customer-service agent. Your situation:
 
-{instruction}
+{situation}
 
 How to play:
 - Write only the customer's next message: one or two sentences, in your own words.
@@ -39,6 +41,36 @@ do not know or do not have it. Never make up names, numbers, ids or addresses.
 - Stay in character throughout. Never mention that you are simulated, an AI, or following rules.
 - When everything you wanted is done, or the agent has made clear it cannot be done, end the \
 conversation: write your closing words, then {stop} on its own line. Do not stop earlier."""
+
+EVOLUTION_HEADER = (
+    "\n\nHow your wishes change during the conversation (keep each change for its moment, "
+    "never reveal it earlier, and from then on want only what you said then):"
+)
+_TWIST_WORDS = {
+    "change_of_mind": "you change your mind and say",
+    "late_context": "you reveal what you had not mentioned yet and say",
+    "follow_up": "you follow up and say",
+}
+
+
+def evolution_line(request: Request) -> str:
+    """The prompt's line for a request that evolves: what is asked first, the moment, what is said then."""
+    twist = request.twist
+    if twist is None:
+        return ""
+    if twist.when == "mention":
+        moment = f"When the agent tells you {twist.cue}"
+        moment += f" (so {twist.condition})" if twist.condition else ""
+    else:
+        moment = "When the agent asks you to confirm it"
+    return f'- You first ask: "{request.text}" {moment}, {_TWIST_WORDS[twist.kind]}: "{twist.text}"'
+
+
+def situation(task: Task) -> str:
+    """What the simulated customer is told about ``task``: the instruction, and how the goal evolves."""
+    lines = [evolution_line(r) for r in task.effective_goal().requests if r.twist is not None]
+    return "\n".join([task.instruction + EVOLUTION_HEADER, *lines]) if lines else task.instruction
+
 
 CRITIC_PROMPT = """You review candidate messages written by a simulated customer, before one is sent.
 Judge the candidate against the customer's situation and the conversation so far:
@@ -71,12 +103,12 @@ class LLMUser(UserSimulator):
         self.usage = Usage()
         self.cost = 0.0
         self.notes: Counter[str] = Counter()
-        self._instruction = ""
+        self._situation = ""
         self._history: list[dict[str, Any]] = []
         self._seed: int | None = None
 
     def _prompt(self) -> list[dict[str, Any]]:
-        system = USER_PROMPT.format(instruction=self._instruction, stop=STOP)
+        system = USER_PROMPT.format(situation=self._situation, stop=STOP)
         return [{"role": "system", "content": system}, *self._history]
 
     def _count(self, completion: Completion) -> None:
@@ -96,7 +128,7 @@ class LLMUser(UserSimulator):
         return (await self._turn(self._seed)).content.strip()
 
     async def start_async(self, task: Task, seed: int | None = None) -> str:
-        self._instruction = task.instruction
+        self._situation = situation(task)
         self._seed = seed
         self.usage, self.cost = Usage(), 0.0
         self.notes = Counter()
@@ -174,7 +206,7 @@ class BestOfNUser(LLMUser):
             f"{'Agent' if m['role'] == 'user' else 'Customer'}: {m['content']}" for m in self._history
         )
         review = (
-            f"Customer's situation:\n{self._instruction}\n\nConversation so far:\n{transcript}\n\n"
+            f"Customer's situation:\n{self._situation}\n\nConversation so far:\n{transcript}\n\n"
             f"Candidate next message from the customer:\n{candidate}"
         )
         messages = [

@@ -1,4 +1,10 @@
-"""Offline agents: the oracle (plays the gold actions with a proper dialogue) and a random agent."""
+"""Offline agents: the oracle (plays the gold actions with a proper dialogue) and a random agent.
+
+The oracle's script follows the task's goal: identify the user, then per request read, describe and
+confirm each write, refuse what the policy forbids, report the required outputs, ask what else. A
+request that evolves gets its moment (the confirmation of the first wish, or the cue said), then the
+actions serving what the user wants from then on. Its wording comes from seeded paraphrase banks.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +12,82 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from apigen_gym.core.task import IDENTITY_TOOLS, Action, Task
+from apigen_gym.core.task import IDENTITY_TOOLS, Action, Task, Twist
 from apigen_gym.core.tools import ToolKind, ToolSet
 from apigen_gym.core.user import STOP
 from apigen_gym.players.agent import Agent
+from apigen_gym.players.wording import Phrasing, seed_for
 
 if TYPE_CHECKING:
     from apigen_gym.core.env import ApigenEnv
 
 ASK_IDENTITY = (
     "I'd be glad to help. First I need to identify you: could you tell me your email address, "
-    "or your first name and last name with your zip code or date of birth?"
+    "or your first name and last name with your zip code or date of birth?",
+    "Happy to help with that. To find your account, may I have your email address, or your first and "
+    "last name with your zip code or date of birth?",
+    "Sure. Before we start, I need to verify your identity: please give me your email address, or your "
+    "full name together with your zip code or date of birth.",
+    "Of course. Could you first share the email address on your account, or your first name, last name "
+    "and zip code or date of birth, so I can look you up?",
 )
-WHAT_ELSE = "Is there anything else I can help you with?"
+"""Asking who the user is (every wording names the email and the name, so the user answers alike)."""
+CONFIRM = (
+    "I am about to {what}. Do you confirm (yes/no)?",
+    "Before I go ahead, here is what I will do: {what}. Shall I proceed (yes/no)?",
+    "To confirm, I'm going to {what}. Is that correct? Please answer yes or no.",
+    "Here is the change I'll make: {what}. Would you like me to proceed?",
+    "I'm ready to {what}. Do you want me to go ahead (yes/no)?",
+)
+ANSWER = ("It comes to {cue}.", "I've checked: it is {cue}.", "Here is what I found: {cue}.")
+"""Saying a twist's cue (the answer or the figure the user reacts to)."""
+WHAT_ELSE = (
+    "Is there anything else I can help you with?",
+    "Can I help you with anything else?",
+    "Is there anything else you need today?",
+    "What else can I do for you?",
+)
+REPORT = (
+    "Here is what you asked about: {outputs}.",
+    "Here's the information you asked for: {outputs}.",
+    "To answer your question: {outputs}.",
+)
+REFUSE = (
+    "I'm sorry, but I can't do that: {why}",
+    "Unfortunately I can't help with that: {why}",
+    "I'm afraid that isn't possible: {why}",
+)
 TRANSFER_NOTICE = (
-    "I'm unable to handle this request with the tools I have, so I am transferring you to a human agent."
+    "I'm unable to handle this request with the tools I have, so I am transferring you to a human agent.",
+    "I can't handle this request with the tools I have, so I'm transferring you to a human agent.",
+    "This request is outside my scope, so I'm transferring you to a human agent.",
 )
+"""Announcing a transfer (each says why: the policy allows transfers only for what is out of scope)."""
+GOODBYE = (
+    f"Thank you for contacting us. Goodbye! {STOP}",
+    f"Thanks for reaching out, have a great day! {STOP}",
+)
+
+
+def _words(value: Any) -> str:
+    """An argument value as words: strings as they are, lists joined, records as 'key value' pairs."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        items = [_words(v) for v in value]
+        return (
+            items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}" if items else "none"
+        )
+    if isinstance(value, dict):
+        pairs = ", ".join(f"{k.replace('_', ' ')} {_words(v)}" for k, v in value.items())
+        return f"({pairs})"
+    return str(value) if value is not None else "none"
 
 
 def describe(action: Action) -> str:
-    """A readable one-line description of a tool call, for confirmations."""
-    args = ", ".join(f"{k} = {json.dumps(v)}" for k, v in action.arguments.items())
-    return f"{action.name.replace('_', ' ')} ({args})"
+    """A readable description of a tool call, for confirmations: every argument value, named."""
+    args = "; ".join(f"{k.replace('_', ' ')} {_words(v)}" for k, v in action.arguments.items())
+    return f"{action.name.replace('_', ' ')} ({args})" if args else action.name.replace("_", " ")
 
 
 def call(action: Action) -> str:
@@ -39,62 +99,105 @@ class Say:
     text: str
 
 
-def plan_oracle_moves(task: Task, tools: ToolSet) -> list[Say | Action]:
+class _Script:
+    """The oracle's moves as they are planned: what was played and which outputs are still unsaid."""
+
+    def __init__(self, task: Task, tools: ToolSet, phrasing: Phrasing):
+        self.task = task
+        self.tools = tools
+        self.words = phrasing
+        self.moves: list[Say | Action] = []
+        self.played: set[int] = set()
+        self.unsaid = list(task.outputs)
+
+    def report(self) -> str:
+        """The required outputs not said yet (then they count as said), or nothing."""
+        if not self.unsaid:
+            return ""
+        text = self.words.say(REPORT, outputs="; ".join(self.unsaid))
+        self.unsaid = []
+        return f"{text} "
+
+    def confirm(self, action: Action) -> str:
+        return self.words.say(CONFIRM, what=describe(action))
+
+    def play(self, indices: list[int]) -> None:
+        """The gold actions at ``indices`` not played yet: a write after its confirmation, a transfer
+        after the report and the notice."""
+        for index in indices:
+            if index in self.played:
+                continue
+            self.played.add(index)
+            action = self.task.actions[index]
+            tool = self.tools.get(action.name)
+            kind = tool.kind if tool is not None else ToolKind.READ
+            if kind is ToolKind.WRITE:
+                self.moves.append(Say(self.confirm(action)))
+            elif kind is ToolKind.TERMINAL:
+                self.moves.append(Say(f"{self.report()}{self.words.pick(TRANSFER_NOTICE)}"))
+            self.moves.append(action)
+
+    def moment(self, twist: Twist) -> None:
+        """What brings the twist's moment: the first wish to confirm, or the cue said (the figure first)."""
+        first = twist.abandoned[0] if twist.abandoned else None
+        if twist.when == "mention" and twist.cue:
+            if twist.cue in self.unsaid:
+                self.unsaid.remove(twist.cue)
+            text = self.words.say(ANSWER, cue=twist.cue)
+            if twist.kind == "change_of_mind" and first is not None:
+                text = f"{text} {self.confirm(first)}"
+            self.moves.append(Say(text))
+        elif first is not None:
+            self.moves.append(Say(self.confirm(first)))
+
+
+def plan_oracle_moves(task: Task, tools: ToolSet, phrasing: Phrasing | None = None) -> list[Say | Action]:
     """The oracle's script: identify, then per request read, confirm and write, refuse, report."""
     goal = task.effective_goal()
-    moves: list[Say | Action] = []
-    played: set[int] = set()
+    script = _Script(task, tools, phrasing or Phrasing())
     if task.actions and task.actions[0].name in IDENTITY_TOOLS:
-        moves.append(Say(ASK_IDENTITY))
+        script.moves.append(Say(script.words.pick(ASK_IDENTITY)))
         for index, action in enumerate(task.actions):
             if action.name not in IDENTITY_TOOLS:
                 break
-            moves.append(action)
-            played.add(index)
-    outputs_said = not task.outputs
-    report = "Here is what you asked about: " + "; ".join(task.outputs) + "."
+            script.moves.append(action)
+            script.played.add(index)
     for number, request in enumerate(goal.requests):
-        for index in request.actions:
-            if index in played:
-                continue
-            played.add(index)
-            action = task.actions[index]
-            tool = tools.get(action.name)
-            kind = tool.kind if tool is not None else ToolKind.READ
-            if kind is ToolKind.WRITE:
-                moves.append(Say(f"I am about to {describe(action)}. Do you confirm (yes/no)?"))
-            elif kind is ToolKind.TERMINAL:
-                said = "" if outputs_said else f"{report} "
-                moves.append(Say(f"{said}{TRANSFER_NOTICE}"))
-                outputs_said = True
-            moves.append(action)
+        script.play(request.actions)
+        if request.twist is not None:
+            script.moment(request.twist)
+            script.play(request.twist.actions)
         if request.refuse:
-            moves.append(Say(f"I'm sorry, but I can't do that: {request.refuse}"))
-        closing = WHAT_ELSE
-        if number == len(goal.requests) - 1 and not outputs_said:
-            closing = f"{report} {WHAT_ELSE}"
-            outputs_said = True
-        moves.append(Say(closing))
-    return moves
+            script.moves.append(Say(script.words.say(REFUSE, why=request.refuse)))
+        last = number == len(goal.requests) - 1
+        script.moves.append(Say(f"{script.report() if last else ''}{script.words.pick(WHAT_ELSE)}"))
+    return script.moves
 
 
 class OracleAgent(Agent):
-    """Plays a task's gold actions with a proper dialogue: identifies, confirms writes, reports, ends."""
+    """Plays a task's gold actions with a proper dialogue: identifies, confirms writes, reports, ends.
+
+    ``seed``: draws its wording from the paraphrase banks (per task); without one it uses the first.
+    """
 
     name = "oracle"
 
-    def __init__(self, tools: ToolSet):
+    def __init__(self, tools: ToolSet, seed: int | None = None):
         self.tools = tools
+        self.seed = seed
         self._moves: list[Say | Action] = []
+        self._goodbye = GOODBYE[0]
 
     def reset(self, info: dict[str, Any], task: Task | None = None, env: ApigenEnv | None = None) -> None:
         if task is None:
             raise ValueError("the oracle agent needs the task")
-        self._moves = plan_oracle_moves(task, self.tools)
+        phrasing = Phrasing(seed_for(self.seed, task))
+        self._moves = plan_oracle_moves(task, self.tools, phrasing)
         self._moves.reverse()
+        self._goodbye = phrasing.pick(GOODBYE)
 
     def act(self, observation: str) -> Any:
         if not self._moves:
-            return f"Thank you for contacting us. Goodbye! {STOP}"
+            return self._goodbye
         move = self._moves.pop()
         return move.text if isinstance(move, Say) else call(move)

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from apigen_gym.core.database import Database, Record
-from apigen_gym.core.task import Action, Task
+from apigen_gym.core.task import TWIST_KINDS, Action, Task, TwistKind
 from apigen_gym.domains.airline import DOMAIN
 from apigen_gym.domains.airline.graph import (
     AIRPORTS,
@@ -61,6 +61,7 @@ from apigen_gym.kit.sampling import (
     Identity,
     Intent,
     IntentMix,
+    Late,
     Need,
     Ref,
     SplitSpec,
@@ -75,8 +76,10 @@ SPLITS: dict[str, SplitSpec] = {
     "test": SplitSpec(n=80, seed=20240515, buckets=(0, 1, 2)),
     "dev": SplitSpec(n=20, seed=3, buckets=(3,)),
     "train": SplitSpec(n=300, seed=17, buckets=(4, 5, 6, 7, 8, 9)),
+    "evolving": SplitSpec(n=45, seed=14, buckets=(3,), twists=TWIST_KINDS),
 }
-"""Splits draw from disjoint user pools; only ``test`` is shipped."""
+"""Splits draw from disjoint user pools; ``test`` and ``evolving`` (tasks whose goal changes
+mid-conversation, each twist kind in turn, on the dev users) are shipped."""
 
 FUTURE_DAYS = tuple(f"2024-05-{day:02d}" for day in range(16, 31))
 """The days that can be booked: after today, within the calendar."""
@@ -338,66 +341,117 @@ def _book(ctx: Context) -> Intent | None:
     out_day = rng.choice(FUTURE_DAYS[:-4] if round_trip else FUTURE_DAYS)
     cabin = rng.choice(CABINS)
     people, party_mine, party_yours = _party(ctx)
-    count = len(people)
-    outbound = _choose(ctx, origin, destination, out_day, cabin, count)
+    trip = _itinerary(ctx, origin, destination, out_day, round_trip, cabin, len(people))
+    if trip is None:
+        return None
+    party = Party(people, party_mine, party_yours)
+    bags = rng.randint(0, len(people) + 2)
+    insured = rng.random() < 0.4
+    payment = _booking_payment(ctx, trip.total(ctx, party, bags, insured))
+    if payment is None:
+        return None
+    return _booking(ctx, trip, party, bags, insured, payment, rng.random() < 0.5)
+
+
+@dataclass(frozen=True)
+class Trip:
+    """The flights of a booking: route, dates, cabin and the chosen flights of each direction."""
+
+    origin: str
+    destination: str
+    out_day: str
+    back_day: str
+    cabin: str
+    choices: list[Choice]
+
+    @property
+    def prices(self) -> list[int]:
+        return [p for choice in self.choices for p in choice.prices(self.cabin)]
+
+    def paid_bags(self, ctx: Context, party: Party, bags: int) -> int:
+        return nonfree_bags(bags, len(party.people), ctx.user["membership"], self.cabin)
+
+    def total(self, ctx: Context, party: Party, bags: int, insured: bool) -> int:
+        count = len(party.people)
+        fares = sum(self.prices) * count
+        return fares + INSURANCE_FEE * count * insured + BAG_FEE * self.paid_bags(ctx, party, bags)
+
+
+@dataclass(frozen=True)
+class Party:
+    """Who travels, and how the user and the instruction say it."""
+
+    people: list[Record]
+    mine: str
+    yours: str
+
+
+def _itinerary(
+    ctx: Context, origin: str, destination: str, out_day: str, round_trip: bool, cabin: str, seats: int
+) -> Trip | None:
+    """Flights the user can describe, with ``seats`` free: out on ``out_day``, back 1-4 days later."""
+    outbound = _choose(ctx, origin, destination, out_day, cabin, seats)
     if outbound is None:
         return None
     choices = [outbound]
     back_day = ""
     if round_trip:
-        later = FUTURE_DAYS.index(outbound.flights[-1]["date"]) + rng.randint(1, 4)
+        later = FUTURE_DAYS.index(outbound.flights[-1]["date"]) + ctx.rng.randint(1, 4)
         if later >= len(FUTURE_DAYS):
             return None
         back_day = FUTURE_DAYS[later]
-        inbound = _choose(ctx, destination, origin, back_day, cabin, count)
+        inbound = _choose(ctx, destination, origin, back_day, cabin, seats)
         if inbound is None:
             return None
         choices.append(inbound)
-    prices = [p for choice in choices for p in choice.prices(cabin)]
-    bags = rng.randint(0, count + 2)
-    paid_bags = nonfree_bags(bags, count, ctx.user["membership"], cabin)
-    insured = rng.random() < 0.4
-    total = sum(prices) * count + INSURANCE_FEE * count * insured + BAG_FEE * paid_bags
-    payment = _booking_payment(ctx, total)
-    if payment is None:
-        return None
-    wants_total = rng.random() < 0.5
+    return Trip(origin, destination, out_day, back_day, cabin, choices)
+
+
+def _booking(
+    ctx: Context, trip: Trip, party: Party, bags: int, insured: bool, payment: Payment, wants_total: bool
+) -> Intent:
+    """Booking ``trip`` for ``party``, as the user asks for it."""
+    count, cabin, choices = len(party.people), trip.cabin, trip.choices
+    round_trip = len(choices) > 1
+    prices = trip.prices
+    paid_bags = trip.paid_bags(ctx, party, bags)
+    total = trip.total(ctx, party, bags, insured)
     fares = " + ".join(map(str, prices))
     terms = [fares if count == 1 else f"({fares}) * {count}" if len(prices) > 1 else f"{fares} * {count}"]
     terms += [f"{INSURANCE_FEE} * {count}"] if insured else []
     terms += [f"{BAG_FEE} * {paid_bags}"] if paid_bags else []
     calc = (read("calculate", expression=" + ".join(terms)),) if wants_total else ()
-    trip = "round trip" if round_trip else "one-way trip"
-    dates = f"on {_day(out_day)}" + (f", coming back on {_day(back_day)}" if round_trip else "")
-    flights_text = f"For the way out I'd like {outbound.text}" + (
+    kind = "round trip" if round_trip else "one-way trip"
+    dates = f"on {_day(trip.out_day)}" + (f", coming back on {_day(trip.back_day)}" if round_trip else "")
+    flights_text = f"For the way out I'd like {choices[0].text}" + (
         f", and for the way back {choices[1].text}." if round_trip else "."
     )
     bags_text = f"We will check {_count(bags, 'bag')} in total." if bags else "We have no checked bags."
     insurance_text = "I want travel insurance." if insured else "No travel insurance, please."
     arguments = {
         "user_id": ctx.user_id,
-        "origin": origin,
-        "destination": destination,
+        "origin": trip.origin,
+        "destination": trip.destination,
         "flight_type": "round_trip" if round_trip else "one_way",
         "cabin": cabin,
         "flights": _legs([f for choice in choices for f in choice.flights]),
-        "passengers": [dict(p) for p in people],
+        "passengers": [dict(p) for p in party.people],
         "payment_methods": payment.methods,
         "total_baggages": bags,
         "nonfree_baggages": paid_bags,
         "insurance": "yes" if insured else "no",
     }
-    route = f"from {_city(origin)} to {_city(destination)}"
+    route = f"from {_city(trip.origin)} to {_city(trip.destination)}"
     return Intent(
         kind="book",
         subject=ctx.user_id,
         request=(
-            f"I want to book a {trip} {route} in {CABIN_WORDS[cabin]} for {party_mine}, leaving {dates}. "
+            f"I want to book a {kind} {route} in {CABIN_WORDS[cabin]} for {party.mine}, leaving {dates}. "
             f"{flights_text} {bags_text} {insurance_text} {payment.mine}"
             + (" What will the total price be?" if wants_total else "")
         ),
         goal=(
-            f"book a {trip} {route} {dates} in {CABIN_WORDS[cabin]} for {party_yours}: "
+            f"book a {kind} {route} {dates} in {CABIN_WORDS[cabin]} for {party.yours}: "
             + join_words([c.text for c in choices])
             + f"; {_count(bags, 'checked bag') if bags else 'no checked bags'},"
             + f" {'with' if insured else 'no'} insurance, paying {payment.yours}"
@@ -1120,6 +1174,118 @@ def _cheapest_fare(ctx: Context) -> Intent | None:
     )
 
 
+# --- late context -------------------------------------------------------------------------------
+
+CAUTIONS = (
+    ("my doctor may want to see me again around then", "your doctor may want to see you again around then"),
+    ("my father has been unwell lately", "your father has been unwell lately"),
+    (
+        "the weather there can be rough at this time of year",
+        "the weather there can be rough at that time of year",
+    ),
+)
+"""Facts that make a traveller want insurance after all: what the user says, what they are told."""
+
+
+def _late_booking(ctx: Context, companion: bool) -> Late | None:
+    """A booking the user first asks for alone and uninsured; when asked to confirm, they say a saved
+    passenger comes along (``companion``) or mention a worry that makes them want insurance."""
+    if not ctx.may_write(ctx.user_id, BOOK):
+        return None
+    me = {**ctx.user["name"], "dob": ctx.user["dob"]}
+    saved = [p for p in ctx.user["saved_passengers"] if _full_name(p) != _full_name(me)]
+    other = ctx.pick(saved) if companion else None
+    card = ctx.pick(ctx.methods("credit_card"))
+    if (companion and other is None) or card is None:
+        return None
+    origin, destination = ctx.rng.sample(_served(ctx), 2)
+    round_trip = ctx.rng.random() < 0.45
+    out_day = ctx.rng.choice(FUTURE_DAYS[:-4] if round_trip else FUTURE_DAYS)
+    trip = _itinerary(ctx, origin, destination, out_day, round_trip, ctx.rng.choice(CABINS), 2)
+    if trip is None:
+        return None
+    bags = ctx.rng.randint(0, 2)
+    card_name = _method_name(card)
+
+    def booking(party: Party, insured: bool) -> Intent:
+        total = trip.total(ctx, party, bags, insured)
+        mine, yours = f"Please charge it all to my {card_name}.", f"all on your {card_name}"
+        return _booking(ctx, trip, party, bags, insured, Payment([_pay(card, total)], mine, yours), False)
+
+    alone = Party([me], "just me", "just you")
+    if other is not None:
+        who = _full_name(other)
+        both = Party(
+            [me, dict(other)], f"me and {who} (saved in my profile)", f"you and {who} (saved in your profile)"
+        )
+        return Late(
+            first=booking(alone, False),
+            final=booking(both, False),
+            said=f"Oh wait, I forgot to mention: {who} is coming with me, so please book it for both of us. "
+            f"{who} is saved in my profile.",
+            meant=f"you mention that {who} (saved in your profile) is coming with you, "
+            "so the booking must be for both of you",
+        )
+    said, meant = ctx.rng.choice(CAUTIONS)
+    return Late(
+        first=booking(alone, False),
+        final=booking(alone, True),
+        said=f"Before you book it, one thing I should have said: {said}, so I'd like travel insurance on it.",
+        meant=f"you mention that {meant}, so you want travel insurance on the booking",
+    )
+
+
+def _late_companion(ctx: Context) -> Late | None:
+    return _late_booking(ctx, companion=True)
+
+
+def _late_insurance(ctx: Context) -> Late | None:
+    return _late_booking(ctx, companion=False)
+
+
+def _late_more_bags(ctx: Context) -> Late | None:
+    """Bags added to a reservation: when asked to confirm, the user says they bring one more."""
+    reservation = ctx.pick(_changeable(ctx, CHANGE_BAGS))
+    method = ctx.pick(ctx.methods("credit_card"))
+    if reservation is None or method is None:
+        return None
+    ref, added = _ref(ctx, reservation), ctx.rng.choice((1, 1, 2))
+
+    def adding(count: int) -> Intent:
+        total = reservation["total_baggages"] + count
+        paid = nonfree_bags(
+            total, len(reservation["passengers"]), ctx.user["membership"], reservation["cabin"]
+        )
+        arguments = {
+            "reservation_id": reservation["reservation_id"],
+            "total_baggages": total,
+            "nonfree_baggages": paid,
+            "payment_id": method["id"],
+        }
+        bags = _count(count, "checked bag")
+        return Intent(
+            kind="add_bags",
+            subject=reservation["reservation_id"],
+            request=f"Please add {bags} to {ref.mine}. If there is a fee, use my {_method_name(method)}.",
+            goal=f"add {bags} to {ref.yours}, paying any fee with your {_method_name(method)}",
+            reads=ref.reads,
+            writes=(Action(name=CHANGE_BAGS, arguments=arguments),),
+        )
+
+    return Late(
+        first=adding(added),
+        final=adding(added + 1),
+        said="Sorry, one more thing: my partner is packing a bag too, so please add "
+        f"{_count(added + 1, 'bag')} in total.",
+        meant=f"you mention that your partner is bringing a bag too, so {_count(added + 1, 'bag')} must be "
+        "added in total",
+    )
+
+
+LATE: tuple[Callable[[Context], Late | None], ...] = (_late_companion, _late_insurance, _late_more_bags)
+"""Builders of late context: facts the user reveals when asked to confirm, changing the write."""
+
+
 # --- walks --------------------------------------------------------------------------------------
 
 Builder = Callable[[Context], "Intent | None"]
@@ -1164,7 +1330,7 @@ STOP_PROBABILITY = {RESERVATION: 0.1, "calculate": 0.8, SEARCH_DIRECT: 0.5}
 AIRPORTS_START = 0.12
 MULTI_WRITE_SHARE = 0.35
 REFUSAL_TASK_SHARE = 0.15
-MIX = IntentMix(FAMILIES, REFUSALS, REFUSAL_SHARE, MULTI_WRITE_SHARE, REFUSAL_TASK_SHARE)
+MIX = IntentMix(FAMILIES, REFUSALS, REFUSAL_SHARE, MULTI_WRITE_SHARE, REFUSAL_TASK_SHARE, late=LATE)
 """How this domain mixes its intents."""
 
 
@@ -1185,29 +1351,32 @@ def walk(rng: random.Random, start: str) -> list[str]:
 
 
 def _draw_intent(ctx: Context, need: Need, tries: int = 16) -> Intent | None:
-    """An intent reached by a walk, resampling walks that lead nowhere valid; the first one says who."""
+    """An intent reached by a walk, resampling walks that lead nowhere valid."""
 
     def family(need: Need) -> str:
         start = AIRPORTS if need is None and ctx.rng.random() < AIRPORTS_START else PROFILE
         return walk(ctx.rng, start)[-1]
 
-    intent = MIX.draw(ctx, need, family, tries)
-    if intent is not None and ctx.drawn == 1:
-        intent = replace(intent, request=f"My user id is {ctx.user_id}. {intent.request}")
-    return intent
+    return MIX.draw(ctx, need, family, tries)
 
 
 # --- tasks --------------------------------------------------------------------------------------
 
 
-def build_task(database: Database, rng: random.Random, user_id: str) -> Task | None:
-    """One task for ``user_id`` (its id and meta are completed by the caller), or None."""
+def build_task(
+    database: Database, rng: random.Random, user_id: str, twist: TwistKind | None = None
+) -> Task | None:
+    """One task for ``user_id`` (its id and meta are completed by the caller), or None.
+
+    The user says who they are in their first request (the airline has no look-up tool).
+    """
     ctx = Context.start(DOMAIN, database, rng, user_id, subject_key="reservation_id")
     profile = read(PROFILE, user_id=user_id)
-    identity = Identity(profile, {"user_id": user_id}, f"Your user id is {user_id}.")
+    says = f"My user id is {user_id}."
+    identity = Identity(profile, {"user_id": user_id}, f"Your user id is {user_id}.", says)
     if ctx.execute([profile]) is None:
         return None
-    return ctx.build(identity, MIX.plan(rng), lambda need: _draw_intent(ctx, need))
+    return ctx.build(identity, MIX.plan(rng, twist), lambda need: _draw_intent(ctx, need), MIX.late)
 
 
 SAMPLER = DomainSampler("airline", SPLITS, build_task)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from apigen_gym.core.database import Database, Record
-from apigen_gym.core.task import Action, Task
+from apigen_gym.core.task import TWIST_KINDS, Action, Task, TwistKind
 from apigen_gym.domains.retail import DOMAIN
 from apigen_gym.domains.retail.graph import (
     API_GRAPH,
@@ -37,6 +37,7 @@ from apigen_gym.kit.sampling import (
     Identity,
     Intent,
     IntentMix,
+    Late,
     Need,
     Ref,
     SplitSpec,
@@ -55,8 +56,11 @@ SPLITS: dict[str, SplitSpec] = {
     "test": SplitSpec(n=115, seed=20240611, buckets=(0, 1, 2)),
     "dev": SplitSpec(n=20, seed=31, buckets=(3,)),
     "train": SplitSpec(n=300, seed=7, buckets=(4, 5, 6, 7, 8, 9)),
+    "evolving": SplitSpec(n=45, seed=14, buckets=(3,), twists=TWIST_KINDS),
 }
-"""Splits draw from disjoint user pools, so no train task can equal a test task."""
+"""Splits draw from disjoint user pools, so no train task can equal a test task; ``evolving`` holds
+tasks whose goal changes mid-conversation, each twist kind in turn (on the dev users, an evaluation
+pool of its own)."""
 
 # --- words --------------------------------------------------------------------------------------
 
@@ -313,7 +317,13 @@ def _swap_intent(ctx: Context, tool: str, statuses: tuple[str, ...]) -> Intent |
     method = _difference_method(ctx, max(difference, round(difference, 2)))
     if not swaps or method is None:
         return None
-    ref = _order_ref(ctx, order)
+    return _swap_request(ctx, tool, order, _order_ref(ctx, order), swaps, method)
+
+
+def _swap_request(
+    ctx: Context, tool: str, order: Record, ref: Ref, swaps: list[Swap], method: Record
+) -> Intent:
+    """Swapping items of ``order`` (modify a pending order, or exchange a delivered one)."""
     products = tuple(read("get_product_details", product_id=s.item["product_id"]) for s in swaps)
     args = {
         "order_id": order["order_id"],
@@ -382,8 +392,14 @@ def _return(ctx: Context) -> Intent | None:
     if not items:
         return None
     ref = _order_ref(ctx, order)
+    return _return_request(ctx, order, ref, items, method_id, where, ctx.rng.random() < 0.4)
+
+
+def _return_request(
+    ctx: Context, order: Record, ref: Ref, items: list[Record], method_id: str, where: str, wants_total: bool
+) -> Intent:
+    """Returning ``items`` of a delivered order, refunded to ``method_id`` (the user calls it ``where``)."""
     names = join_words([_item_name(order, i) for i in items])
-    wants_total = ctx.rng.random() < 0.4
     total, calc = _refund_sum(ctx, order, items) if wants_total else ("", ())
     ask = " and tell me how much I will get back" if wants_total else ""
     args = {"order_id": order["order_id"], "item_ids": [i["item_id"] for i in items]}
@@ -684,6 +700,94 @@ def _cheapest(ctx: Context) -> Intent | None:
     )
 
 
+# --- late context -------------------------------------------------------------------------------
+
+
+def _returnable(ctx: Context, least: int) -> Record | None:
+    """A delivered order this task may still return from, with at least ``least`` nameable items."""
+    orders = ctx.orders("delivered")
+    return ctx.pick(
+        [o for o in orders if ctx.may_write(o["order_id"], RETURN) and len(_single_items(o)) >= least]
+    )
+
+
+def _late_return_item(ctx: Context) -> Late | None:
+    """A return that gains an item: the user mentions another faulty one when asked to confirm."""
+    order = _returnable(ctx, 2)
+    if order is None:
+        return None
+    items = _single_items(order)
+    ctx.rng.shuffle(items)
+    items = sorted(items[: ctx.rng.choice((2, 2, 3))], key=order["items"].index)
+    extra = ctx.pick(items)
+    original = order["payment_history"][0]["payment_method_id"]
+    ref, where = _order_ref(ctx, order), "the original payment method"
+    rest = [i for i in items if i is not extra]
+    name = _item_name(order, extra)
+    return Late(
+        first=_return_request(ctx, order, ref, rest, original, where, False),
+        final=_return_request(ctx, order, ref, items, original, where, False),
+        said=f"Oh, before you do that: I just noticed {name} from the same order is faulty too. "
+        "Please return it as well, all in one go.",
+        meant=f"you mention that {name} from that order turned out faulty too, so the return must include it",
+    )
+
+
+def _late_refund_method(ctx: Context) -> Late | None:
+    """A return whose refund moves to a gift card: the user says the account they paid with is closed."""
+    order = _returnable(ctx, 1)
+    gift = ctx.pick(ctx.gift_cards())
+    original = order["payment_history"][0]["payment_method_id"] if order else None
+    if order is None or gift is None or gift["id"] == original:
+        return None
+    items = _single_items(order)
+    ctx.rng.shuffle(items)
+    items = sorted(items[: ctx.rng.choice((1, 1, 2))], key=order["items"].index)
+    ref = _order_ref(ctx, order)
+    return Late(
+        first=_return_request(ctx, order, ref, items, original, "the original payment method", False),
+        final=_return_request(ctx, order, ref, items, gift["id"], "my gift card", False),
+        said="Wait, one thing I forgot to say: I have closed the account I paid with. "
+        "Please put the refund on my gift card instead.",
+        meant="you mention that you have closed the account you paid with, so the refund must go to your "
+        "gift card instead",
+    )
+
+
+def _late_second_swap(ctx: Context) -> Late | None:
+    """Items swapped in one go: the user remembers a second item to change when asked to confirm."""
+    tool, statuses = ctx.rng.choice(((MODIFY_ITEMS, ("pending",)), (EXCHANGE, ("delivered",))))
+    order = ctx.pick([o for o in ctx.orders(*statuses) if ctx.may_write(o["order_id"], tool)])
+    swaps = _swaps(ctx, order, 2) if order else []
+    if order is None or len(swaps) < 2:
+        return None
+    ctx.rng.shuffle(swaps)
+    first_difference = swaps[0].variant["price"] - swaps[0].item["price"]
+    difference = sum(s.variant["price"] - s.item["price"] for s in swaps)
+    method = _difference_method(ctx, max(first_difference, difference, round(difference, 2)))
+    if method is None:
+        return None
+    ref = _order_ref(ctx, order)
+    verb = "change" if tool == MODIFY_ITEMS else "exchange"
+    late_text = f"{verb} {_swap_text(order, swaps[1:])}"
+    both = sorted(swaps, key=lambda swap: order["items"].index(swap.item))
+    return Late(
+        first=_swap_request(ctx, tool, order, ref, swaps[:1], method),
+        final=_swap_request(ctx, tool, order, ref, both, method),
+        said=f"Hold on, before you confirm: I'd also like to {late_text}. "
+        "Please do both in the same change, the same way.",
+        meant=f"you remember that you also want to {late_text}, and both changes must be made together",
+    )
+
+
+LATE: tuple[Callable[[Context], Late | None], ...] = (
+    _late_return_item,
+    _late_refund_method,
+    _late_second_swap,
+)
+"""Builders of late context: facts the user reveals when asked to confirm, changing the write."""
+
+
 # --- walks --------------------------------------------------------------------------------------
 
 Builder = Callable[[Context], "Intent | None"]
@@ -725,7 +829,7 @@ MULTI_WRITE_SHARE = 0.35
 """Share of tasks planned with two writes (then maybe a third, free intent)."""
 REFUSAL_TASK_SHARE = 0.08
 """Share of tasks planned to open with a request the policy forbids."""
-MIX = IntentMix(FAMILIES, REFUSALS, REFUSAL_SHARE, MULTI_WRITE_SHARE, REFUSAL_TASK_SHARE)
+MIX = IntentMix(FAMILIES, REFUSALS, REFUSAL_SHARE, MULTI_WRITE_SHARE, REFUSAL_TASK_SHARE, late=LATE)
 """How this domain mixes its intents."""
 
 
@@ -770,13 +874,16 @@ def _identity(ctx: Context) -> Identity:
     return Identity(Action(name="find_user_id_by_name_zip", arguments=known), known, who)
 
 
-def build_task(database: Database, rng: random.Random, user_id: str) -> Task | None:
+def build_task(
+    database: Database, rng: random.Random, user_id: str, twist: TwistKind | None = None
+) -> Task | None:
     """One task for ``user_id`` (its id and meta are completed by the caller), or None."""
     ctx = Context.start(DOMAIN, database, rng, user_id, subject_key="order_id")
     identity = _identity(ctx)
     if not ctx.identify(identity):
         return None
-    return ctx.build(identity, MIX.plan(rng), lambda need: _draw_intent(ctx, identity.action.name, need))
+    plan = MIX.plan(rng, twist)
+    return ctx.build(identity, plan, lambda need: _draw_intent(ctx, identity.action.name, need), MIX.late)
 
 
 # --- sampling -----------------------------------------------------------------------------------

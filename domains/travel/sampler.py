@@ -23,7 +23,7 @@ from typing import Any
 
 from apigen_gym.core.database import Database, Record
 from apigen_gym.core.policy import Step, Trace
-from apigen_gym.core.task import Action, Task
+from apigen_gym.core.task import TWIST_KINDS, Action, Task, TwistKind
 from apigen_gym.domains.travel import DOMAIN, terms
 from apigen_gym.domains.travel import booking as bk
 from apigen_gym.domains.travel.graph import (
@@ -59,6 +59,7 @@ from apigen_gym.kit.sampling import (
     Identity,
     Intent,
     IntentMix,
+    Late,
     Need,
     SplitSpec,
     TaskBuilder,
@@ -71,8 +72,10 @@ SPLITS: dict[str, SplitSpec] = {
     "test": SplitSpec(n=120, seed=8, buckets=(0, 1, 2)),
     "dev": SplitSpec(n=20, seed=5, buckets=(3,)),
     "train": SplitSpec(n=300, seed=11, buckets=(4, 5, 6, 7, 8, 9)),
+    "evolving": SplitSpec(n=45, seed=14, buckets=(3,), twists=TWIST_KINDS),
 }
-"""Splits draw from disjoint user pools; only ``test`` is shipped."""
+"""Splits draw from disjoint user pools; ``test`` and ``evolving`` (tasks whose goal changes
+mid-conversation, each twist kind in turn, on the dev users) are shipped."""
 
 CABIN_WORDS = {"basic_economy": "basic economy", "economy": "economy", "business": "business class"}
 CAR_WORDS = {"suv": "SUV"}
@@ -373,8 +376,13 @@ def _book_trip(ctx: Context) -> Intent | None:
     if not ctx.may_write(ctx.user_id, BOOK):
         return None
     plan = _plan_trip(ctx)
-    booking = plan.booking(ctx.user_id) if plan else None
-    if plan is None or booking is None or not ctx.fits([booking]):
+    return None if plan is None else _trip_booking(ctx, plan)
+
+
+def _trip_booking(ctx: Context, plan: TripPlan) -> Intent | None:
+    """Booking ``plan`` and hearing its total, when the policy allows it."""
+    booking = plan.booking(ctx.user_id)
+    if not ctx.fits([booking]):
         return None
     said, meant = _trip_words(ctx, plan)
     total = bk.plan_booking(
@@ -1201,6 +1209,71 @@ def _transfer(ctx: Context) -> Intent | None:
     )
 
 
+# --- late context -------------------------------------------------------------------------------
+
+WORRIES = (
+    ("my mother has been unwell lately", "your mother has been unwell lately"),
+    ("I may be called back to work at short notice", "you may be called back to work at short notice"),
+    ("there are strikes announced at the airport", "strikes are announced at the airport"),
+)
+"""Facts that make a traveller want insurance after all: what the user says, what they are told."""
+
+
+def _solo(ctx: Context, pick: FlightPick) -> FlightPick | None:
+    """The same search for one traveller: its cheapest flight may differ (fewer seats needed)."""
+    arguments = {k: v for k, v in pick.search.arguments.items() if k != "travellers"}
+    found = ctx.search(FLIGHTS, **arguments)
+    return FlightPick(read(FLIGHTS, **arguments), found[0], pick.words) if found else None
+
+
+def _late_companion(ctx: Context) -> Late | None:
+    """A trip the user first books alone; asked to confirm, they say a saved traveller comes along."""
+    others = sorted(t for t in ctx.user["travellers"] if t != "trv_1")
+    companion = ctx.pick(others)
+    if companion is None or not ctx.may_write(ctx.user_id, BOOK):
+        return None
+    both = _plan_trip(ctx, travellers=["trv_1", companion])
+    out, back = (_solo(ctx, both.out), _solo(ctx, both.back)) if both else (None, None)
+    if both is None or out is None or back is None:
+        return None
+    first = _trip_booking(ctx, replace(both, out=out, back=back, traveller_ids=["trv_1"]))
+    final = _trip_booking(ctx, both)
+    if first is None or final is None:
+        return None
+    who = _full_name(ctx.user["travellers"][companion])
+    return Late(
+        first=first,
+        final=final,
+        said=f"Oh, I nearly forgot: {who} is coming along too, so please book the cheapest flights for both "
+        f"of us ({who} is saved in my profile). How much will it be in total then?",
+        meant=f"you mention that {who} (saved in your profile) is coming too, so the trip must be booked for "
+        "both of you on the cheapest flights for two, and you want to know the new total",
+    )
+
+
+def _late_insurance(ctx: Context) -> Late | None:
+    """A trip the user first books uninsured; asked to confirm, they mention a worry and want insurance."""
+    plan = _plan_trip(ctx) if ctx.may_write(ctx.user_id, BOOK) else None
+    if plan is None:
+        return None
+    first = _trip_booking(ctx, replace(plan, insured=False))
+    final = _trip_booking(ctx, replace(plan, insured=True))
+    if first is None or final is None:
+        return None
+    said, meant = ctx.rng.choice(WORRIES)
+    return Late(
+        first=first,
+        final=final,
+        said=f"Before you book: {said}, so I'd like travel insurance on this trip too. "
+        "What is the total with it?",
+        meant=f"you mention that {meant}, so you want travel insurance on the trip too, and the new total",
+    )
+
+
+LATE: tuple[Callable[[Context], Late | None], ...] = (_late_companion, _late_insurance)
+"""Builders of late context: facts the user reveals when asked to confirm, changing the write."""
+
+
 # --- walks --------------------------------------------------------------------------------------
 
 Builder = Callable[[Context], "Intent | None"]
@@ -1282,7 +1355,7 @@ TRIES: dict[Need, int] = {None: 16, "write": 16, "refuse": 40}
 """Walks tried for an intent (refusals exist for few families, so they get more)."""
 MULTI_WRITE_SHARE = 0.35
 REFUSAL_TASK_SHARE = 0.18
-MIX = IntentMix(FAMILIES, REFUSALS, REFUSAL_SHARE, MULTI_WRITE_SHARE, REFUSAL_TASK_SHARE)
+MIX = IntentMix(FAMILIES, REFUSALS, REFUSAL_SHARE, MULTI_WRITE_SHARE, REFUSAL_TASK_SHARE, late=LATE)
 """How this domain mixes its intents."""
 
 
@@ -1323,13 +1396,15 @@ def _identity(user: Record) -> Identity:
     return Identity(Action(name="find_user_id_by_email", arguments=known), known, who)
 
 
-def build_task(database: Database, rng: random.Random, user_id: str) -> Task | None:
+def build_task(
+    database: Database, rng: random.Random, user_id: str, twist: TwistKind | None = None
+) -> Task | None:
     """One task for ``user_id`` (its id and meta are completed by the caller), or None."""
     ctx = Context.start(DOMAIN, database, rng, user_id, subject_key="trip_id")
     identity = _identity(ctx.user)
     if not ctx.identify(identity):
         return None
-    return ctx.build(identity, MIX.plan(rng), lambda need: _draw_intent(ctx, need))
+    return ctx.build(identity, MIX.plan(rng, twist), lambda need: _draw_intent(ctx, need), MIX.late)
 
 
 SAMPLER = DomainSampler("travel", SPLITS, build_task)
