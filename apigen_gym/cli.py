@@ -334,6 +334,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             acceptance_threshold=args.threshold,
             feedback_rounds=args.rounds,
             recombine=args.recombine,
+            evolving=args.evolving,
             user=model(args.user_model),
             user_best_of=args.user_best_of,
             critic=model(args.critic_model),
@@ -358,7 +359,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.run}: no such folder")
     out = args.out or str(Path(args.run) / f"export-{args.format}.jsonl")
     try:
-        print(export_main(args.run, args.format, out))
+        print(export_main(args.run, args.format, out, drop_stop=args.drop_stop))
     except (GenerationError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
     return 0
@@ -445,6 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--threshold", type=float, default=0.5, help="share of committee criteria to pass")
     gen.add_argument("--rounds", type=int, help="proposal rounds with feedback (default per domain)")
     gen.add_argument("--recombine", type=float, default=0.2, help="extra recombined tasks, as a share of n")
+    gen.add_argument(
+        "--evolving", type=float, default=0.25, help="share of blueprints whose goal evolves mid-conversation"
+    )
     gen.add_argument("--user-model", help="phase 2 LLM user's model (default: the scripted user)")
     gen.add_argument("--user-best-of", type=int, default=1, help="best-of-N LLM user")
     gen.add_argument("--critic-model", help="the best-of-N critic's model")
@@ -457,6 +461,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run", help="the run folder")
     export.add_argument("--format", choices=["openai", "sharegpt"], default="openai")
     export.add_argument("--out", help="output JSONL (default: RUN/export-<format>.jsonl)")
+    export.add_argument(
+        "--drop-stop",
+        action="store_true",
+        help="take the ###STOP### control message out of the training text (default: kept; the "
+        "provenance's termination says why each dialogue ended)",
+    )
 
     serve = sub.add_parser("serve-llm", help="the loopback OpenAI-compatible server with scripted models")
     from apigen_gym.loopback.config import add_arguments as server_arguments

@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 
 from apigen_gym.core.task import Task
+from apigen_gym.core.user import STOP
 from apigen_gym.domains.retail import DOMAIN
 from apigen_gym.domains.retail.sampler import sample_tasks
 from apigen_gym.generation import export as export_module
 from apigen_gym.generation.config import GenerationConfig
-from apigen_gym.generation.export import export, sharegpt_turns
+from apigen_gym.generation.export import Format, export, sharegpt_turns, without_stop
 from apigen_gym.generation.phase2 import read_records, run_phase2
 from apigen_gym.generation.pipeline import GenerationError, export_main
 from apigen_gym.generation.store import RunPaths
@@ -40,6 +41,7 @@ PROVENANCE_KEYS = {
     "context",
     "models",
     "seeds",
+    "termination",
     "env_id",
     "env_version",
     "harness_version",
@@ -196,6 +198,31 @@ def test_sharegpt_rows(run_dir: Path, tmp_path: Path) -> None:
                 assert after["from"] in ("observation", "function_call")
 
 
+@pytest.mark.parametrize("fmt", ["openai", "sharegpt"])
+def test_the_stop_control_message_is_kept_by_default_and_can_be_dropped(
+    run_dir: Path, tmp_path: Path, fmt: Format
+) -> None:
+    kept, dropped = tmp_path / "kept.jsonl", tmp_path / "dropped.jsonl"
+    assert export(run_dir, fmt, kept) == export(run_dir, fmt, dropped, drop_stop=True) == N
+    records = {r.task_id: r for r in read_records(RunPaths(run_dir).dialogues)}
+    for with_stop, without in zip(read_jsonl(kept), check_loads_with_one_schema(dropped)):
+        assert STOP in json.dumps(with_stop["messages" if fmt == "openai" else "conversations"])
+        text = without["messages" if fmt == "openai" else "conversations"]
+        assert STOP not in json.dumps(text)
+        record = records[without["provenance"]["task_id"]]
+        assert without["provenance"]["termination"] == record.termination == "user_stop"
+        assert without["provenance"] == with_stop["provenance"]
+    messages = [
+        {"role": "user", "content": f"Thanks, bye! {STOP}"},
+        {"role": "assistant", "content": STOP},
+        {"role": "assistant", "content": f"  {STOP}", "tool_calls": [{"id": "c"}]},
+    ]
+    assert without_stop(messages) == [
+        {"role": "user", "content": "Thanks, bye!"},
+        {"role": "assistant", "content": "", "tool_calls": [{"id": "c"}]},
+    ]
+
+
 def test_sharegpt_keeps_consecutive_roles_and_mixed_turns() -> None:
     call = {"id": "c1", "type": "function", "function": {"name": "think", "arguments": '{"thought": "hm"}'}}
     call2 = {"id": "c2", "type": "function", "function": {"name": "calculate", "arguments": "{bad"}}
@@ -264,7 +291,7 @@ def test_export_is_atomic(run_dir: Path, tmp_path: Path, monkeypatch: pytest.Mon
     out = tmp_path / "data.jsonl"
     out.write_text("old\n")
 
-    def broken(record: Any) -> dict[str, Any]:
+    def broken(record: Any, drop_stop: bool = False) -> dict[str, Any]:
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(export_module, "openai_row", broken)

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from apigen_gym.core.task import Action, Goal, Task
+from apigen_gym.core.task import Action, Goal, Task, TwistKind
 from apigen_gym.llm.types import Usage
 
 Source = Literal["template", "llm", "recombined"]
@@ -35,7 +35,7 @@ class Blueprint(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     cost: float = 0.0
     meta: dict[str, Any] = Field(default_factory=dict)
-    """Extra facts kept from the proposer (the template's intents and write count)."""
+    """Extra facts kept from the proposer (the template's intents, write count and twists)."""
 
 
 class ProposalError(BaseModel):
@@ -87,6 +87,8 @@ class ContextSummary(BaseModel):
     persona: str
     examples: list[str]
     """Ids of the few-shot tasks shown."""
+    twist: TwistKind | None = None
+    """How the task was asked to evolve mid-conversation, if it was."""
 
 
 class RemovedRecord(BaseModel):

@@ -32,6 +32,9 @@ class GenerationConfig(BaseModel):
     """Proposal rounds per blueprint with feedback (default per domain: retail 3, airline 5, travel 3)."""
     recombine: float = Field(0.2, ge=0, le=1)
     """How many extra tasks to make by recombining accepted ones, as a share of ``n``."""
+    evolving: float = Field(0.25, ge=0, le=1)
+    """Share of blueprints asked to evolve mid-conversation (a change of mind, late context or a
+    follow-up, in turn by chance): their context names the twist kind the proposer must build."""
     user: LLMSettings | None = None
     """The phase-2 user simulator; ``None``: the scripted user."""
     user_best_of: int = Field(1, ge=1)

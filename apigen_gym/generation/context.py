@@ -18,7 +18,7 @@ from typing import Any
 from apigen_gym.core.apigraph import ApiGraph
 from apigen_gym.core.database import Database, thaw
 from apigen_gym.core.domain import Domain
-from apigen_gym.core.task import Task
+from apigen_gym.core.task import Task, TwistKind
 from apigen_gym.core.tools import ToolKind
 from apigen_gym.generation.blueprint import ContextSummary
 from apigen_gym.generation.personas import pick_persona
@@ -55,6 +55,8 @@ class Context:
     policy: tuple[PolicySection, ...]
     persona: str
     examples: tuple[Task, ...] = field(repr=False)
+    twist: TwistKind | None = None
+    """How the task must evolve mid-conversation (``None``: it need not)."""
 
     @property
     def read_tools(self) -> list[str]:
@@ -69,6 +71,7 @@ class Context:
             policy_sections=[s.title for s in self.policy],
             persona=self.persona,
             examples=[t.id for t in self.examples],
+            twist=self.twist,
         )
 
 
@@ -242,8 +245,9 @@ class ContextSampler:
         self.finder = RowFinder(database)
         self.examples = ExamplePool(examples, self.writes)
 
-    def sample(self, rng: random.Random, user_id: str) -> Context:
-        """A context for ``user_id``: one or two walks to writes, rows, policy, persona, examples."""
+    def sample(self, rng: random.Random, user_id: str, twist: TwistKind | None = None) -> Context:
+        """A context for ``user_id``: one or two walks to writes, rows, policy, persona, examples (and
+        the ``twist`` the task must have, if any)."""
         walks = [sample_walks(self.graph, self.writes, rng)]
         if rng.random() < SECOND_WALK:
             walks.append(sample_walks(self.graph, self.writes, rng))
@@ -257,4 +261,5 @@ class ContextSampler:
             policy=self.policy.relevant(writes, named=[t for w in walks for t in w]),
             persona=pick_persona(rng),
             examples=self.examples.pick(writes, rng),
+            twist=twist,
         )

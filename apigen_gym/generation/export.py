@@ -1,5 +1,9 @@
 """Export a run's verified dialogues as SFT data: OpenAI chat format or APIGen-MT-5k's ShareGPT format.
 
+``drop_stop`` removes the ``###STOP###`` control message from the training text (a message left empty
+is dropped); it is off by default, so the text is the episode as played. Either way the provenance
+says why the dialogue ended (``termination``: ``user_stop``, ``agent_stop``, ``transfer``).
+
 Every row carries its provenance in a ``provenance`` field with one fixed structure, so that the
 Hugging Face ``datasets`` JSON loader infers a single schema. Arrow infers types block by block and
 casts later blocks to the first one's types, so the provenance holds no value whose type can vary:
@@ -16,6 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from apigen_gym.core.user import STOP
 from apigen_gym.generation.phase2 import DialogueRecord, read_records
 from apigen_gym.generation.store import RunPaths
 from apigen_gym.util.jsonio import atomic_writer
@@ -103,6 +108,7 @@ def provenance_row(record: DialogueRecord) -> dict[str, Any]:
             "agent": NO_SEED if record.seeds.agent is None else record.seeds.agent,
             "phase1": _int(_pick(prov, "seed"), NO_SEED),
         },
+        "termination": record.termination or "",
         "env_id": record.env_id,
         "env_version": record.env_version,
         "harness_version": record.harness_version,
@@ -111,9 +117,25 @@ def provenance_row(record: DialogueRecord) -> dict[str, Any]:
     }
 
 
-def openai_row(record: DialogueRecord) -> dict[str, Any]:
+def without_stop(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """``messages`` with the ``###STOP###`` control message taken out of every text (a message left with
+    neither text nor tool calls is dropped)."""
+    out = []
+    for message in messages:
+        content = message.get("content")
+        if not isinstance(content, str) or STOP not in content:
+            out.append(dict(message))
+            continue
+        text = " ".join(content.replace(STOP, " ").split())
+        if text or message.get("tool_calls"):
+            out.append({**message, "content": text})
+    return out
+
+
+def openai_row(record: DialogueRecord, drop_stop: bool = False) -> dict[str, Any]:
     """``{"messages", "tools", "provenance"}``: the conversation as an OpenAI chat fine-tuning row."""
-    return {"messages": record.messages, "tools": record.tools, "provenance": provenance_row(record)}
+    messages = without_stop(record.messages) if drop_stop else record.messages
+    return {"messages": messages, "tools": record.tools, "provenance": provenance_row(record)}
 
 
 def _arguments(raw: Any) -> Any:
@@ -153,23 +175,24 @@ def function_definitions(tools: Iterable[Mapping[str, Any]]) -> list[dict[str, A
     return [dict(t["function"]) if isinstance(t.get("function"), Mapping) else dict(t) for t in tools]
 
 
-def sharegpt_row(record: DialogueRecord) -> dict[str, Any]:
+def sharegpt_row(record: DialogueRecord, drop_stop: bool = False) -> dict[str, Any]:
     """APIGen-MT-5k layout: ``conversations``, ``tools`` (JSON text), ``system`` (policy), ``provenance``."""
     system = next((m.get("content") for m in record.messages if m.get("role") == "system"), "")
+    messages = without_stop(record.messages) if drop_stop else record.messages
     return {
-        "conversations": sharegpt_turns(record.messages),
+        "conversations": sharegpt_turns(messages),
         "tools": json.dumps(function_definitions(record.tools), ensure_ascii=False),
         "system": _text(system),
         "provenance": provenance_row(record),
     }
 
 
-def rows(records: Iterable[DialogueRecord], fmt: Format) -> Iterator[dict[str, Any]]:
-    """The export rows of ``records`` in ``fmt``."""
+def rows(records: Iterable[DialogueRecord], fmt: Format, drop_stop: bool = False) -> Iterator[dict[str, Any]]:
+    """The export rows of ``records`` in ``fmt`` (``drop_stop``: without the control message)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}: use {' or '.join(FORMATS)}")
     convert = openai_row if fmt == "openai" else sharegpt_row
-    return (convert(r) for r in records)
+    return (convert(r, drop_stop) for r in records)
 
 
 def write_rows(path: str | os.PathLike[str], lines: Iterable[dict[str, Any]]) -> int:
@@ -182,12 +205,17 @@ def write_rows(path: str | os.PathLike[str], lines: Iterable[dict[str, Any]]) ->
     return count
 
 
-def export(run_dir: str | os.PathLike[str], fmt: Format, out_file: str | os.PathLike[str]) -> int:
-    """Write the run's verified dialogues (ordered by task and attempt) to ``out_file``; returns the count."""
+def export(
+    run_dir: str | os.PathLike[str], fmt: Format, out_file: str | os.PathLike[str], drop_stop: bool = False
+) -> int:
+    """Write the run's verified dialogues (ordered by task and attempt) to ``out_file``; returns the count.
+
+    ``drop_stop``: take the ``###STOP###`` control message out of the text (the provenance keeps why
+    each dialogue ended)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}: use {' or '.join(FORMATS)}")
     paths = RunPaths(Path(run_dir))
     if not paths.dialogues.is_file():
         raise FileNotFoundError(f"no verified dialogues in {run_dir}: {paths.dialogues} does not exist")
     records = sorted(read_records(paths.dialogues), key=lambda r: (r.task_id, r.attempt))
-    return write_rows(out_file, rows((r for r in records if r.label == "success"), fmt))
+    return write_rows(out_file, rows((r for r in records if r.label == "success"), fmt, drop_stop))

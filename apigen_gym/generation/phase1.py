@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from apigen_gym.core.database import Database
 from apigen_gym.core.domain import Domain, load_domain
-from apigen_gym.core.task import Task
+from apigen_gym.core.task import TWIST_KINDS, Task, TwistKind
 from apigen_gym.generation.blueprint import (
     STAGES,
     Blueprint,
@@ -304,8 +304,14 @@ class Phase1Run:
             return self.user_for(index - 1)
         return random.Random(f"{self.config.seed}/user/{index}").choice(self.users)
 
+    def twist_for(self, index: int) -> TwistKind | None:
+        """The twist blueprint ``index`` must have: for ``config.evolving`` of them, a kind by chance."""
+        rng = random.Random(f"{self.config.seed}/{index}/twist")
+        return rng.choice(TWIST_KINDS) if rng.random() < self.config.evolving else None
+
     def context(self, index: int) -> Context:
-        return self.sampler.sample(random.Random(f"{self.config.seed}/{index}/context"), self.user_for(index))
+        rng = random.Random(f"{self.config.seed}/{index}/context")
+        return self.sampler.sample(rng, self.user_for(index), self.twist_for(index))
 
     async def settle(
         self,

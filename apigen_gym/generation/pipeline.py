@@ -193,10 +193,12 @@ def generate_main(
     return f"{header}\n\n{format_stats(stats)}\n\nstats: {RunPaths(Path(run_dir)).stats}"
 
 
-def export_main(run_dir: str | os.PathLike[str], fmt: str, out: str | os.PathLike[str]) -> str:
+def export_main(
+    run_dir: str | os.PathLike[str], fmt: str, out: str | os.PathLike[str], drop_stop: bool = False
+) -> str:
     """``apigen-gym export``: write the run's verified dialogues in ``fmt``; return the line to print."""
     if fmt not in FORMATS:
         raise GenerationError(f"unknown export format {fmt!r}: use {' or '.join(FORMATS)}")
     chosen: Format = "openai" if fmt == "openai" else "sharegpt"
-    count = export(run_dir, chosen, out)
+    count = export(run_dir, chosen, out, drop_stop)
     return f"exported {count} verified dialogue{'s' if count != 1 else ''} ({fmt}) to {out}"

@@ -83,7 +83,7 @@ def blueprint_of(task: Task, source: str = "template", model: str | None = None)
             "outputs": task.outputs,
             "source": source,
             "model": model,
-            "meta": {k: v for k, v in task.meta.items() if k in ("intents", "writes")},
+            "meta": {k: v for k, v in task.meta.items() if k in ("intents", "writes", "twists")},
         }
     )
 
@@ -103,16 +103,22 @@ class TemplateProposer:
         return cls(database, sampler_builder(domain.name))
 
     def propose_now(self, context: Context, rng: random.Random) -> Blueprint | ProposalError:
-        """A task for the context's user, preferring one that uses the context's write tools."""
+        """A task for the context's user, preferring one with the context's twist (when it asks for one
+        and the user's data allows it: half the tries), then one using the context's write tools."""
         fallback: Task | None = None
-        for _ in range(self.tries):
-            task = self.build(self.database, rng, context.user_id)
+        best = (False, False)
+        for attempt in range(self.tries):
+            twist = context.twist if attempt <= self.tries // 2 else None
+            task = self.build(self.database, rng, context.user_id, twist) if twist else None
+            task = task or self.build(self.database, rng, context.user_id)
             if task is None:
                 continue
-            if any(a.name in context.write_tools for a in task.actions):
-                fallback = task
+            evolving = context.twist is None or task.effective_goal().evolving
+            score = (evolving, any(a.name in context.write_tools for a in task.actions))
+            if fallback is None or score > best:
+                fallback, best = task, score
+            if all(score):
                 break
-            fallback = fallback or task
         if fallback is None:
             return ProposalError(reason=f"no task: the sampler built none for user {context.user_id}")
         task = fallback.model_copy(
@@ -153,11 +159,23 @@ customer's own words in the first person, and the 0-based indices of the gold ac
 with the reason; its actions are reads only.
 6. outputs are the exact values the agent must say (an amount such as 54.04, a count, a tracking \
 number), without commas; [] when the customer asks for no information.
+7. A request may evolve during the conversation; it then carries "twist": {{"kind", "when", "cue", \
+"text", "actions", "abandoned", "condition"}}. The request's own actions are the reads before the \
+moment (no write); twist.actions are the indices of the gold actions after it, with the writes of \
+what the customer finally wants; twist.text is what the customer says at the moment. Kinds: \
+"change_of_mind": the customer first asks for one change and, when the agent asks to confirm it \
+(when "confirm") or tells them a figure found by a read (when "mention", cue = that figure, also an \
+output), asks for something else instead; "late_context": when asked to confirm, the customer \
+reveals a fact they had not mentioned that changes the write; "follow_up": once the agent tells \
+them an answer (when "mention", cue = the answer, one of the outputs), they ask for what that answer \
+calls for, and condition says which answers lead there. abandoned holds the writes that must not \
+be made (the first wish, or the other branch of a follow-up): never among the gold actions, yet \
+valid at the moment. The instruction tells the customer when and how their wish changes.
 
 Answer with one JSON object and nothing else, in this form:
 {{"user_id": "...", "instruction": "...", "goal": {{"known": {{"email": "..."}}, "requests": \
-[{{"text": "...", "actions": [0, 1, 2], "refuse": null}}]}}, "actions": [{{"name": "...", \
-"arguments": {{}}}}], "outputs": []}}"""
+[{{"text": "...", "actions": [0, 1, 2], "refuse": null, "twist": null}}]}}, "actions": [{{"name": \
+"...", "arguments": {{}}}}], "outputs": []}}"""
 
 CUT_ANSWER = "cut: the answer stopped at its max_tokens cap (finish_reason length) and was not read"
 """Why an answer cut short is rejected: a partial blueprint is not parsed as a full one."""
@@ -201,6 +219,9 @@ def proposer_messages(context: Context, feedback: Sequence[str]) -> list[dict[st
         f"## Write tools at the core of the task\n{', '.join(context.write_tools)}",
         f"## Persona (the last sentence of the instruction)\n{context.persona}",
     ]
+    if context.twist is not None:
+        kind = context.twist.replace("_", " ")
+        parts.append(f"## The goal evolves\nOne request must have a {context.twist} twist (a {kind}; see 7).")
     if context.examples:
         parts.append(
             "## Accepted tasks, as examples of the format\n" + "\n".join(map(example_json, context.examples))

@@ -90,10 +90,15 @@ def combine(domain: Domain, tasks: Sequence[Task], instruction: str | None = Non
                 actions.append(action)
         goal = task.effective_goal()
         for request in goal.requests:
-            served = {i for r in requests for i in r.actions}
+            served = {i for r in requests for i in r.served_by}
             mapped = (where[i] for i in request.actions if 0 <= i < len(where))
             indices = [i for i in dict.fromkeys(mapped) if i not in served]
-            requests.append(request.model_copy(update={"actions": indices}))
+            update: dict[str, object] = {"actions": indices}
+            if request.twist is not None:  # its actions after the moment, re-numbered alike
+                after = (where[i] for i in request.twist.actions if 0 <= i < len(where))
+                kept = [i for i in dict.fromkeys(after) if i not in served and i not in indices]
+                update["twist"] = request.twist.model_copy(update={"actions": kept})
+            requests.append(request.model_copy(update=update))
         for key, value in goal.known.items():
             known.setdefault(key, value)
         outputs += [o for o in task.outputs if o not in outputs]

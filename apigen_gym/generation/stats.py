@@ -1,12 +1,14 @@
 """Counts and rates of a generation run, from its files: written to ``RUN/stats.json`` and printed.
 
-Phase 1: proposals, acceptance per validation stage, feedback rounds, recombinations. Phase 2:
-success rate, attempts, failure labels. Kept dialogues: turns and tool calls, which write tools and
-policy rules they exercise, tokens and cost per dialogue.
+Phase 1: proposals, acceptance per validation stage, feedback rounds, recombinations, evolving goals.
+Phase 2: success rate, attempts, failure labels. Kept dialogues: turns and tool calls, how varied
+the user's and the agent's wording is (distinct-2), which write tools and policy rules they exercise,
+tokens and cost per dialogue.
 """
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -19,6 +21,7 @@ from tabulate import tabulate
 from apigen_gym.core.domain import Domain, load_domain
 from apigen_gym.core.policy import Rule, Trace
 from apigen_gym.core.tools import ERROR_PREFIX, ToolKind
+from apigen_gym.core.user import STOP
 from apigen_gym.generation.phase2 import DialogueRecord, accepted_tasks, json_rows, read_records
 from apigen_gym.generation.store import RunPaths
 from apigen_gym.llm.types import Usage
@@ -60,6 +63,9 @@ class Phase1Summary(BaseModel):
     removed: int = 0
     recombinations: int = Field(0, description="recombinations tried")
     recombined: int = Field(0, description="accepted tasks made by recombining others")
+    evolving: dict[str, int] = Field(
+        default_factory=dict, description="accepted tasks that evolve, by twist kind"
+    )
     acceptance: list[StageAcceptance] = Field(default_factory=list)
     feedback_rounds: dict[str, int] = Field(default_factory=dict, description="accepted tasks by rounds used")
     mean_rounds: float = 0.0
@@ -83,6 +89,20 @@ class Phase2Summary(BaseModel):
 class DialogueShape(BaseModel):
     turns: Distribution = Field(default_factory=Distribution, description="user and assistant messages")
     tool_calls: Distribution = Field(default_factory=Distribution)
+
+
+class Wording(BaseModel):
+    """How varied one side's messages are: distinct-2, the share of distinct word bigrams among all
+    bigrams of its turns (Li et al., 2016); comparable between runs of similar size."""
+
+    turns: int = 0
+    bigrams: int = 0
+    distinct_2: float = 0.0
+
+
+class Language(BaseModel):
+    user: Wording = Field(default_factory=Wording)
+    agent: Wording = Field(default_factory=Wording, description="the agent's text turns (not tool calls)")
 
 
 class Coverage(BaseModel):
@@ -110,6 +130,7 @@ class GenerationStats(BaseModel):
     phase1_summary: Phase1Summary = Field(default_factory=Phase1Summary)
     phase2: Phase2Summary = Field(default_factory=Phase2Summary)
     dialogues: DialogueShape = Field(default_factory=DialogueShape)
+    language: Language = Field(default_factory=Language)
     coverage: Coverage = Field(default_factory=Coverage)
     spend: Spend = Field(default_factory=Spend)
     seconds: dict[str, float] = Field(default_factory=dict)
@@ -193,6 +214,8 @@ def phase1_summary(paths: RunPaths) -> Phase1Summary:
         )
     tasks = accepted_tasks(paths)
     summary.accepted = len(tasks)
+    kinds = Counter(r.twist.kind for t in tasks for r in t.effective_goal().requests if r.twist is not None)
+    summary.evolving = dict(sorted(kinds.items()))
     summary.removed = sum(1 for _ in json_rows(paths.removed))
     rounds: list[int] = []
     for task in tasks:
@@ -268,6 +291,38 @@ def dialogue_shape(dialogues: Sequence[DialogueRecord]) -> DialogueShape:
         turns=Distribution.of(turns),
         tool_calls=Distribution.of([len(tool_calls(d.messages)) for d in dialogues]),
     )
+
+
+_WORD = re.compile(r"[a-z0-9$#]+(?:['.,/-][a-z0-9]+)*")
+
+
+def words(text: str) -> list[str]:
+    """A message's words, lower-cased (the ``###STOP###`` control message is not language)."""
+    return _WORD.findall(text.replace(STOP, " ").lower())
+
+
+def wording(texts: Iterable[str]) -> Wording:
+    """Distinct-2 over ``texts``, each a turn (bigrams do not cross turns)."""
+    bigrams: Counter[tuple[str, str]] = Counter()
+    turns = 0
+    for text in texts:
+        tokens = words(text)
+        turns += 1
+        bigrams.update(zip(tokens, tokens[1:]))
+    total = sum(bigrams.values())
+    return Wording(turns=turns, bigrams=total, distinct_2=round(len(bigrams) / total, 4) if total else 0.0)
+
+
+def language(dialogues: Sequence[DialogueRecord]) -> Language:
+    """Distinct-2 of the user's turns and of the agent's text turns, over the kept dialogues."""
+
+    def turns(role: str) -> Iterator[str]:
+        for d in dialogues:
+            for m in d.messages:
+                if m.get("role") == role and isinstance(m.get("content"), str) and m["content"].strip():
+                    yield m["content"]
+
+    return Language(user=wording(turns("user")), agent=wording(turns("assistant")))
 
 
 # --- coverage -----------------------------------------------------------------------------------
@@ -359,6 +414,7 @@ def compute_stats(
         phase1_summary=phase1,
         phase2=phase2,
         dialogues=dialogue_shape(dialogues),
+        language=language(dialogues),
         coverage=coverage(world, dialogues),
         spend=Spend(
             tokens=tokens,
@@ -392,6 +448,7 @@ def format_stats(stats: GenerationStats, fmt: str = "simple") -> str:
         ("phase 1 removed", p1.removed),
         ("recombinations tried", p1.recombinations),
         ("recombined accepted", p1.recombined),
+        ("evolving accepted", ", ".join(f"{k} {v}" for k, v in p1.evolving.items()) or "none"),
         ("mean feedback rounds", p1.mean_rounds),
         ("feedback rounds", ", ".join(f"{k}: {v}" for k, v in p1.feedback_rounds.items()) or "-"),
         ("phase 2 tasks", p2.tasks),
@@ -422,6 +479,8 @@ def format_stats(stats: GenerationStats, fmt: str = "simple") -> str:
         ),
     ]
     parts.append(tabulate(shapes, headers=["per dialogue", "mean", "median", "min", "max"], tablefmt=fmt))
+    sides = [(side, w.turns, w.bigrams, w.distinct_2) for side, w in stats.language]
+    parts.append(tabulate(sides, headers=["wording", "turns", "bigrams", "distinct-2"], tablefmt=fmt))
     parts.append(tabulate(list(cov.write_tools.items()), headers=["write tool", "dialogues"], tablefmt=fmt))
     parts.append(tabulate(list(cov.rules.items()), headers=["policy rule", "dialogues"], tablefmt=fmt))
     return "\n\n".join(parts)

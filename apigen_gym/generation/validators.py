@@ -23,6 +23,7 @@ from apigen_gym.core.task import IDENTITY_TOOLS, Action
 from apigen_gym.core.tools import ToolKind
 from apigen_gym.generation.blueprint import CRITERIA, Blueprint, ProposalError, Verdict, Vote
 from apigen_gym.generation.proposers import CUT_ANSWER, limited_complete, schema_errors
+from apigen_gym.kit.evolving import twist_problems
 from apigen_gym.kit.sampling import ungrounded
 from apigen_gym.llm.structured import SHORT_TEXT, json_object
 from apigen_gym.llm.types import LLMError, Usage
@@ -87,14 +88,19 @@ def _goal_problems(domain: Domain, blueprint: Blueprint) -> list[str]:
     if not blueprint.goal.requests:
         found.append("goal: no request")
     for number, request in enumerate(blueprint.goal.requests):
-        bad = [i for i in request.actions if not 0 <= i < size]
+        bad = [i for i in request.served_by if not 0 <= i < size]
         if bad:
             found.append(f"goal: request {number} points at actions {bad}, but there are {size} actions")
-        served.update(i for i in request.actions if 0 <= i < size)
+        served.update(i for i in request.served_by if 0 <= i < size)
         if request.refuse and any(
-            blueprint.actions[i].name in writes for i in request.actions if 0 <= i < size
+            blueprint.actions[i].name in writes for i in request.served_by if 0 <= i < size
         ):
             found.append(f"goal: request {number} must be refused but is served by a write")
+        if request.twist is not None:
+            found += [
+                f"twist: request {number}: abandoned {p.split(': ', 1)[-1]}"
+                for p in _argument_problems(domain, request.twist.abandoned)
+            ]
     for index, action in enumerate(blueprint.actions):
         if action.name in writes and index not in served:
             found.append(f"goal: write action {index} ({action.name}) serves no request")
@@ -133,7 +139,9 @@ def _plain(text: str) -> str:
 
 
 def check_execution(domain: Domain, database: Database, blueprint: Blueprint) -> tuple[Verdict, Session]:
-    """Replay the gold actions on a fork: none may fail; the diff is kept as ``state_change``."""
+    """Replay the gold actions on a fork: none may fail, outputs are grounded, twists are verifiable
+    (the final wish's writes after the moment, the abandoned ones absent yet consequential); the diff
+    is kept as ``state_change``."""
     session = replay(domain.tools, database, blueprint.actions)
     identify = identity_tools(domain)
     found = []
@@ -149,6 +157,11 @@ def check_execution(domain: Domain, database: Database, blueprint: Blueprint) ->
     for output in blueprint.outputs:
         if not _NUMBER.fullmatch(output.strip()) and _plain(output) not in seen:
             found.append(f"ungrounded output: {output!r} appears in no tool output of the gold actions")
+    if not found:  # an evolving goal: the gold actions serve the final wish, the abandoned writes are caught
+        found += [
+            f"twist: {p}"
+            for p in twist_problems(domain, database, blueprint.goal, blueprint.actions, session)
+        ]
     details = {"state_change": thaw(session.diff())} if not found else {}
     return Verdict(stage="execution", passed=not found, reasons=found, details=details), session
 
@@ -222,6 +235,11 @@ You review task blueprints for training customer-service agents of the {domain} 
 is an instruction for a simulated customer, the gold tool calls a perfect agent makes (already \
 executed: you see each call's result), the values the agent must say (outputs) and the resulting \
 database change. It already passed automatic checks: every call runs and no coded policy rule fires.
+
+A request may evolve (goal.requests[i].twist): the customer changes their mind, reveals a late fact \
+or follows up on an answer at the moment it names. Then the gold calls serve what the customer \
+finally wants, and twist.abandoned lists writes they first asked for (or the branch not taken), which \
+must not be made.
 
 Score each criterion 1 (yes) or 0 (no):
 - correctness: the gold calls do exactly what the instruction asks, with the right records, items, \

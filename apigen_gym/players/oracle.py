@@ -60,7 +60,7 @@ REFUSE = (
 TRANSFER_NOTICE = (
     "I'm unable to handle this request with the tools I have, so I am transferring you to a human agent.",
     "I can't handle this request with the tools I have, so I'm transferring you to a human agent.",
-    "This request is outside my scope, so I'm transferring you to a human agent.",
+    "This request is out of my scope, so I'm transferring you to a human agent.",
 )
 """Announcing a transfer (each says why: the policy allows transfers only for what is out of scope)."""
 GOODBYE = (

@@ -168,6 +168,8 @@ _DECLINES = _any(
     "won't be able",
     "isn't possible",
     "against (our|the) policy",
+    "(out of|outside( of)?|beyond) (my|the) scope",
+    "transfer(ring)? you",
 )
 _CONFIRMS_A_DETAIL = _any(
     r"confirm (the|your|which) (\w+ ){0,2}(address|payment method|card|order( number| id)?|reservation( id)?"
