@@ -20,14 +20,14 @@ from aiohttp import web
 from apigen_gym.core.database import thaw
 from apigen_gym.core.domain import load_domain
 from apigen_gym.core.session import replay
-from apigen_gym.core.task import Action, Goal, Request, Task
+from apigen_gym.core.task import TWIST_KINDS, Action, Goal, Request, Task
 from apigen_gym.generation.blueprint import CRITERIA, Blueprint, ProposalError, ProposalRecord, RemovedRecord
 from apigen_gym.generation.config import GenerationConfig
 from apigen_gym.generation.context import ContextSampler, split_policy
 from apigen_gym.generation.decontam import Decontaminator, footprint
 from apigen_gym.generation.personas import PERSONAS
 from apigen_gym.generation.phase1 import Phase1Stats, run_phase1
-from apigen_gym.generation.proposers import FEEDBACK_HEADER, blueprint_of, parse_draft
+from apigen_gym.generation.proposers import FEEDBACK_HEADER, blueprint_of, parse_draft, reword
 from apigen_gym.generation.recombine import combine
 from apigen_gym.generation.store import RunPaths, read_models
 from apigen_gym.generation.validators import Committee, check_rules, forbidden_sequences
@@ -475,3 +475,82 @@ def test_context_centres_on_writes() -> None:
     assert context.policy and {s.title for s in context.policy} <= titles
     assert len(context.examples) == 2 and 35 <= len(PERSONAS) <= 45
     assert sampler.sample(random.Random(3), user).summary() == context.summary()
+
+
+# --- evolving goals -------------------------------------------------------------------------------
+
+
+def test_offline_run_makes_every_kind_of_evolving_task(tmp_path: Path) -> None:
+    paths = RunPaths(tmp_path)
+    stats = run_phase1(_config(n=24, evolving=1.0, recombine=0.25), paths)
+    assert stats.accepted == 24
+    tasks = list(read_models(paths.accepted, Task))
+    kinds = {r.twist.kind for t in tasks for r in t.effective_goal().requests if r.twist is not None}
+    assert kinds == set(TWIST_KINDS)
+    for task in tasks:  # every accepted task, recombined ones too, passes the rules again
+        assert check_rules(DOMAIN, DATABASE, blueprint_of(task)).passed, task.id
+        asked = task.meta["provenance"]["context"]
+        assert asked is None or asked["twist"] in TWIST_KINDS
+    assert any(t.meta["source"] == "recombined" and t.effective_goal().evolving for t in tasks)
+
+
+def _change_of_mind_json(user_id: str, order_id: str, abandoned_reason: str) -> str:
+    """A blueprint answer whose customer first asks to cancel for one reason, then for another."""
+    data = json.loads(_cancel_json(user_id, order_id))
+    data["actions"][3]["arguments"]["reason"] = "ordered by mistake"
+    data["goal"]["requests"][0].update(
+        actions=[0, 1, 2],
+        twist={
+            "kind": "change_of_mind",
+            "when": "confirm",
+            "text": "Wait, the reason is that I ordered it by mistake.",
+            "actions": [3],
+            "abandoned": [
+                {
+                    "name": "cancel_pending_order",
+                    "arguments": {"order_id": order_id, "reason": abandoned_reason},
+                }
+            ],
+        },
+    )
+    return json.dumps(data)
+
+
+def test_an_llm_blueprint_with_a_twist_is_checked_and_fixed_after_feedback(tmp_path: Path) -> None:
+    (me,) = _train_users_with_pending(1)
+    order = _orders(me, "pending")[0]
+    bad = _change_of_mind_json(me, order, "ordered by mistake")  # abandons the very write it makes
+    good = _change_of_mind_json(me, order, "no longer needed")
+    with ScriptedServer({"proposer": [bad, good]}) as server:
+        paths = RunPaths(tmp_path)
+        config = _config(n=1, recombine=0.0, evolving=1.0, proposer=server.settings("proposer"))
+        stats = run_phase1(config, paths)
+        prompts = server.prompts("proposer")
+    assert all("## The goal evolves" in p for p in prompts)
+    first, second = _rows(paths)
+    assert first.outcome == "retry" and first.verdicts[-1].stage == "execution"
+    assert any("among the gold actions" in r for r in first.verdicts[-1].reasons)
+    assert stats.rejections == {"execution": {"twist": 1}}
+    assert second.outcome == "accepted"
+    (task,) = read_models(paths.accepted, Task)
+    (request,) = task.effective_goal().requests
+    assert request.twist is not None and request.twist.abandoned[0].arguments["reason"] == "no longer needed"
+
+
+def test_the_draft_schema_reads_a_twist() -> None:
+    (me,) = _train_users_with_pending(1)
+    draft = parse_draft(_change_of_mind_json(me, _orders(me, "pending")[0], "no longer needed"))
+    assert not isinstance(draft, str)
+    twist = draft.goal.requests[0].twist
+    assert twist is not None and (twist.kind, twist.when, twist.actions) == ("change_of_mind", "confirm", [3])
+    broken = json.loads(_change_of_mind_json(me, _orders(me, "pending")[0], "no longer needed"))
+    broken["goal"]["requests"][0]["twist"]["kind"] = "mood_swing"
+    assert str(parse_draft(json.dumps(broken))).startswith("schema: goal.requests.0.twist.kind")
+
+
+def test_the_template_proposer_rewords_lead_ins_and_keeps_the_facts() -> None:
+    text = "For my order #W2390428, I'd like to exchange the lamp. Please use my Visa card ending in 4321."
+    variants = {reword(text, random.Random(seed)) for seed in range(40)}
+    assert reword(text, random.Random(3)) == reword(text, random.Random(3)) and len(variants) > 10
+    for variant in variants:
+        assert all(fact in variant for fact in ("#W2390428", "exchange the lamp", "Visa card ending in 4321"))

@@ -15,6 +15,7 @@ import pytest
 from apigen_gym.core.env import ApigenEnv
 from apigen_gym.core.task import Task
 from apigen_gym.core.tools import ToolKind
+from apigen_gym.core.user import STOP
 from apigen_gym.domains.retail import DOMAIN
 from apigen_gym.domains.retail.sampler import sample_tasks
 from apigen_gym.evaluation.runner import EpisodeResult
@@ -35,7 +36,7 @@ from apigen_gym.generation.pipeline import (
     generate,
     generate_main,
 )
-from apigen_gym.generation.stats import GenerationStats, compute_stats, rule_subjects, write_stats
+from apigen_gym.generation.stats import GenerationStats, compute_stats, rule_subjects, wording, write_stats
 from apigen_gym.generation.store import RunPaths
 from apigen_gym.llm.settings import LLMSettings
 from apigen_gym.loopback.server import LoopbackServer, ServerConfig
@@ -468,6 +469,19 @@ def test_stats_numbers(tmp_path: Path, tasks: list[Task]) -> None:
     assert stats.coverage.rules["retail.cancel_reason"] == cancels
     assert stats.coverage.rules["retail.transfer_only_out_of_scope"] == 0
     assert stats.spend.tokens == 10 and stats.spend.cost_per_dialogue == round(0.75 / N, 8)
+
+    said = {
+        side: [m["content"] for r in records for m in r.messages if m["role"] == side and m["content"]]
+        for side in ("user", "assistant")
+    }
+    assert stats.language.user == wording(said["user"]) and stats.language.agent == wording(said["assistant"])
+    assert stats.language.user.turns == len(said["user"]) and 0 < stats.language.agent.distinct_2 < 1
+
+
+def test_distinct_2_counts_word_bigrams_within_turns() -> None:
+    measured = wording(["Yes, please go ahead.", f"yes please go home {STOP}", "Hi!"])
+    assert (measured.turns, measured.bigrams, measured.distinct_bigrams) == (3, 6, 4)
+    assert measured.distinct_2 == round(4 / 6, 4) and wording([]).distinct_2 == 0.0
 
 
 def test_rule_subjects() -> None:

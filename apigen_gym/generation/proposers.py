@@ -12,6 +12,7 @@ import importlib
 import json
 import random
 from collections.abc import AsyncIterator, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, Field, ValidationError
@@ -88,8 +89,50 @@ def blueprint_of(task: Task, source: str = "template", model: str | None = None)
     )
 
 
+LEAD_INS: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = tuple(
+    (re.compile(pattern), words)
+    for pattern, words in (
+        (r"\bI'd like to\b|\bI want to\b", ("I'd like to", "I would like to", "I want to", "I need to")),
+        (r"(?:^|(?<=[.!?] ))Please\b", ("Please", "Could you please", "Can you please", "Would you please")),
+        (r"(?:^|(?<=[.!?] ))Could you\b", ("Could you", "Can you", "Would you")),
+        (r"(?:^|(?<=[.!?] ))For my\b", ("For my", "Regarding my", "About my", "On my")),
+        (r"\bWhat is\b", ("What is", "What's")),
+    )
+)
+"""How a customer may lead into a wish: the sampler writes one of these, the template proposer any."""
+CLOSINGS = ("", "", "", "", " Thanks!", " Thank you.")
+
+
+def reword(text: str, rng: random.Random) -> str:
+    """``text`` with its lead-ins reworded (each drawn with ``rng``) and maybe a thank-you; the facts
+    (ids, names, amounts) are never touched."""
+    for pattern, words in LEAD_INS:
+        text = pattern.sub(partial(_one_of, words, rng), text)
+    return text + rng.choice(CLOSINGS)
+
+
+def _one_of(words: Sequence[str], rng: random.Random, _: re.Match[str]) -> str:
+    return rng.choice(words)
+
+
+def reworded(task: Task, rng: random.Random) -> Task:
+    """``task`` with the customer's words of each request (and twist) reworded."""
+    goal = task.effective_goal()
+    requests = []
+    for request in goal.requests:
+        update: dict[str, Any] = {"text": reword(request.text, rng)}
+        if request.twist is not None:
+            update["twist"] = request.twist.model_copy(update={"text": reword(request.twist.text, rng)})
+        requests.append(request.model_copy(update=update))
+    return task.model_copy(update={"goal": goal.model_copy(update={"requests": requests})})
+
+
 class TemplateProposer:
-    """The offline proposer: the sampler's ``build_task`` on the context's user; feedback is ignored."""
+    """The offline proposer: the sampler's ``build_task`` on the context's user; feedback is ignored.
+
+    The sampler words each kind of request one way; the proposer rewords the customer's lead-ins from
+    seeded banks (:func:`reword`), so that generated data does not read like a single template.
+    """
 
     model: str | None = None
 
@@ -124,7 +167,7 @@ class TemplateProposer:
         task = fallback.model_copy(
             update={"instruction": with_persona(fallback.instruction, context.persona)}
         )
-        return blueprint_of(task)
+        return blueprint_of(reworded(task, rng))
 
     async def propose(
         self, context: Context, feedback: list[str], rng: random.Random

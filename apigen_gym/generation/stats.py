@@ -97,6 +97,7 @@ class Wording(BaseModel):
 
     turns: int = 0
     bigrams: int = 0
+    distinct_bigrams: int = 0
     distinct_2: float = 0.0
 
 
@@ -310,7 +311,13 @@ def wording(texts: Iterable[str]) -> Wording:
         turns += 1
         bigrams.update(zip(tokens, tokens[1:]))
     total = sum(bigrams.values())
-    return Wording(turns=turns, bigrams=total, distinct_2=round(len(bigrams) / total, 4) if total else 0.0)
+    distinct = len(bigrams)
+    return Wording(
+        turns=turns,
+        bigrams=total,
+        distinct_bigrams=distinct,
+        distinct_2=round(distinct / total, 4) if total else 0.0,
+    )
 
 
 def language(dialogues: Sequence[DialogueRecord]) -> Language:
@@ -479,8 +486,9 @@ def format_stats(stats: GenerationStats, fmt: str = "simple") -> str:
         ),
     ]
     parts.append(tabulate(shapes, headers=["per dialogue", "mean", "median", "min", "max"], tablefmt=fmt))
-    sides = [(side, w.turns, w.bigrams, w.distinct_2) for side, w in stats.language]
-    parts.append(tabulate(sides, headers=["wording", "turns", "bigrams", "distinct-2"], tablefmt=fmt))
+    sides = [(side, w.turns, w.bigrams, w.distinct_bigrams, w.distinct_2) for side, w in stats.language]
+    headers = ["wording", "turns", "bigrams", "distinct bigrams", "distinct-2"]
+    parts.append(tabulate(sides, headers=headers, tablefmt=fmt))
     parts.append(tabulate(list(cov.write_tools.items()), headers=["write tool", "dialogues"], tablefmt=fmt))
     parts.append(tabulate(list(cov.rules.items()), headers=["policy rule", "dialogues"], tablefmt=fmt))
     return "\n\n".join(parts)

@@ -30,6 +30,10 @@ ASK_IDENTITY = (
     "full name together with your zip code or date of birth.",
     "Of course. Could you first share the email address on your account, or your first name, last name "
     "and zip code or date of birth, so I can look you up?",
+    "I can help you with that. Let me first locate your account: what is your email address? Your first "
+    "and last name plus your zip code or date of birth work too.",
+    "Thanks for reaching out. To get started, please tell me the email address on your account, or your "
+    "name with your zip code or date of birth.",
 )
 """Asking who the user is (every wording names the email and the name, so the user answers alike)."""
 CONFIRM = (
@@ -38,34 +42,51 @@ CONFIRM = (
     "To confirm, I'm going to {what}. Is that correct? Please answer yes or no.",
     "Here is the change I'll make: {what}. Would you like me to proceed?",
     "I'm ready to {what}. Do you want me to go ahead (yes/no)?",
+    "Let me check with you first. I will {what}. Is it OK to proceed?",
+    "Please review: I'm about to {what}. Shall I go ahead?",
 )
-ANSWER = ("It comes to {cue}.", "I've checked: it is {cue}.", "Here is what I found: {cue}.")
+ANSWER = (
+    "It comes to {cue}.",
+    "I've checked: it is {cue}.",
+    "Here is what I found: {cue}.",
+    "According to our records, it is {cue}.",
+    "The figure is {cue}.",
+)
 """Saying a twist's cue (the answer or the figure the user reacts to)."""
 WHAT_ELSE = (
     "Is there anything else I can help you with?",
     "Can I help you with anything else?",
     "Is there anything else you need today?",
     "What else can I do for you?",
+    "Anything else I can help you with today?",
+    "Is there something else I can do for you?",
+    "Do you need help with anything else?",
 )
 REPORT = (
     "Here is what you asked about: {outputs}.",
     "Here's the information you asked for: {outputs}.",
     "To answer your question: {outputs}.",
+    "I've looked that up for you: {outputs}.",
+    "Here are the details you wanted: {outputs}.",
 )
 REFUSE = (
     "I'm sorry, but I can't do that: {why}",
     "Unfortunately I can't help with that: {why}",
     "I'm afraid that isn't possible: {why}",
+    "I'm sorry, I'm not able to do this: {why}",
+    "Unfortunately that is not allowed: {why}",
 )
 TRANSFER_NOTICE = (
     "I'm unable to handle this request with the tools I have, so I am transferring you to a human agent.",
     "I can't handle this request with the tools I have, so I'm transferring you to a human agent.",
     "This request is out of my scope, so I'm transferring you to a human agent.",
+    "I'm not able to handle this with my tools; let me transfer you to a human agent who can help.",
 )
 """Announcing a transfer (each says why: the policy allows transfers only for what is out of scope)."""
 GOODBYE = (
     f"Thank you for contacting us. Goodbye! {STOP}",
     f"Thanks for reaching out, have a great day! {STOP}",
+    f"Glad I could help. Goodbye! {STOP}",
 )
 
 

@@ -18,7 +18,18 @@ from apigen_gym.core.task import Goal, Request, Task, Twist
 from apigen_gym.core.user import STOP, UserSimulator
 from apigen_gym.players.wording import Phrasing, seed_for
 
-GREETINGS = ("Hi!", "Hello!", "Hi there.", "Hello,", "Good day.", "Hey, hello.")
+GREETINGS = (
+    "Hi!",
+    "Hello!",
+    "Hi there.",
+    "Hello,",
+    "Good day.",
+    "Hey, hello.",
+    "Good morning!",
+    "Hello there.",
+    "Hi, I hope you can help me.",
+    "Hello, I need some help.",
+)
 YES = (
     "Yes, please go ahead.",
     "Yes, that's right. Please go ahead.",
@@ -26,25 +37,69 @@ YES = (
     "Yes, I confirm.",
     "Sure, please proceed.",
     "Yes, go ahead, thank you.",
+    "Yes, that's correct, please proceed.",
+    "Yep, that all looks right. Go ahead.",
+    "Yes please, do it.",
+    "Confirmed, yes.",
 )
 """Agreements (each an explicit yes for the policy's confirmation rule: no 'no', 'not' or 'wait')."""
-EMAIL = ("My email is {email}.", "Sure, it's {email}.", "You can find me under {email}.", "It's {email}.")
-NAME = ("I'm {name}{details}.", "My name is {name}{details}.", "Sure: {name}{details}.")
-USER_ID = ("My user id is {user_id}.", "Sure, my user id is {user_id}.", "It's {user_id}.")
-NEXT = ("{request}", "Yes, one more thing. {request}", "Actually, yes. {request}", "There is. {request}")
+EMAIL = (
+    "My email is {email}.",
+    "Sure, it's {email}.",
+    "You can find me under {email}.",
+    "It's {email}.",
+    "My email address is {email}.",
+    "Of course: {email}.",
+    "The email on my account is {email}.",
+)
+NAME = (
+    "I'm {name}{details}.",
+    "My name is {name}{details}.",
+    "Sure: {name}{details}.",
+    "It's {name}{details}.",
+    "Of course, I'm {name}{details}.",
+)
+USER_ID = (
+    "My user id is {user_id}.",
+    "Sure, my user id is {user_id}.",
+    "It's {user_id}.",
+    "My id is {user_id}.",
+    "Of course: {user_id}.",
+)
+NEXT = (
+    "{request}",
+    "Yes, one more thing. {request}",
+    "Actually, yes. {request}",
+    "There is. {request}",
+    "Yes, there's something else. {request}",
+    "One more thing, actually. {request}",
+    "Yes please. {request}",
+    "While I have you: {request}",
+)
 DONE = (
     f"No, that's all. Thank you! {STOP}",
     f"That's everything, thanks for your help! {STOP}",
     f"No, nothing else. Have a good day! {STOP}",
     f"That will be all, thank you. {STOP}",
+    f"That's it for today. Thanks a lot! {STOP}",
+    f"Nothing more, you've been very helpful. Bye! {STOP}",
+    f"All good, thanks. Goodbye! {STOP}",
 )
 ACCEPT = (
     "I see. I understand.",
     "Oh well, I understand.",
     "OK, I understand. Thanks for explaining.",
     "That's a pity, but I understand.",
+    "Alright, fair enough.",
+    "Too bad. Thanks for checking anyway.",
 )
-POINT = ("{sentence}", "Sure. {sentence}", "Of course. {sentence}", "Right: {sentence}")
+POINT = (
+    "{sentence}",
+    "Sure. {sentence}",
+    "Of course. {sentence}",
+    "Right: {sentence}",
+    "As I said: {sentence}",
+)
 """Answers to 'which order / item / method...': the sentence of the current request that says it."""
 RESTATE = (
     "Sorry, I don't follow. What I need is this: {request}",
@@ -57,7 +112,7 @@ STILL_WANT = (
     "Before we move on, I'm still waiting for this: {request}",
     "Wait, you haven't answered my question yet: {request}",
 )
-WAIT = ("Sure, take your time.", "OK, thanks.", "Alright, I'll wait.")
+WAIT = ("Sure, take your time.", "OK, thanks.", "Alright, I'll wait.", "No rush.")
 ASK_FIGURE = (
     "How much will that come to? I'd like to know before I decide.",
     "Before I decide, how much would that be?",
