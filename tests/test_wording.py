@@ -93,3 +93,8 @@ def test_the_oracle_words_a_task_per_seed() -> None:
             observation, reward, terminated, truncated, info = env.step(agent.act(observation))
             done = terminated or truncated
         assert reward == 1.0 and info["reward_info"]["violations"] == []
+
+
+@pytest.mark.parametrize("greeting", scripted_user.GREETINGS)
+def test_every_opening_is_found_again_whatever_its_greeting(greeting: str) -> None:
+    assert scripted_user.canonical_opening(f"{greeting} {FIRST}") == f"{scripted_user.GREETINGS[0]} {FIRST}"

@@ -350,7 +350,7 @@ def asks_to_confirm(message: str) -> bool:
 
 def canonical_opening(message: str) -> str:
     """``message`` with the scripted user's greeting, whatever it was, replaced by the first one."""
-    for greeting in GREETINGS:
+    for greeting in sorted(GREETINGS, key=len, reverse=True):  # "Hello, I need..." before "Hello,"
         if message.startswith(f"{greeting} "):
             return f"{GREETINGS[0]} {message[len(greeting) + 1 :]}"
     return message
