@@ -617,22 +617,34 @@ def _add_bags(ctx: Context) -> Intent | None:
     if reservation is None:
         return None
     added = ctx.rng.choice((1, 1, 2, 3))
-    total = reservation["total_baggages"] + added
-    count = len(reservation["passengers"])
-    paid = nonfree_bags(total, count, ctx.user["membership"], reservation["cabin"])
-    fee = BAG_FEE * (paid - reservation["nonfree_baggages"])
+    fee = _bag_fee(ctx, reservation, added)
     method = _change_method(ctx, fee) if fee >= 0 else None
     if method is None:
         return None
-    ref, name = _ref(ctx, reservation), _method_name(method)
-    wants = fee > 0 and ctx.rng.random() < 0.5
+    ref = _ref(ctx, reservation)
+    return _bags_request(ctx, reservation, ref, added, method, fee > 0 and ctx.rng.random() < 0.5)
+
+
+def _paid_bags(ctx: Context, reservation: Record, added: int) -> int:
+    total = reservation["total_baggages"] + added
+    return nonfree_bags(total, len(reservation["passengers"]), ctx.user["membership"], reservation["cabin"])
+
+
+def _bag_fee(ctx: Context, reservation: Record, added: int) -> int:
+    return BAG_FEE * (_paid_bags(ctx, reservation, added) - reservation["nonfree_baggages"])
+
+
+def _bags_request(
+    ctx: Context, reservation: Record, ref: Ref, added: int, method: Record, wants: bool
+) -> Intent:
+    """Adding ``added`` checked bags to ``reservation``, paid with ``method`` (``wants``: hear the fee)."""
     arguments = {
         "reservation_id": reservation["reservation_id"],
-        "total_baggages": total,
-        "nonfree_baggages": paid,
+        "total_baggages": reservation["total_baggages"] + added,
+        "nonfree_baggages": _paid_bags(ctx, reservation, added),
         "payment_id": method["id"],
     }
-    bags = _count(added, "checked bag")
+    bags, name = _count(added, "checked bag"), _method_name(method)
     return Intent(
         kind="add_bags",
         subject=reservation["reservation_id"],
@@ -646,7 +658,7 @@ def _add_bags(ctx: Context) -> Intent | None:
         ),
         reads=ref.reads,
         writes=(Action(name=CHANGE_BAGS, arguments=arguments),),
-        outputs=(money(fee),) if wants else (),
+        outputs=(money(_bag_fee(ctx, reservation, added)),) if wants else (),
     )
 
 
@@ -1250,35 +1262,12 @@ def _late_more_bags(ctx: Context) -> Late | None:
     if reservation is None or method is None:
         return None
     ref, added = _ref(ctx, reservation), ctx.rng.choice((1, 1, 2))
-
-    def adding(count: int) -> Intent:
-        total = reservation["total_baggages"] + count
-        paid = nonfree_bags(
-            total, len(reservation["passengers"]), ctx.user["membership"], reservation["cabin"]
-        )
-        arguments = {
-            "reservation_id": reservation["reservation_id"],
-            "total_baggages": total,
-            "nonfree_baggages": paid,
-            "payment_id": method["id"],
-        }
-        bags = _count(count, "checked bag")
-        return Intent(
-            kind="add_bags",
-            subject=reservation["reservation_id"],
-            request=f"Please add {bags} to {ref.mine}. If there is a fee, use my {_method_name(method)}.",
-            goal=f"add {bags} to {ref.yours}, paying any fee with your {_method_name(method)}",
-            reads=ref.reads,
-            writes=(Action(name=CHANGE_BAGS, arguments=arguments),),
-        )
-
+    more = _count(added + 1, "bag")
     return Late(
-        first=adding(added),
-        final=adding(added + 1),
-        said="Sorry, one more thing: my partner is packing a bag too, so please add "
-        f"{_count(added + 1, 'bag')} in total.",
-        meant=f"you mention that your partner is bringing a bag too, so {_count(added + 1, 'bag')} must be "
-        "added in total",
+        first=_bags_request(ctx, reservation, ref, added, method, False),
+        final=_bags_request(ctx, reservation, ref, added + 1, method, False),
+        said=f"Sorry, one more thing: my partner is packing a bag too, so please add {more} in total.",
+        meant=f"you mention that your partner is bringing a bag too, so {more} must be added in total",
     )
 
 
