@@ -3,6 +3,8 @@ policy's own detectors accept; seeded players repeat themselves per seed and var
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from apigen_gym.core.domain import load_domain
@@ -11,6 +13,7 @@ from apigen_gym.core.policy import Step, Trace
 from apigen_gym.core.task import Goal, Request, Task
 from apigen_gym.core.user import STOP
 from apigen_gym.kit.rules import is_affirmative, transfer_rule
+from apigen_gym.loopback.models import follows_script
 from apigen_gym.players import oracle, scripted_user
 from apigen_gym.players.oracle import OracleAgent, plan_oracle_moves
 from apigen_gym.players.scripted_user import ScriptedUser
@@ -98,3 +101,27 @@ def test_the_oracle_words_a_task_per_seed() -> None:
 @pytest.mark.parametrize("greeting", scripted_user.GREETINGS)
 def test_every_opening_is_found_again_whatever_its_greeting(greeting: str) -> None:
     assert scripted_user.canonical_opening(f"{greeting} {FIRST}") == f"{scripted_user.GREETINGS[0]} {FIRST}"
+
+
+def test_a_seeded_conversation_still_follows_its_script() -> None:
+    """The loopback server tells tasks apart by replaying the unseeded user: what a reply carries
+    (a request, identity facts) must match whatever the wording."""
+    env = ApigenEnv("retail", split="test")
+    task, other = env.tasks[1], env.tasks[2]
+
+    def conversation(seed: int | None) -> list[dict[str, Any]]:
+        observation, info = env.reset(seed=seed, options={"task_id": task.id})
+        agent = OracleAgent(env.domain.tools)
+        agent.reset(info, env.task)
+        done = False
+        while not done:
+            observation, _, terminated, truncated, _ = env.step(agent.act(observation))
+            done = terminated or truncated
+        return list(env.messages[1:])
+
+    seeded, plain = conversation(3), conversation(None)
+    assert [m["content"] for m in seeded if m["role"] == "user"] != [
+        m["content"] for m in plain if m["role"] == "user"
+    ]
+    assert follows_script(task, seeded) and follows_script(task, plain)
+    assert not follows_script(other, seeded)

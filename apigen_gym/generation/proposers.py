@@ -11,6 +11,7 @@ import contextlib
 import importlib
 import json
 import random
+import re
 from collections.abc import AsyncIterator, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol

@@ -96,9 +96,9 @@ def _words(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, list):
         items = [_words(v) for v in value]
-        return (
-            items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}" if items else "none"
-        )
+        if len(items) < 2:
+            return items[0] if items else "none"
+        return f"{', '.join(items[:-1])} and {items[-1]}"
     if isinstance(value, dict):
         pairs = ", ".join(f"{k.replace('_', ' ')} {_words(v)}" for k, v in value.items())
         return f"({pairs})"

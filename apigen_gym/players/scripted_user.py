@@ -52,13 +52,7 @@ EMAIL = (
     "Of course: {email}.",
     "The email on my account is {email}.",
 )
-NAME = (
-    "I'm {name}{details}.",
-    "My name is {name}{details}.",
-    "Sure: {name}{details}.",
-    "It's {name}{details}.",
-    "Of course, I'm {name}{details}.",
-)
+NAME = ("I'm {name}.", "My name is {name}.", "Sure: {name}.", "It's {name}.", "Of course, I'm {name}.")
 USER_ID = (
     "My user id is {user_id}.",
     "Sure, my user id is {user_id}.",
@@ -389,9 +383,9 @@ class ScriptedUser(UserSimulator):
         if twist is not None and self._moment(twist, message):
             self._fired, self._words = True, twist.text
             return self._reply(twist.text, twist.text)
-        identity = self._identity(message) if _ASKS_IDENTITY.search(message) else ""
+        identity, facts = self._identity(message) if _ASKS_IDENTITY.search(message) else ("", "")
         if identity and not _ASKS_ACTION_CONFIRMATION.search(message):
-            return self._reply(identity, identity)
+            return self._reply(identity, facts)
         detail = _CONFIRMS_A_DETAIL.search(message) and not _ASKS_ACTION_CONFIRMATION.search(message)
         pointed = self._pointed(message) if detail else None
         if pointed:
@@ -399,7 +393,7 @@ class ScriptedUser(UserSimulator):
         if asks_to_confirm(message):
             return self._confirm(twist)
         if identity:
-            return self._reply(identity, identity)
+            return self._reply(identity, facts)
         if _ASKS_WHAT_ELSE.search(message) or (_REPORTS_DONE.search(message) and "?" not in message):
             return self._next(twist)
         if _DECLINES.search(message):
@@ -465,21 +459,21 @@ class ScriptedUser(UserSimulator):
                     return " ".join(found)
         return None
 
-    def _identity(self, message: str) -> str:
-        """The identifying facts the agent asked for: the email, else the name with a zip code or a
-        birth date, else a user id; empty when the user knows none."""
+    def _identity(self, message: str) -> tuple[str, str]:
+        """The identifying facts the agent asked for, said and bare: the email, else the name with a
+        zip code or a birth date, else a user id; empty when the user knows none."""
         known = self._goal.known
         by_name = "first_name" in known and "last_name" in known
         wants_email = re.search(r"e-?mail", message, re.I) is not None
         if "email" in known and (wants_email or not by_name):
-            return self._phrasing.say(EMAIL, email=known["email"])
+            return self._phrasing.say(EMAIL, email=known["email"]), known["email"]
         if by_name:
             details = [f"{label} {known[key]}" for key, label in _NAME_DETAILS if key in known]
-            name = f"{known['first_name']} {known['last_name']}"
-            return self._phrasing.say(NAME, name=name, details="".join(f", {d}" for d in details))
+            who = f"{known['first_name']} {known['last_name']}" + "".join(f", {d}" for d in details)
+            return self._phrasing.say(NAME, name=who), who
         if "user_id" in known:
-            return self._phrasing.say(USER_ID, user_id=known["user_id"])
-        return ""
+            return self._phrasing.say(USER_ID, user_id=known["user_id"]), known["user_id"]
+        return "", ""
 
 
 _NAME_DETAILS = (("zip", "zip code"), ("birth_date", "born on"))
