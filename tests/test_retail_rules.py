@@ -446,9 +446,18 @@ def test_transfer_without_reason_is_a_violation(env: ApigenEnv) -> None:
     assert env_broken(env, "retail.transfer_only_out_of_scope") == [0]
 
 
-def test_transfer_after_saying_it_cannot_be_done(env: ApigenEnv) -> None:
+@pytest.mark.parametrize(
+    "said",
+    [
+        "I'm sorry, but I cannot help with that using the tools I have.",
+        "I'm afraid that request is outside my scope.",
+        "That is outside of my tools, unfortunately.",
+        "This is beyond my capabilities.",
+    ],
+)
+def test_transfer_after_saying_it_cannot_be_done(env: ApigenEnv, said: str) -> None:
     env.reset(options={"task_id": "0"})
-    env.step("I'm sorry, but I cannot help with that using the tools I have.")
+    env.step(said)
     env.step(call("transfer_to_human_agents", summary="out of scope"))
     assert env_broken(env, "retail.transfer_only_out_of_scope") == []
 

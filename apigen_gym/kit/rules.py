@@ -122,7 +122,7 @@ _ASKS_FOR_PERSON = re.compile(
 )
 _CANNOT_HANDLE = re.compile(
     r"\b(can ?not|can't|unable to|not able to)\b[^.!?\n]*\b(help|handle|do|assist|process)\b"
-    r"|\b(out of|outside (of )?|beyond) (my|the) (scope|tools|capabilities)\b",
+    r"|\b(out of|outside( of)?|beyond) (my|the) (scope|tools|capabilities)\b",
     re.IGNORECASE,
 )
 
