@@ -11,17 +11,26 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from apigen_gym.util import jsonio
 
-@dataclass(frozen=True)
+
+@dataclass(slots=True)
 class ToolCall:
     name: str
     arguments: dict[str, Any] = field(default_factory=dict)
     id: str | None = None
     error: str | None = None
     """Why the call could not be understood; set instead of executing it."""
+    arguments_json: str = ""
+    """``arguments`` serialised (``json.dumps``): made once while parsing, reused for the transcript."""
+
+    @property
+    def arguments_text(self) -> str:
+        """``arguments`` as the JSON string of an OpenAI tool call."""
+        return self.arguments_json or jsonio.dumps(self.arguments)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class AgentTurn:
     """One assistant message: text for the user, tool calls, or both."""
 
@@ -45,7 +54,7 @@ def _call_from(raw: Any) -> ToolCall:
     arguments = body.get("arguments", {})
     if isinstance(arguments, str):
         try:
-            arguments = json.loads(arguments) if arguments.strip() else {}
+            arguments = jsonio.loads(arguments) if arguments.strip() else {}
         except json.JSONDecodeError as exc:
             return ToolCall(name, id=call_id, error=f"arguments of {name} are not valid JSON ({exc.msg})")
         except RecursionError:
@@ -55,10 +64,10 @@ def _call_from(raw: Any) -> ToolCall:
     if not isinstance(arguments, dict):
         return ToolCall(name, id=call_id, error=f"arguments of {name} must be a JSON object")
     try:
-        json.dumps(arguments)
+        text = jsonio.dumps(arguments)  # proves the arguments are JSON values, and is the transcript's copy
     except (TypeError, ValueError, RecursionError):
         return ToolCall(name, id=call_id, error=f"arguments of {name} must be JSON values")
-    return ToolCall(name, arguments, call_id)
+    return ToolCall(name, arguments, call_id, arguments_json=text)
 
 
 def _from_dict(action: dict[str, Any]) -> AgentTurn:
@@ -89,7 +98,7 @@ def parse_action(action: Any) -> AgentTurn:
     if not text.startswith("{"):
         return AgentTurn(action)
     try:
-        parsed = json.loads(text)
+        parsed = jsonio.loads(text)
     except json.JSONDecodeError as exc:
         return _malformed(f"invalid JSON ({exc.msg} at position {exc.pos})")
     except RecursionError:

@@ -8,9 +8,11 @@ against the base only looks at the touched records.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Hashable, Iterator, Mapping
+from contextlib import contextmanager
 from functools import cached_property
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from apigen_gym.util import jsonio
 
@@ -19,6 +21,7 @@ Diff = dict[str, dict[str, Any]]
 """``{table: {key: record, or None where removed}}``: the format of τ-bench's ``final_diff``."""
 KeyFn = Callable[[Any], Hashable]
 """Maps a record to the value it is looked up by (e.g. its lower-cased email)."""
+_T = TypeVar("_T")
 
 
 def _read_only(*_: Any, **__: Any) -> NoReturn:
@@ -64,16 +67,39 @@ def thaw(value: Any) -> Any:
     return value
 
 
-class Database:
-    """Immutable named tables of records keyed by id; shared by every fork made from it."""
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside: building millions of containers (none of them in a cycle)
+    would otherwise trigger collections that walk the whole growing heap, a quadratic cost."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
-    def __init__(self, tables: Mapping[str, Mapping[str, Any]]):
-        self._tables: dict[str, FrozenDict] = {
-            name: FrozenDict((str(key), freeze(rec)) for key, rec in table.items())
-            for name, table in tables.items()
-        }
+
+class Database:
+    """Immutable named tables of records keyed by id; shared by every fork made from it.
+
+    Building it costs O(records): the cyclic garbage collector is paused meanwhile. With
+    ``permanent=True`` (a base kept for the life of the process, like the domains' shared databases),
+    every object alive afterwards is moved to the collector's permanent generation (``gc.freeze()``),
+    so later collections no longer walk the base.
+    """
+
+    def __init__(self, tables: Mapping[str, Mapping[str, Any]], *, permanent: bool = False):
+        with gc_paused():
+            self._tables: dict[str, FrozenDict] = {
+                name: FrozenDict((str(key), freeze(rec)) for key, rec in table.items())
+                for name, table in tables.items()
+            }
+        if permanent:
+            gc.freeze()
         self._indexes: dict[tuple[str, KeyFn], dict[Hashable, list[str]]] = {}
         self._positions: dict[str, dict[str, int]] = {}
+        self._memos: dict[Callable[[Database], Any], Any] = {}
 
     @property
     def table_names(self) -> tuple[str, ...]:
@@ -111,6 +137,14 @@ class Database:
                 found.setdefault(value, []).append(key)
             self._indexes[(table, key_fn)] = found
         return found
+
+    def memo(self, fn: Callable[[Database], _T]) -> _T:
+        """``fn(self)``, computed on first use and kept: for values derived from the frozen base."""
+        try:
+            return self._memos[fn]  # type: ignore[no-any-return]
+        except KeyError:
+            value = self._memos[fn] = fn(self)
+            return value
 
     def position(self, table: str, key: str) -> int | None:
         """Where ``key`` stands in the base table's order (``None`` if absent)."""
@@ -179,6 +213,10 @@ class StateView:
         for key, record in changed.items():
             if record is not _DELETED and key not in base:
                 yield key, record
+
+    def changed(self, table: str) -> Iterator[tuple[str, Any]]:
+        """``(key, record or None where removed)`` of the records this state changed or added in ``table``."""
+        return iter(self._overlay.get(table, {}).items())
 
     def find(self, table: str, key_fn: KeyFn, value: Hashable) -> list[str]:
         """Keys of the records with ``key_fn(record) == value``, in :meth:`items` order.

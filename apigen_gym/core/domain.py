@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from apigen_gym.core.database import Database
+from apigen_gym.core.database import Database, gc_paused
 from apigen_gym.core.policy import Policy
 from apigen_gym.core.task import Task
 from apigen_gym.core.tools import ToolSet
@@ -61,7 +61,9 @@ def _load_database(folder: Path, tables: tuple[str, ...]) -> Database:
     missing = [t for t in tables if not (folder / "db" / f"{t}.json").is_file()]
     if missing:
         raise DataError(f"{folder} is not a data folder: missing db/{missing[0]}.json")
-    return Database({t: jsonio.read_json(folder / "db" / f"{t}.json") for t in tables})
+    with gc_paused():
+        tables_read = {t: jsonio.read_json(folder / "db" / f"{t}.json") for t in tables}
+    return Database(tables_read, permanent=True)
 
 
 @lru_cache(maxsize=64)

@@ -7,7 +7,6 @@ the episode and explained in ``info["reward_info"]``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, SupportsFloat, TypeVar
@@ -218,36 +217,27 @@ class ApigenEnv(gym.Env[str, str]):
         return _AgentMessage(text)
 
     def _run_tools(self, turn: AgentTurn) -> StepResult:
-        message_index = len(self.messages)
-        call_ids = [c.id or f"call_{self._steps}_{i}" for i, c in enumerate(turn.tool_calls)]
-        self.messages.append(
-            {
-                "role": "assistant",
-                "content": turn.content,
-                "tool_calls": [
-                    {
-                        "id": call_id,
-                        "type": "function",
-                        "function": {"name": c.name, "arguments": json.dumps(c.arguments)},
-                    }
-                    for call_id, c in zip(call_ids, turn.tool_calls)
-                ],
-            }
-        )
+        messages, session = self.messages, self._session
+        message_index = len(messages)
+        requests = []
+        for i, call in enumerate(turn.tool_calls):
+            call_id = call.id or f"call_{self._steps}_{i}"
+            function = {"name": call.name, "arguments": call.arguments_text}
+            requests.append({"id": call_id, "type": "function", "function": function})
+        messages.append({"role": "assistant", "content": turn.content, "tool_calls": requests})
         outputs = []
-        for call_id, call in zip(call_ids, turn.tool_calls):
-            if self._session.ended_by_terminal_tool():
+        for request, call in zip(requests, turn.tool_calls):
+            if session.ended_by_terminal_tool():
                 output = f"{ERROR_PREFIX}not executed: the conversation was transferred"
             elif call.error is not None:
                 output = f"{ERROR_PREFIX}{call.error}"
             else:
-                output = self._session.call(call.name, call.arguments, message_index).output
-            self.messages.append(
-                {"role": "tool", "tool_call_id": call_id, "name": call.name, "content": output}
-            )
+                output = session.call(call.name, call.arguments, message_index).output
+            reply = {"role": "tool", "tool_call_id": request["id"], "name": call.name, "content": output}
+            messages.append(reply)
             outputs.append(output)
-        observation = "\n\n".join(outputs)
-        if self._session.ended_by_terminal_tool():
+        observation = outputs[0] if len(outputs) == 1 else "\n\n".join(outputs)
+        if session.ended_by_terminal_tool():
             return self._end("transfer", observation)
         return self._maybe_truncate(observation)
 

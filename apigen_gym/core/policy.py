@@ -25,7 +25,7 @@ class Violation(BaseModel):
     message: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Step:
     """One executed tool call with the state just before and just after it."""
 

@@ -18,32 +18,24 @@ class Session:
         self.tools = tools
         self.fork = database.fork()
         self.trace = Trace(messages=messages)
+        self._transferred = False
 
     def call(self, name: str, arguments: Mapping[str, Any] | None, message_index: int = -1) -> ToolResult:
-        before = self.fork.snapshot()
-        result = self.tools.execute(self.fork, name, arguments)
-        tool = self.tools.get(name)
-        after = self.fork.snapshot() if tool is not None and tool.kind is ToolKind.WRITE else before
-        self.trace.steps.append(
-            Step(
-                len(self.trace.steps),
-                result.name,
-                result.arguments,
-                result.output,
-                before,
-                after,
-                message_index,
-            )
-        )
+        fork = self.fork
+        tool = self.tools.get(name) if isinstance(name, str) else None
+        before = fork.snapshot()
+        result = ToolSet.run(tool, fork, name, arguments)
+        kind = None if tool is None else tool.kind
+        after = fork.snapshot() if kind is ToolKind.WRITE else before
+        self._transferred = kind is ToolKind.TERMINAL and result.ok
+        steps = self.trace.steps
+        step = Step(len(steps), result.name, result.arguments, result.output, before, after, message_index)
+        steps.append(step)
         return result
 
     def ended_by_terminal_tool(self) -> bool:
         """Whether the last call was a terminal tool that succeeded."""
-        if not self.trace.steps:
-            return False
-        last = self.trace.steps[-1]
-        tool = self.tools.get(last.name)
-        return tool is not None and tool.kind is ToolKind.TERMINAL and last.ok
+        return self._transferred
 
     def diff(self) -> Diff:
         return self.fork.diff()

@@ -8,11 +8,11 @@ validation failures, :class:`ToolError` and unexpected exceptions all become ``"
 from __future__ import annotations
 
 import inspect
-import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
 from typing import Any, get_type_hints
 
 import pydantic
@@ -21,13 +21,14 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
 from apigen_gym.core.database import Fork
+from apigen_gym.util import jsonio
 
 ERROR_PREFIX = "Error: "
 
 
 def dumps(obj: Any) -> str:
     """A tool's JSON output, serialised like τ-bench's tools: default separators, keys in insertion order."""
-    return json.dumps(obj)
+    return jsonio.dumps(obj)
 
 
 class ToolKind(str, Enum):
@@ -42,7 +43,7 @@ class ToolError(Exception):
     """Raised inside a tool to return ``"Error: <message>"`` to the agent."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ToolResult:
     """One executed call: the observation string and whether it was an error."""
 
@@ -153,17 +154,25 @@ class Tool:
         }
         return cls(tool_name, kind, fn, summary, model, schema)
 
+    @cached_property
+    def _validate(self) -> Callable[[dict[str, Any]], pydantic.BaseModel]:
+        """The arguments model's compiled validator, looked up once."""
+        return self.arguments.__pydantic_validator__.validate_python  # type: ignore[return-value]
+
     def __call__(self, db: Fork, arguments: Mapping[str, Any] | None = None) -> str:
         """Validate ``arguments`` and run the tool; every failure is an ``Error:`` string."""
-        if arguments is not None and not isinstance(arguments, Mapping):
-            return f"{ERROR_PREFIX}arguments of {self.name} must be a JSON object"
+        if arguments is None:
+            arguments = {}
+        elif type(arguments) is not dict:
+            if not isinstance(arguments, Mapping):
+                return f"{ERROR_PREFIX}arguments of {self.name} must be a JSON object"
+            arguments = dict(arguments)
         try:
-            validated = self.arguments.model_validate(dict(arguments or {}))
+            validated = self._validate(arguments)
         except pydantic.ValidationError as exc:
             return f"{ERROR_PREFIX}invalid arguments for {self.name}: {_summarise(exc)}"
-        kwargs = {name: getattr(validated, name) for name in type(validated).model_fields}
         try:
-            return self.fn(db, **kwargs)
+            return self.fn(db, **validated.__dict__)  # the model's fields, in order, as validated
         except ToolError as exc:
             return f"{ERROR_PREFIX}{exc}"
         except Exception as exc:  # noqa: BLE001 - a tool bug must not crash the episode
@@ -218,14 +227,21 @@ class ToolSet:
 
     def execute(self, db: Fork, name: str, arguments: Mapping[str, Any] | None) -> ToolResult:
         """Run one call; unknown tools and bad arguments give error results, never exceptions."""
-        args = dict(arguments) if isinstance(arguments, Mapping) else {}
-        found = self._tools.get(name) if isinstance(name, str) else None
+        return self.run(self.get(name) if isinstance(name, str) else None, db, name, arguments)
+
+    @staticmethod
+    def run(found: Tool | None, db: Fork, name: str, arguments: Mapping[str, Any] | None) -> ToolResult:
+        """:meth:`execute` with the tool already looked up (``None``: unknown)."""
+        args: dict[str, Any] = {}
+        given = arguments  # None, or a non-object that the tool reports as such
+        if type(arguments) is dict or isinstance(arguments, Mapping):
+            given = args = dict(arguments)  # the trace keeps its own copy; the tool validates the same
         if found is None:
             return ToolResult(str(name), args, f"{ERROR_PREFIX}unknown tool {name!r}")
         if found.kind is not ToolKind.WRITE:
-            return ToolResult(name, args, found(db, arguments))
+            return ToolResult(name, args, found(db, given))
         before = db.snapshot()
-        output = found(db, arguments)
+        output = found(db, given)
         if output.startswith(ERROR_PREFIX):
             db.restore(before)  # a failed write leaves no partial change
         return ToolResult(name, args, output)

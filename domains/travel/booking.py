@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from apigen_gym.core.database import Record, StateView
+from apigen_gym.core.database import Database, Record, StateView
 from apigen_gym.core.tools import ToolError
 from apigen_gym.domains.travel import terms
 
@@ -493,8 +493,29 @@ def driver_age(plan: RentalPlan) -> int:
 # --- ids and records ----------------------------------------------------------------------------
 
 
+def _trip_number(key: str) -> int | None:
+    return int(key[2:]) if key[2:].isdigit() else None
+
+
+def _numbered(keys: Iterable[str]) -> tuple[int, str] | None:
+    """The largest trip number among ``keys``, with its key (``None`` when none is numbered)."""
+    return max(((n, key) for key in keys if (n := _trip_number(key)) is not None), default=None)
+
+
+def _largest_base_trip(base: Database) -> tuple[int, str] | None:
+    return _numbered(base.table("trips"))
+
+
 def next_trip_id(view: StateView) -> str:
-    numbers = [int(key[2:]) for key in view.keys("trips") if key[2:].isdigit()]
+    """One more than the largest trip number in ``view`` (TR100001 for the first): O(trips changed)."""
+    largest = view.base.memo(_largest_base_trip)
+    if largest is not None and view.get("trips", largest[1]) is None:  # removed in this state: scan
+        largest = _numbered(view.keys("trips"))
+    numbers = [] if largest is None else [largest[0]]
+    for key, record in view.changed("trips"):
+        number = _trip_number(key)
+        if record is not None and number is not None:
+            numbers.append(number)
     return f"TR{max(numbers, default=100000) + 1}"
 
 
