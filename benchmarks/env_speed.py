@@ -25,12 +25,14 @@ import statistics
 import time
 import tracemalloc
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+import step_baselines
 from tabulate import tabulate
 
-from apigen_gym.core.database import Database
-from apigen_gym.core.domain import load_domain
+from apigen_gym.core.database import Database, Diff, freeze, thaw
+from apigen_gym.core.domain import Domain, load_domain
 from apigen_gym.core.env import ApigenEnv
 from apigen_gym.core.session import Session
 from apigen_gym.core.task import Task
@@ -158,15 +160,8 @@ def memory_per_episode(episodes: int = 1000) -> tuple[float, float]:
     return current / episodes / 1024, current / 2**20
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--domains", nargs="+", default=["retail", "airline", "travel"])
-    parser.add_argument("--scales", type=float, nargs="+", default=[1, 10, 100])
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
-    rows = [measure(domain, scale, args.repeats) for domain in args.domains for scale in args.scales]
+def scale_table(domains: list[str], scales: list[float], repeats: int) -> None:
+    rows = [measure(domain, scale, repeats) for domain in domains for scale in scales]
     table = [
         [
             row["domain"],
@@ -196,11 +191,255 @@ def main() -> None:
         "naive reward µs",
         "reward speed-up",
     ]
-    print(f"median of {args.repeats} runs; per domain, the sampler's first task with two or more writes\n")
+    print(f"median of {repeats} runs; per domain, the sampler's first task with two or more writes\n")
     print(tabulate(table, headers=headers, tablefmt="github"))
     per_episode_kib, total_mib = memory_per_episode()
     print(f"\nmemory (retail): {per_episode_kib:.1f} KiB per live episode; ", end="")
     print(f"1,000 live episodes: {total_mib:.1f} MiB")
+
+
+# --- a tool step beside τ-bench's --------------------------------------------------------------
+
+
+@dataclass
+class Call:
+    """One gold tool call, with the task and position it is played from."""
+
+    task: Task
+    index: int
+    text: str
+    kind: ToolKind
+
+    @property
+    def name(self) -> str:
+        return self.task.actions[self.index].name
+
+
+def pick_calls(domain: Domain, tasks: list[Task], per_kind: int, per_tool: int) -> list[Call]:
+    """Up to ``per_kind`` read and write calls of the tasks' gold actions, ``per_tool`` of each tool."""
+    picked: list[Call] = []
+    for task in tasks:
+        for index, action in enumerate(task.actions):
+            tool = domain.tools.get(action.name)
+            if tool is None or tool.kind is ToolKind.TERMINAL:
+                continue
+            same_kind = [c for c in picked if c.kind is tool.kind]
+            if len(same_kind) < per_kind and sum(c.name == action.name for c in same_kind) < per_tool:
+                picked.append(Call(task, index, json.dumps(action.model_dump()), tool.kind))
+    return picked
+
+
+def _touched(before: Diff, after: Diff) -> set[tuple[str, str]]:
+    keys = {(t, k) for diff in (before, after) for t, records in diff.items() for k in records}
+    return {(t, k) for t, k in keys if before.get(t, {}).get(k) != after.get(t, {}).get(k)}
+
+
+def compare_steps(
+    domain: Domain, database: Database, tasks: list[Task], baseline: Any, calls: list[Call], rounds: int
+) -> list[dict[str, Any]]:
+    """Each call timed in the env and in ``baseline`` from the same state, in interleaved rounds."""
+    env = ApigenEnv(domain, database=database, tasks=tasks, max_steps=10**9)
+    rows = []
+    for task in {c.task.id: c.task for c in calls}.values():  # warm up: validators, indexes
+        env.reset(options={"task_id": task.id})
+        for action in task.actions:
+            env.step(json.dumps(action.model_dump()))
+    for call in calls:
+        prefix = [json.dumps(a.model_dump()) for a in call.task.actions[: call.index]]
+
+        def ours_at_prefix(prefix: list[str] = prefix, task_id: str = call.task.id) -> None:
+            env.reset(options={"task_id": task_id})
+            for text in prefix:
+                env.step(text)
+
+        ours_at_prefix()
+        for text in prefix:
+            baseline.step(text)
+        before = env.state_diff()
+        ours_output = env.step(call.text)[0]
+        theirs_output = baseline.step(call.text)
+        touched = _touched(before, env.state_diff())
+        # the state just before the call, to put back between repetitions of a write
+        saved = {(t, k): thaw(before.get(t, {}).get(k, database.table(t).get(k))) for t, k in touched}
+        changed = {(t, k) for diff in (before, env.state_diff()) for t in diff for k in diff[t]}
+        ours, theirs = [], []
+        for _ in range(rounds):
+            if call.kind is ToolKind.READ:
+                ours.append(_mean_us(env.step, call.text, 20))
+                theirs.append(_mean_us(baseline.step, call.text, 20))
+            else:
+                for _ in range(3):
+                    ours_at_prefix()
+                    ours.append(_mean_us(env.step, call.text, 1))
+                    baseline.put_back(saved)
+                    theirs.append(_mean_us(baseline.step, call.text, 1))
+        # back to the initial database for the next call
+        baseline.put_back({(t, k): thaw(database.table(t).get(k)) for t, k in changed})
+        rows.append(
+            {
+                "call": call,
+                "ours": statistics.median(ours),
+                "theirs": statistics.median(theirs),
+                "same output": ours_output == theirs_output,
+            }
+        )
+    return rows
+
+
+def _mean_us(fn: Callable[[str], Any], text: str, number: int) -> float:
+    start = time.perf_counter()
+    for _ in range(number):
+        fn(text)
+    return (time.perf_counter() - start) / number * 1e6
+
+
+def step_comparison(
+    domains: list[str], tau_bench: str | None, per_kind: int, rounds: int
+) -> tuple[list[list[Any]], list[list[Any]]]:
+    """Summary rows (domain, baseline, kind) and per-tool rows of the step comparison."""
+    tau_module = step_baselines.load_tau_bench(tau_bench) if tau_bench else None
+    summary, per_tool = [], []
+    for name in domains:
+        domain = load_domain(name)
+        setups = []
+        if tau_module is not None and name in step_baselines.TauBench.ENVS:
+            tau = step_baselines.TauBench(name)
+            tau_db = Database(tau.tables(), permanent=True)
+            tau_tasks = tau.tasks()
+            setups.append(("τ-bench's data", tau_db, tau_tasks, tau))
+            setups.append(
+                ("τ-bench's data", tau_db, tau_tasks, step_baselines.StandIn(domain, tau_db, tau_tasks[0]))
+            )
+        else:
+            database, tasks = domain.database(), domain.tasks("test")
+            setups.append(("shipped", database, tasks, step_baselines.StandIn(domain, database, tasks[0])))
+        for data, database, tasks, baseline in setups:
+            calls = pick_calls(domain, tasks, per_kind, per_tool=max(3, per_kind // 4))
+            rows = compare_steps(domain, database, tasks, baseline, calls, rounds)
+            for kind in (ToolKind.READ, ToolKind.WRITE):
+                mine = [r for r in rows if r["call"].kind is kind]
+                ours, theirs = sum(r["ours"] for r in mine), sum(r["theirs"] for r in mine)
+                summary.append(
+                    [
+                        name,
+                        f"{baseline.label} ({data})",
+                        kind.value,
+                        len(mine),
+                        len({r["call"].name for r in mine}),
+                        f"{ours / len(mine):.1f}",
+                        f"{theirs / len(mine):.1f}",
+                        f"{theirs / ours:.2f}×",
+                        f"{sum(r['ours'] <= r['theirs'] for r in mine)}/{len(mine)}",
+                        f"{sum(r['same output'] for r in mine)}/{len(mine)}",
+                    ]
+                )
+            for tool_name in sorted({r["call"].name for r in rows}):
+                mine = [r for r in rows if r["call"].name == tool_name]
+                ours = statistics.mean(r["ours"] for r in mine)
+                theirs = statistics.mean(r["theirs"] for r in mine)
+                per_tool.append(
+                    [
+                        name,
+                        baseline.label,
+                        tool_name,
+                        mine[0]["call"].kind.value,
+                        len(mine),
+                        f"{ours:.1f}",
+                        f"{theirs:.1f}",
+                        f"{theirs / ours:.2f}×",
+                    ]
+                )
+    return summary, per_tool
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+
+def loading(domains: list[str], scales: list[float]) -> list[list[Any]]:
+    """Building the frozen Database at each scale, beside the same freeze with the collector running."""
+    rows = []
+    for name in domains:
+        generator = importlib.import_module(f"apigen_gym.domains.{name}.generator")
+        for scale in scales:
+            tables = generator.generate(scale=scale)
+            records = sum(len(t) for t in tables.values())
+            gc.collect()
+            start = time.perf_counter()
+            naive = {t: {str(k): freeze(r) for k, r in table.items()} for t, table in tables.items()}
+            naive_s = time.perf_counter() - start
+            del naive
+            gc.collect()
+            start = time.perf_counter()
+            database = Database(tables)
+            ours_s = time.perf_counter() - start
+            del database
+            rows.append(
+                [
+                    name,
+                    f"{scale:g}×",
+                    records,
+                    f"{ours_s:.3f}",
+                    f"{ours_s / records * 1e6:.2f}",
+                    f"{naive_s:.3f}",
+                    f"{naive_s / records * 1e6:.2f}",
+                ]
+            )
+            del tables
+            gc.collect()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--sections", nargs="+", default=["steps", "load", "scale"], choices=["steps", "load", "scale"]
+    )
+    parser.add_argument("--domains", nargs="+", default=["retail", "airline", "travel"])
+    parser.add_argument("--scales", type=float, nargs="+", default=[1, 10, 100])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--tau-bench", metavar="DIR", help="a τ-bench checkout (outside this repository)")
+    parser.add_argument("--calls", type=int, default=40, help="read and write calls per domain (each)")
+    args = parser.parse_args()
+    if "steps" in args.sections:
+        summary, per_tool = step_comparison(args.domains, args.tau_bench, args.calls, args.repeats)
+        print(
+            f"tool step, from the JSON call to the observation; median of {args.repeats} interleaved rounds\n"
+        )
+        headers = [
+            "domain",
+            "baseline",
+            "kind",
+            "calls",
+            "tools",
+            "ours µs",
+            "baseline µs",
+            "ours faster by",
+            "calls ours ≤ baseline",
+            "same output",
+        ]
+        print(tabulate(summary, headers=headers, tablefmt="github"))
+        print()
+        headers = ["domain", "baseline", "tool", "kind", "calls", "ours µs", "baseline µs", "ours faster by"]
+        print(tabulate(per_tool, headers=headers, tablefmt="github"))
+        print()
+    if "load" in args.sections:
+        rows = loading(args.domains, args.scales)
+        headers = [
+            "domain",
+            "db size",
+            "records",
+            "build s",
+            "µs per record",
+            "collector running s",
+            "µs per record (collector running)",
+        ]
+        print("building the frozen Database from generated tables (one run each)\n")
+        print(tabulate(rows, headers=headers, tablefmt="github"))
+        print()
+    if "scale" in args.sections:
+        scale_table(args.domains, args.scales, args.repeats)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,12 @@ class PlainState:
             raise KeyError(f"{table}/{key}")
         return record  # type: ignore[no-any-return]
 
+    def write_path(self, table: str, key: str, *path: str | int) -> Any:
+        node: Any = self.write(table, key)
+        for step in path:
+            node = node[step]
+        return node
+
     def insert(self, table: str, key: str, record: Record) -> Record:
         if key in self.tables[table]:
             raise KeyError(f"{table}/{key} already exists")
@@ -67,6 +73,10 @@ class PlainState:
 
     def keys(self, table: str) -> Iterator[str]:
         return iter(self.tables[table])
+
+    def changed(self, table: str) -> Iterator[tuple[str, Any]]:
+        rows = self.tables[table]
+        return iter([(k, rows[k]) for k in sorted(self.added.get(table, ()))])
 
     def find(self, table: str, key_fn: Callable[[Any], Hashable], value: Hashable) -> list[str]:
         rows = self.tables[table]

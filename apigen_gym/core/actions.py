@@ -22,12 +22,8 @@ class ToolCall:
     error: str | None = None
     """Why the call could not be understood; set instead of executing it."""
     arguments_json: str = ""
-    """``arguments`` serialised (``json.dumps``): made once while parsing, reused for the transcript."""
-
-    @property
-    def arguments_text(self) -> str:
-        """``arguments`` as the JSON string of an OpenAI tool call."""
-        return self.arguments_json or jsonio.dumps(self.arguments)
+    """``arguments`` as the JSON string of an OpenAI tool call, made once while parsing (it is the check
+    that they are JSON values) and reused for the transcript; empty: not made."""
 
 
 @dataclass(slots=True)
@@ -46,12 +42,15 @@ def _call_from(raw: Any) -> ToolCall:
     """A tool call from ``{"name", "arguments"}`` or OpenAI's ``{"id", "function": {...}}``."""
     if not isinstance(raw, dict):
         return ToolCall(name="", error="malformed tool call: expected an object")
-    call_id = raw.get("id") if isinstance(raw.get("id"), str) else None
-    body: dict[str, Any] = raw["function"] if isinstance(raw.get("function"), dict) else raw
+    call_id = raw.get("id")
+    if not isinstance(call_id, str):
+        call_id = None
+    function = raw.get("function")
+    body: dict[str, Any] = function if isinstance(function, dict) else raw
     name = body.get("name")
     if not isinstance(name, str) or not name:
         return ToolCall(name="", id=call_id, error="malformed tool call: missing tool name")
-    arguments = body.get("arguments", {})
+    arguments = body.get("arguments")  # absent: no arguments
     if isinstance(arguments, str):
         try:
             arguments = jsonio.loads(arguments) if arguments.strip() else {}
@@ -88,12 +87,13 @@ def _from_dict(action: dict[str, Any]) -> AgentTurn:
 
 def parse_action(action: Any) -> AgentTurn:
     """Normalise any action to an :class:`AgentTurn`; never raises."""
-    if hasattr(action, "model_dump") and not isinstance(action, dict):
-        action = action.model_dump(exclude_none=True)
-    if isinstance(action, dict):
-        return _from_dict(action)
-    if not isinstance(action, str):
-        return _malformed(f"unsupported action type {type(action).__name__}")
+    if type(action) is not str:
+        if hasattr(action, "model_dump") and not isinstance(action, dict):
+            action = action.model_dump(exclude_none=True)
+        if isinstance(action, dict):
+            return _from_dict(action)
+        if not isinstance(action, str):
+            return _malformed(f"unsupported action type {type(action).__name__}")
     text = action.strip()
     if not text.startswith("{"):
         return AgentTurn(action)

@@ -9,10 +9,13 @@ against the base only looks at the touched records.
 from __future__ import annotations
 
 import gc
+import math
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import cached_property
 from typing import Any, NoReturn, TypeVar
+
+import orjson
 
 from apigen_gym.util import jsonio
 
@@ -49,21 +52,86 @@ class FrozenList(list):  # type: ignore[type-arg]
         return (FrozenList, (list(self),))
 
 
+class FrozenRecord(FrozenDict):
+    """A record of a base table. It never changes, so its JSON text is made once, when first asked for."""
+
+    __slots__ = ("_text", "_plain")
+    _text: str
+    _plain: bool
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenRecord, (dict(self),))
+
+    def json_text(self) -> str:
+        """``json.dumps(self)``, made on the first call and kept."""
+        try:
+            return self._text
+        except AttributeError:
+            text = self._text = jsonio.dumps(self)
+            return text
+
+    def mutable_copy(self) -> Record:
+        """A deep mutable copy: parsed from the JSON text (in C) when that gives the very same values."""
+        try:
+            plain = self._plain
+        except AttributeError:
+            copy = thaw(self)
+            self._plain = _plain_json(copy) and _parses_back(self.json_text(), copy)
+            return copy  # type: ignore[no-any-return]
+        return orjson.loads(self.json_text()) if plain else thaw(self)  # type: ignore[no-any-return]
+
+
+_ATOMS = frozenset({str, int, float, bool, type(None)})
+"""Leaf types, returned as they are without a call (most values of a record)."""
+
+
 def freeze(value: Any) -> Any:
     """Deep read-only copy of a JSON-like value."""
     if isinstance(value, dict):
-        return FrozenDict((k, freeze(v)) for k, v in value.items())
+        return FrozenDict({k: v if type(v) in _ATOMS else freeze(v) for k, v in value.items()})
     if isinstance(value, list):
-        return FrozenList(freeze(v) for v in value)
+        return FrozenList([v if type(v) in _ATOMS else freeze(v) for v in value])
     return value
+
+
+def _freeze_record(value: Any) -> Any:
+    if isinstance(value, dict):
+        return FrozenRecord({k: v if type(v) in _ATOMS else freeze(v) for k, v in value.items()})
+    return freeze(value)
+
+
+_INT64 = 2**63
+
+
+def _plain_json(value: Any) -> bool:
+    """Whether ``value`` holds only exact JSON types (str keys, finite floats, 64-bit ints)."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is int:
+        return -_INT64 <= value < _INT64
+    if kind is float:
+        return math.isfinite(value)
+    if kind is dict:
+        return all(type(k) is str and _plain_json(v) for k, v in value.items())
+    if kind is list:
+        return all(_plain_json(v) for v in value)
+    return False
+
+
+def _parses_back(text: str, value: Any) -> bool:
+    try:
+        return bool(orjson.loads(text) == value)
+    except orjson.JSONDecodeError:  # e.g. a lone surrogate
+        return False
 
 
 def thaw(value: Any) -> Any:
     """Deep mutable copy of a JSON-like value (frozen or not), keeping key order."""
     if isinstance(value, dict):
-        return {k: thaw(v) for k, v in value.items()}
+        return {k: v if type(v) in _ATOMS else thaw(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [thaw(v) for v in value]
+        return [v if type(v) in _ATOMS else thaw(v) for v in value]
     return value
 
 
@@ -92,7 +160,7 @@ class Database:
     def __init__(self, tables: Mapping[str, Mapping[str, Any]], *, permanent: bool = False):
         with gc_paused():
             self._tables: dict[str, FrozenDict] = {
-                name: FrozenDict((str(key), freeze(rec)) for key, rec in table.items())
+                name: FrozenDict((str(key), _freeze_record(rec)) for key, rec in table.items())
                 for name, table in tables.items()
             }
         if permanent:
@@ -152,6 +220,13 @@ class Database:
         if positions is None:
             positions = self._positions[table] = {k: i for i, k in enumerate(self._tables[table])}
         return positions.get(key)
+
+    def copy_of(self, table: str, key: str) -> Record | None:
+        """A mutable deep copy of a base record (``None`` if absent): what a fork's first write gets."""
+        record = self._tables[table].get(key)
+        if isinstance(record, FrozenRecord):
+            return record.mutable_copy()
+        return None if record is None else thaw(record)  # type: ignore[no-any-return]
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """A mutable deep copy of all tables."""
@@ -263,10 +338,38 @@ class Fork(StateView):
         """A mutable record for ``key``, copied into this fork on first write. KeyError if absent."""
         if (table, key) in self._owned:
             return self._overlay[table][key]  # type: ignore[no-any-return]
+        changed = self._overlay.get(table)
+        if changed is not None and key in changed:
+            current = changed[key]  # changed earlier, and since then kept by a snapshot
+            copy = None if current is _DELETED else thaw(current)
+        else:
+            copy = self._base.copy_of(table, key)
+        if copy is None:
+            raise KeyError(f"{table}/{key}")
+        return self._own(table, key, copy)
+
+    def write_path(self, table: str, key: str, *path: str | int) -> Any:
+        """The container at ``path`` inside record ``key``, mutable, copied along the path only.
+
+        For a small change deep in a large record (one seat count among a month of dates): the rest
+        of the record stays shared with the state it came from. Change only the returned container's
+        own entries; :meth:`write` gives a copy that may be changed anywhere. KeyError if absent.
+        """
+        if (table, key) in self._owned:
+            node: Any = self._overlay[table][key]  # wholly this fork's: change it in place
+            for step in path:
+                node = node[step]
+            return node
         current = self.get(table, key)
         if current is None:
             raise KeyError(f"{table}/{key}")
-        return self._own(table, key, thaw(current))
+        self._snapshot = None
+        node = self._overlay.setdefault(table, {})[key] = dict(current)  # not owned: later writes copy
+        for step in path:
+            child = node[step]
+            node[step] = child = dict(child) if isinstance(child, dict) else list(child)
+            node = child
+        return node
 
     def insert(self, table: str, key: str, record: Record) -> Record:
         """Add a new record (a copy of ``record``). KeyError if the key exists."""

@@ -13,7 +13,7 @@ from typing import Any, SupportsFloat, TypeVar
 
 import gymnasium as gym
 
-from apigen_gym.core.actions import AgentTurn, parse_action
+from apigen_gym.core.actions import AgentTurn, ToolCall, parse_action
 from apigen_gym.core.database import Database, Diff, thaw
 from apigen_gym.core.domain import DataError, Domain, load_domain
 from apigen_gym.core.policy import Violation
@@ -23,6 +23,7 @@ from apigen_gym.core.spaces import Text
 from apigen_gym.core.task import Task
 from apigen_gym.core.tools import ERROR_PREFIX
 from apigen_gym.core.user import STOP, UserSimulator, make_user
+from apigen_gym.util import jsonio
 
 StepResult = tuple[str, SupportsFloat, bool, bool, dict[str, Any]]
 _T = TypeVar("_T")
@@ -217,29 +218,34 @@ class ApigenEnv(gym.Env[str, str]):
         return _AgentMessage(text)
 
     def _run_tools(self, turn: AgentTurn) -> StepResult:
-        messages, session = self.messages, self._session
+        messages, session, calls = self.messages, self._session, turn.tool_calls
         message_index = len(messages)
-        requests = []
-        for i, call in enumerate(turn.tool_calls):
-            call_id = call.id or f"call_{self._steps}_{i}"
-            function = {"name": call.name, "arguments": call.arguments_text}
-            requests.append({"id": call_id, "type": "function", "function": function})
+        ids = [call.id or f"call_{self._steps}_{i}" for i, call in enumerate(calls)]
+        requests = [
+            {
+                "id": call_id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": _arguments(call)},
+            }
+            for call_id, call in zip(ids, calls)
+        ]
         messages.append({"role": "assistant", "content": turn.content, "tool_calls": requests})
         outputs = []
-        for request, call in zip(requests, turn.tool_calls):
-            if session.ended_by_terminal_tool():
+        for call_id, call in zip(ids, calls):
+            if session.transferred:
                 output = f"{ERROR_PREFIX}not executed: the conversation was transferred"
             elif call.error is not None:
                 output = f"{ERROR_PREFIX}{call.error}"
             else:
                 output = session.call(call.name, call.arguments, message_index).output
-            reply = {"role": "tool", "tool_call_id": request["id"], "name": call.name, "content": output}
-            messages.append(reply)
+            messages.append({"role": "tool", "tool_call_id": call_id, "name": call.name, "content": output})
             outputs.append(output)
         observation = outputs[0] if len(outputs) == 1 else "\n\n".join(outputs)
-        if session.ended_by_terminal_tool():
+        if session.transferred:
             return self._end("transfer", observation)
-        return self._maybe_truncate(observation)
+        if self._steps >= self.max_steps:
+            return self._end("max_steps", observation, truncated=True)
+        return observation, 0.0, False, False, self._info()
 
     def _after_user(self, reply: str) -> StepResult:
         self.messages.append({"role": "user", "content": reply})
@@ -297,6 +303,10 @@ class ApigenEnv(gym.Env[str, str]):
             print(format_transcript(self.messages[self._rendered :]), end="")
             self._rendered = len(self.messages)
         return None
+
+
+def _arguments(call: ToolCall) -> str:
+    return call.arguments_json or jsonio.dumps(call.arguments)
 
 
 def format_transcript(messages: list[dict[str, Any]]) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 from apigen_gym.core.database import Database, Diff
 from apigen_gym.core.policy import Step, Trace
 from apigen_gym.core.task import Action
-from apigen_gym.core.tools import ToolKind, ToolResult, ToolSet
+from apigen_gym.core.tools import ToolKind, ToolSet, own_arguments, unknown_tool
 
 
 class Session:
@@ -18,24 +18,29 @@ class Session:
         self.tools = tools
         self.fork = database.fork()
         self.trace = Trace(messages=messages)
-        self._transferred = False
+        self.transferred = False
+        """Whether the last call was a terminal tool that succeeded (the conversation was handed over)."""
 
-    def call(self, name: str, arguments: Mapping[str, Any] | None, message_index: int = -1) -> ToolResult:
+    def call(self, name: str, arguments: Mapping[str, Any] | None, message_index: int = -1) -> Step:
+        """Run one call on the fork and record it; the recorded step (its ``output``, ``ok``)."""
         fork = self.fork
-        tool = self.tools.get(name) if isinstance(name, str) else None
+        tool = self.tools.get(name) if type(name) is str else None
+        args, given = own_arguments(arguments)
         before = fork.snapshot()
-        result = ToolSet.run(tool, fork, name, arguments)
-        kind = None if tool is None else tool.kind
-        after = fork.snapshot() if kind is ToolKind.WRITE else before
-        self._transferred = kind is ToolKind.TERMINAL and result.ok
+        if tool is None:
+            output, after = unknown_tool(name), before
+        else:
+            output = tool.apply(fork, given)
+            after = fork.snapshot() if tool.kind is ToolKind.WRITE else before
         steps = self.trace.steps
-        step = Step(len(steps), result.name, result.arguments, result.output, before, after, message_index)
+        step = Step(len(steps), str(name), args, output, before, after, message_index)
         steps.append(step)
-        return result
+        self.transferred = tool is not None and tool.kind is ToolKind.TERMINAL and step.ok
+        return step
 
     def ended_by_terminal_tool(self) -> bool:
         """Whether the last call was a terminal tool that succeeded."""
-        return self._transferred
+        return self.transferred
 
     def diff(self) -> Diff:
         return self.fork.diff()

@@ -18,16 +18,21 @@ from typing import Any, get_type_hints
 import pydantic
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema, core_schema
+from pydantic_core import CoreSchema, SchemaValidator, core_schema
 
-from apigen_gym.core.database import Fork
+from apigen_gym.core.database import Fork, FrozenRecord
 from apigen_gym.util import jsonio
 
 ERROR_PREFIX = "Error: "
 
 
 def dumps(obj: Any) -> str:
-    """A tool's JSON output, serialised like τ-bench's tools: default separators, keys in insertion order."""
+    """A tool's JSON output, serialised like τ-bench's tools: default separators, keys in insertion order.
+
+    An unchanged base record is serialised once and its text reused.
+    """
+    if type(obj) is FrozenRecord:
+        return obj.json_text()
     return jsonio.dumps(obj)
 
 
@@ -155,9 +160,17 @@ class Tool:
         return cls(tool_name, kind, fn, summary, model, schema)
 
     @cached_property
-    def _validate(self) -> Callable[[dict[str, Any]], pydantic.BaseModel]:
-        """The arguments model's compiled validator, looked up once."""
-        return self.arguments.__pydantic_validator__.validate_python  # type: ignore[return-value]
+    def validate_fields(self) -> Callable[[dict[str, Any]], tuple[dict[str, Any], Any, Any]]:
+        """The arguments model's field validation, compiled once: ``(fields, extra, fields set)``.
+
+        It applies the model's own field schemas and config (so the same checks and error messages)
+        without building a model instance; a model with model-level validators is validated whole.
+        """
+        schema = self.arguments.__pydantic_core_schema__
+        if schema["type"] == "model" and schema["schema"]["type"] == "model-fields":
+            return SchemaValidator(schema["schema"], schema.get("config")).validate_python  # type: ignore[no-any-return]
+        validate = self.arguments.__pydantic_validator__.validate_python
+        return lambda arguments: (validate(arguments).__dict__, None, None)
 
     def __call__(self, db: Fork, arguments: Mapping[str, Any] | None = None) -> str:
         """Validate ``arguments`` and run the tool; every failure is an ``Error:`` string."""
@@ -168,15 +181,37 @@ class Tool:
                 return f"{ERROR_PREFIX}arguments of {self.name} must be a JSON object"
             arguments = dict(arguments)
         try:
-            validated = self._validate(arguments)
+            fields = self.validate_fields(arguments)[0]
         except pydantic.ValidationError as exc:
             return f"{ERROR_PREFIX}invalid arguments for {self.name}: {_summarise(exc)}"
         try:
-            return self.fn(db, **validated.__dict__)  # the model's fields, in order, as validated
+            return self.fn(db, **fields)
         except ToolError as exc:
             return f"{ERROR_PREFIX}{exc}"
         except Exception as exc:  # noqa: BLE001 - a tool bug must not crash the episode
             return f"{ERROR_PREFIX}{exc}"
+
+    def apply(self, db: Fork, arguments: Mapping[str, Any] | None) -> str:
+        """:meth:`__call__`, and a write that fails leaves no partial change."""
+        if self.kind is not ToolKind.WRITE:
+            return self(db, arguments)
+        before = db.snapshot()
+        output = self(db, arguments)
+        if output.startswith(ERROR_PREFIX):
+            db.restore(before)
+        return output
+
+
+def own_arguments(arguments: object) -> tuple[dict[str, Any], Any]:
+    """The arguments as the trace keeps them (a copy; ``{}`` if not an object) and as the tool gets them."""
+    if type(arguments) is dict or isinstance(arguments, Mapping):
+        copy = dict(arguments)
+        return copy, copy
+    return {}, arguments
+
+
+def unknown_tool(name: object) -> str:
+    return f"{ERROR_PREFIX}unknown tool {name!r}"
 
 
 def _summarise(exc: pydantic.ValidationError) -> str:
@@ -227,21 +262,8 @@ class ToolSet:
 
     def execute(self, db: Fork, name: str, arguments: Mapping[str, Any] | None) -> ToolResult:
         """Run one call; unknown tools and bad arguments give error results, never exceptions."""
-        return self.run(self.get(name) if isinstance(name, str) else None, db, name, arguments)
-
-    @staticmethod
-    def run(found: Tool | None, db: Fork, name: str, arguments: Mapping[str, Any] | None) -> ToolResult:
-        """:meth:`execute` with the tool already looked up (``None``: unknown)."""
-        args: dict[str, Any] = {}
-        given = arguments  # None, or a non-object that the tool reports as such
-        if type(arguments) is dict or isinstance(arguments, Mapping):
-            given = args = dict(arguments)  # the trace keeps its own copy; the tool validates the same
+        found = self._tools.get(name) if isinstance(name, str) else None
+        args, given = own_arguments(arguments)
         if found is None:
-            return ToolResult(str(name), args, f"{ERROR_PREFIX}unknown tool {name!r}")
-        if found.kind is not ToolKind.WRITE:
-            return ToolResult(name, args, found(db, given))
-        before = db.snapshot()
-        output = found(db, given)
-        if output.startswith(ERROR_PREFIX):
-            db.restore(before)  # a failed write leaves no partial change
-        return ToolResult(name, args, output)
+            return ToolResult(str(name), args, unknown_tool(name))
+        return ToolResult(name, args, found.apply(db, given))

@@ -417,19 +417,20 @@ def _settle(db: Fork, trip: Record, net: float, pay_with: str, refund_to: str, i
 
 
 def _seats(db: Fork, flight_number: str, day: str, cabin: str, delta: int) -> None:
-    db.write("flights", flight_number)["dates"][day]["seats"][cabin] += delta
+    db.write_path("flights", flight_number, "dates", day, "seats")[cabin] += delta
 
 
 def _rooms(db: Fork, stay: Record, delta: int) -> None:
     nights = terms.days_between(terms.parse_day(stay["check_in"]), terms.parse_day(stay["check_out"]))
-    availability = db.write("hotels", stay["hotel_id"])["room_types"][stay["room_type"]]["availability"]
+    path = ("room_types", stay["room_type"], "availability")
+    availability = db.write_path("hotels", stay["hotel_id"], *path)
     for night in nights:
         availability[night] += delta * stay["rooms"]
 
 
 def _cars(db: Fork, rental: Record, delta: int) -> None:
     days = terms.days_between(terms.parse_day(rental["pickup_date"]), terms.parse_day(rental["dropoff_date"]))
-    availability = db.write("cars", rental["car_id"])["availability"]
+    availability = db.write_path("cars", rental["car_id"], "availability")
     for day in days:
         availability[day] += delta
 
