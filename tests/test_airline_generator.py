@@ -105,6 +105,21 @@ def test_sizes(tables: Tables) -> None:
     assert [len(t) for t in small.values()] == [300, 200, 50]
 
 
+def test_scale_copies_the_network_among_new_airports(tables: Tables) -> None:
+    big = generator.generate(scale=2)
+    assert [len(t) for t in big.values()] == [600, 4000, 1000]
+    flights = list(big["flights"].values())
+    assert flights[:300] == list(tables["flights"].values())  # the shipped network first
+    shipped = {f["origin"] for f in flights[:300]}
+    added = {f["origin"] for f in flights[300:]} | {f["destination"] for f in flights[300:]}
+    assert len(added) == len(shipped) and not added & (shipped | set(AIRPORT_CITIES))
+    assert all(len(code) == 3 and code.isupper() for code in added)
+    for reservation in big["reservations"].values():  # a trip stays within one copy of the network
+        stops = {reservation["origin"], reservation["destination"]}
+        stops |= {big["flights"][s["flight_number"]]["origin"] for s in reservation["flights"]}
+        assert stops <= shipped or stops <= added
+
+
 def test_flight_shapes(tables: Tables) -> None:
     days = [f"2024-05-{d:02d}" for d in range(1, 31)]
     for number, flight in tables["flights"].items():

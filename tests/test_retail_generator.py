@@ -181,15 +181,21 @@ def test_users_are_findable_uniquely(tables: Tables) -> None:
     assert all(email.endswith("@example.com") for email in emails)
 
 
-def test_scale_two_doubles_users_and_orders() -> None:
+def test_scale_two_doubles_users_orders_and_the_catalogue() -> None:
     tables = generator.generate(scale=2)
-    assert (len(tables["users"]), len(tables["orders"]), len(tables["products"])) == (1000, 2000, 50)
+    assert (len(tables["users"]), len(tables["orders"]), len(tables["products"])) == (1000, 2000, 100)
     methods = [pid for user in tables["users"].values() for pid in user["payment_methods"]]
     tracking = [t for o in tables["orders"].values() for f in o["fulfillments"] for t in f["tracking_id"]]
     assert len(set(methods)) == len(methods) and len(set(tracking)) == len(tracking)
     item_ids = [item for product in tables["products"].values() for item in product["variants"]]
-    assert len(set(item_ids) | set(tables["products"])) == len(item_ids) + 50
-    assert tables["products"] == generator.generate()["products"]
+    assert len(set(item_ids) | set(tables["products"])) == len(item_ids) + 100
+    products = list(tables["products"].values())
+    assert products[:50] == list(generator.generate()["products"].values())  # the shipped catalogue first
+    names = [p["name"] for p in products]
+    assert len(set(names)) == 100 and all(name.endswith(" Series 2") for name in names[50:])
+    ordered = {item["product_id"] for o in tables["orders"].values() for item in o["items"]}
+    assert ordered & {p["product_id"] for p in products[50:]}  # orders draw from the whole catalogue
+    assert len(generator.generate(scale=0.1)["products"]) == 50  # never smaller than shipped
 
 
 def test_same_seed_same_data_other_seed_other_data() -> None:

@@ -195,11 +195,33 @@ def test_trips_followed_the_policy_when_booked(tables: Tables, view: Any) -> Non
             assert age >= car["min_driver_age"] and rental["driver_id"] in trip["travellers"]
 
 
-def test_scale_changes_people_not_the_catalogue(tables: Tables) -> None:
+def test_small_scales_keep_the_whole_catalogue(tables: Tables) -> None:
     small = generator.generate(scale=0.1)
     assert (len(small["users"]), len(small["trips"])) == (30, 40)
     for name in ("airports", "flights", "hotels", "cars", "exchange_rates"):
         assert small[name] == tables[name]
+
+
+def test_scale_copies_the_catalogue_among_new_airports(tables: Tables) -> None:
+    big = generator.generate(scale=2)
+    sizes = {name: len(big[name]) for name in ("users", "trips", "airports", "flights", "hotels", "cars")}
+    assert sizes == {"users": 600, "trips": 800, "airports": 86, "flights": 800, "hotels": 160, "cars": 120}
+    for name in ("airports", "flights", "hotels", "cars"):
+        assert list(big[name].items())[: len(tables[name])] == list(tables[name].items())  # shipped first
+    added = {code: row for code, row in big["airports"].items() if code not in tables["airports"]}
+    by_city = {row["city"]: row for row in tables["airports"].values()}
+    for row in added.values():  # the same places, their own names
+        city = row["city"].rsplit(" ", 1)[0]
+        assert row["city"] == f"{city} 2" and row["country"] == by_city[city]["country"]
+        assert row["utc_offset"] == by_city[city]["utc_offset"]
+    for table in ("hotels", "cars"):
+        rows = [r for r in big[table].values() if r["airport"] in added]
+        assert len(rows) == len(tables[table]) and all(r["city"] == added[r["airport"]]["city"] for r in rows)
+    copied = [f for f in big["flights"].values() if f["origin"] in added]
+    assert len(copied) == 400 and all(
+        f["destination"] in added and set(f["via"]) <= set(added) for f in copied
+    )
+    assert len({f["flight_number"] for f in big["flights"].values()}) == 800
 
 
 def test_same_seed_same_data_other_seed_other_data() -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import random
-from collections.abc import Callable, Mapping, Sequence
+import string
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,23 @@ def scaled(base: int, scale: float) -> int:
     if scale <= 0:
         raise ValueError(f"scale must be positive, got {scale}")
     return max(1, round(base * scale))
+
+
+def copies(scale: float) -> int:
+    """How many times a catalogue is laid out at ``scale``: ``round(scale)``, at least once.
+
+    Catalogues grow with the database (so that scaled benchmarks exercise big catalogues) but never
+    shrink below the shipped one: small test databases keep every product, route and hotel.
+    """
+    return scaled(1, scale)
+
+
+def spare_codes(taken: Iterable[str], count: int) -> list[str]:
+    """``count`` three-letter codes (AAA, AAB, ...) not in ``taken``, in order: airports of added regions."""
+    used = set(taken)
+    letters = string.ascii_uppercase
+    codes = ("".join(c) for c in itertools.product(letters, repeat=3))
+    return list(itertools.islice((c for c in codes if c not in used), count))
 
 
 def write_tables(tables: Tables, out_dir: str | Path) -> list[Path]:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from apigen_gym.domains.airline.terms import (
+    AIRPORT_CITIES,
     BAG_FEE,
     CABINS,
     INSURANCE_FEE,
@@ -31,7 +32,7 @@ from apigen_gym.domains.airline.terms import (
     next_day,
     nonfree_bags,
 )
-from apigen_gym.kit.db_generator import Draws, generator_main, scaled
+from apigen_gym.kit.db_generator import Draws, copies, generator_main, scaled, spare_codes
 
 Record = dict[str, Any]
 Table = dict[str, Record]
@@ -258,39 +259,58 @@ def _calendar(rng: random.Random, departure: int, minutes: int, fares: dict[str,
 
 @dataclass(frozen=True)
 class _Network:
-    """The flights table plus what reservations need: routes and base fares per flight."""
+    """The flights table plus what reservations need: routes, base fares, airports by region."""
 
     flights: Table
     by_route: dict[tuple[str, str], list[str]]
     by_origin: dict[str, list[str]]
     fares: dict[str, dict[str, int]]
+    airports: list[str]
+    """Every airport served, sorted."""
+    region: dict[str, list[str]]
+    """The airports (sorted) of each airport's region: trips stay within one."""
 
 
-def _new_flights(rng: random.Random) -> _Network:
+def _region_flights(
+    rng: random.Random, codes: dict[str, str], first: int, flights: Table, fares: dict[str, dict[str, int]]
+) -> None:
+    """One region's ``FLIGHTS`` flights, numbered from ``first``: the network of ``AIRPORTS`` with each
+    airport named by ``codes`` (the same places: the same flight times)."""
     routes = _routes(rng)
     plan = list(routes) + [rng.choice(routes) for _ in range(FLIGHTS - len(routes))]
     rng.shuffle(plan)
-    flights: Table = {}
-    fares: dict[str, dict[str, int]] = {}
-    for number, (origin, destination) in enumerate(plan[:FLIGHTS], start=1):
+    for number, (origin, destination) in enumerate(plan[:FLIGHTS], start=first):
         flight_number = f"{CARRIER}{number:03d}"
         minutes = _minutes_between(origin, destination)
         departure = 60 * rng.randint(0, 23)
         fares[flight_number] = _fares(rng, minutes)
         flights[flight_number] = {
             "flight_number": flight_number,
-            "origin": origin,
-            "destination": destination,
+            "origin": codes[origin],
+            "destination": codes[destination],
             "scheduled_departure_time_est": _clock(departure),
             "scheduled_arrival_time_est": _clock(departure + minutes),
             "dates": _calendar(rng, departure, minutes, fares[flight_number]),
         }
+
+
+def _new_flights(rng: random.Random, copies: int) -> _Network:
+    """``copies`` regions of flights: the shipped network, then copies of it among new airport codes."""
+    spare = spare_codes([*AIRPORTS, *AIRPORT_CITIES], len(AIRPORTS) * (copies - 1))
+    flights: Table = {}
+    fares: dict[str, dict[str, int]] = {}
+    region: dict[str, list[str]] = {}
+    for copy in range(copies):
+        names = spare[(copy - 1) * len(AIRPORTS) : copy * len(AIRPORTS)] if copy else list(AIRPORTS)
+        codes = dict(zip(AIRPORTS, names))
+        _region_flights(rng, codes, copy * FLIGHTS + 1, flights, fares)
+        region.update(dict.fromkeys(names, sorted(names)))
     by_route: dict[tuple[str, str], list[str]] = {}
     by_origin: dict[str, list[str]] = {}
     for key, flight in flights.items():
         by_route.setdefault((flight["origin"], flight["destination"]), []).append(key)
         by_origin.setdefault(flight["origin"], []).append(key)
-    return _Network(flights, by_route, by_origin, fares)
+    return _Network(flights, by_route, by_origin, fares, sorted(region), region)
 
 
 # --- users ---------------------------------------------------------------------------------------
@@ -390,8 +410,8 @@ def _leg(ctx: _Context, net: _Network, origin: str, destination: str, day: str) 
 def _trip(ctx: _Context, net: _Network, created: datetime) -> tuple[str, str, str, Leg] | None:
     """``(origin, destination, flight_type, flights)`` of a trip departing after ``created``."""
     rng = ctx.rng
-    origin = rng.choice(sorted(AIRPORTS))
-    destination = rng.choice([code for code in sorted(AIRPORTS) if code != origin])
+    origin = rng.choice(net.airports)
+    destination = rng.choice([code for code in net.region[origin] if code != origin])
     first_day = max(created.date() + timedelta(days=1), FIRST_DAY)
     start = first_day + timedelta(days=rng.randint(0, (LAST_DAY - first_day).days))
     if first_day <= NOW.date() and rng.random() < LEAVING_TODAY:
@@ -534,10 +554,11 @@ def _settle_gift_cards(rng: random.Random, users: Table) -> None:
 
 
 def generate(seed: int = DEFAULT_SEED, scale: float = 1.0) -> dict[str, Table]:
-    """Build the airline database: ``scale`` multiplies users and reservations (300 flights always)."""
+    """Build the airline database: ``scale`` multiplies users and reservations, and above 1 the flights
+    (each copy of the 300-flight network among its own airports, so routes stay as busy)."""
     ctx = _Context(random.Random(seed))
     ctx.used.update(f"HATHA{letter}" for letter in "TUVWXYZ")  # the tools' ids for new reservations
-    net = _new_flights(ctx.rng)
+    net = _new_flights(ctx.rng, copies(scale))
     users = dict(_new_user(ctx) for _ in range(scaled(BASE_USERS, scale)))
     reservations = _new_reservations(ctx, net, users, scaled(BASE_RESERVATIONS, scale))
     _settle_gift_cards(ctx.rng, users)
@@ -550,7 +571,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         generate,
         DEFAULT_SEED,
         DEFAULT_OUT,
-        "users and reservations",
+        "users and reservations, and above 1 the flights",
         argv,
     )
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from apigen_gym.kit.db_generator import Draws, generator_main, scaled
+from apigen_gym.kit.db_generator import Draws, copies, generator_main, scaled
 
 Record = dict[str, Any]
 Table = dict[str, Record]
@@ -300,8 +300,14 @@ def _new_product(ctx: _Context, spec: ProductSpec) -> Record:
     return {"name": spec.name, "product_id": product_id, "variants": variants}
 
 
-def _new_products(ctx: _Context) -> Table:
-    products = (_new_product(ctx, spec) for spec in CATALOGUE)
+def _new_products(ctx: _Context, copies: int) -> Table:
+    """The catalogue, laid out ``copies`` times: the shipped one, then product lines "<name> Series 2", ..."""
+    specs = [
+        spec if copy == 0 else spec._replace(name=f"{spec.name} Series {copy + 1}")
+        for copy in range(copies)
+        for spec in CATALOGUE
+    ]
+    products = (_new_product(ctx, spec) for spec in specs)
     return {product["product_id"]: product for product in products}
 
 
@@ -603,9 +609,9 @@ def _settle_gift_cards(rng: random.Random, users: Table, orders: Table) -> None:
 
 
 def generate(seed: int = DEFAULT_SEED, scale: float = 1.0) -> dict[str, Table]:
-    """Build the retail database: ``scale`` multiplies users and orders (the catalogue stays 50 products)."""
+    """Build the retail database: ``scale`` multiplies users and orders, and above 1 the 50 products."""
     ctx = _Context(random.Random(seed))
-    ctx.products = _new_products(ctx)
+    ctx.products = _new_products(ctx, copies(scale))
     users = _new_users(ctx, scaled(BASE_USERS, scale))
     orders = _new_orders(ctx, users, scaled(BASE_ORDERS, scale))
     _settle_gift_cards(ctx.rng, users, orders)
@@ -618,7 +624,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         generate,
         DEFAULT_SEED,
         DEFAULT_OUT,
-        "users and orders",
+        "users and orders, and above 1 the products",
         argv,
     )
 

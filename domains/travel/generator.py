@@ -23,7 +23,7 @@ from apigen_gym.core.database import Database, StateView
 from apigen_gym.core.tools import ToolError
 from apigen_gym.domains.travel import booking as bk
 from apigen_gym.domains.travel import terms
-from apigen_gym.kit.db_generator import Draws, generator_main, scaled
+from apigen_gym.kit.db_generator import Draws, copies, generator_main, scaled, spare_codes
 
 Record = dict[str, Any]
 Table = dict[str, Record]
@@ -726,6 +726,10 @@ def _routes(view: StateView) -> dict[tuple[str, str], list[Record]]:
     return routes
 
 
+def _city_of(record: Record) -> str:
+    return str(record["city"])
+
+
 def _created_at(ctx: _Context, status: str, first_departure: datetime) -> str:
     """When the trip was booked: before its first flight; some upcoming trips in the last 24 hours."""
     rng = ctx.rng
@@ -749,7 +753,7 @@ def _stay(maker: _TripMaker, trip: Record, legs: list[bk.Leg], method_id: str) -
     rng, view = maker.rng, maker.view
     arrival = bk.arrival_at(view, legs[0].flight, legs[0].day).date()
     city = view.get("airports", legs[0].flight["destination"])["city"]
-    hotels = [h for _, h in view.items("hotels") if h["city"] == city]
+    hotels = [view.get("hotels", key) for key in view.find("hotels", _city_of, city)]
     end = date.fromisoformat(legs[1].day) if len(legs) > 1 else arrival + timedelta(days=rng.randint(2, 6))
     if not hotels or end <= arrival or end > terms.LAST_DAY + timedelta(days=1):
         return None
@@ -768,7 +772,7 @@ def _rental(
         return None
     pickup = bk.arrival_at(view, legs[0].flight, legs[0].day).date()
     city = view.get("airports", legs[0].flight["destination"])["city"]
-    cars = [c for _, c in view.items("cars") if c["city"] == city]
+    cars = [view.get("cars", key) for key in view.find("cars", _city_of, city)]
     days = terms.days_between(pickup, date.fromisoformat(legs[1].day))
     if not cars or not days:
         return None
@@ -898,9 +902,40 @@ def _trips(ctx: _Context, view: StateView, users: Table, count: int) -> Table:
 # --- public API ---------------------------------------------------------------------------------
 
 
-def generate(seed: int = DEFAULT_SEED, scale: float = 1.0) -> dict[str, Table]:
-    """Build the travel database; ``scale`` multiplies users and trips (the catalogue is fixed)."""
-    ctx = _Context(random.Random(seed))
+def _catalogue_copy(ctx: _Context, copy: int, code: list[str]) -> tuple[Table, Table, Table, Table]:
+    """Copy ``copy`` (1, 2, ...) of the catalogue: airports at the same places under new codes (and
+    cities named "<city> <copy + 1>"), with their own flights, hotels and cars."""
+    own = _Context(ctx.rng)  # flight numbers are drawn afresh, then made unique by the copy number
+    flights, hotels, cars = _flights(own, FLIGHTS), _hotels(own, HOTELS), _cars(own, CAR_OFFERS)
+    codes = dict(zip(_BY_CODE, code))  # each shipped airport's code in this copy
+    city = {a.city: f"{a.city} {copy + 1}" for a in AIRPORTS}
+    airports = {
+        codes[a]: {**row, "code": codes[a], "name": f"{row['name']} {copy + 1}", "city": city[row["city"]]}
+        for a, row in _airports().items()
+    }
+    numbered: Table = {}
+    for flight in flights.values():
+        carrier = flight["carrier_code"]
+        number = f"{carrier}{copy * 3000 + int(flight['flight_number'][len(carrier) :])}"
+        flight.update(flight_number=number, origin=codes[flight["origin"]])
+        flight.update(destination=codes[flight["destination"]], via=[codes[v] for v in flight["via"]])
+        numbered[number] = flight
+    renamed: list[Table] = []
+    for table, prefix, key in ((hotels, "H", "hotel_id"), (cars, "C", "car_id")):
+        rows: Table = {}
+        for row in table.values():
+            ident = f"{prefix}{codes[row['airport']]}{row[key][4:]}"  # after the prefix and the code
+            for field in ("name", "address"):
+                if field in row:
+                    row[field] = row[field].replace(row["city"], city[row["city"]])
+            row.update({key: ident, "airport": codes[row["airport"]], "city": city[row["city"]]})
+            rows[ident] = row
+        renamed.append(rows)
+    return airports, numbered, renamed[0], renamed[1]
+
+
+def _catalogue(ctx: _Context, copies: int) -> dict[str, Table]:
+    """The shipped catalogue, then ``copies - 1`` copies of it (see :func:`_catalogue_copy`)."""
     catalogue = {
         "airports": _airports(),
         "flights": _flights(ctx, FLIGHTS),
@@ -908,6 +943,19 @@ def generate(seed: int = DEFAULT_SEED, scale: float = 1.0) -> dict[str, Table]:
         "cars": _cars(ctx, CAR_OFFERS),
         "exchange_rates": _exchange_rates(),
     }
+    spare = spare_codes(_BY_CODE, len(AIRPORTS) * (copies - 1))
+    for copy in range(1, copies):
+        tables = _catalogue_copy(ctx, copy, spare[(copy - 1) * len(AIRPORTS) : copy * len(AIRPORTS)])
+        for name, table in zip(("airports", "flights", "hotels", "cars"), tables):
+            catalogue[name].update(table)
+    return catalogue
+
+
+def generate(seed: int = DEFAULT_SEED, scale: float = 1.0) -> dict[str, Table]:
+    """Build the travel database; ``scale`` multiplies users and trips, and above 1 the catalogue (as
+    copies of it among new airports: every route, city and airport stays as busy)."""
+    ctx = _Context(random.Random(seed))
+    catalogue = _catalogue(ctx, copies(scale))
     view = Database(catalogue).fork()
     users = _users(ctx, scaled(BASE_USERS, scale))
     trips = _trips(ctx, view, users, scaled(BASE_TRIPS, scale))
@@ -917,7 +965,12 @@ def generate(seed: int = DEFAULT_SEED, scale: float = 1.0) -> dict[str, Table]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     return generator_main(
-        "Generate the travel database.", generate, DEFAULT_SEED, DEFAULT_OUT, "users and trips", argv
+        "Generate the travel database.",
+        generate,
+        DEFAULT_SEED,
+        DEFAULT_OUT,
+        "users and trips, and above 1 the catalogue",
+        argv,
     )
 
 
