@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from apigen_gym.core.apigraph import ApiGraph
-from apigen_gym.core.database import Database, thaw
+from apigen_gym.core.database import Database
 from apigen_gym.core.domain import Domain
 from apigen_gym.core.task import Task, TwistKind
 from apigen_gym.core.tools import ToolKind
@@ -172,20 +172,21 @@ class RowFinder:
         return found
 
     def rows(self, user_id: str, rng: random.Random) -> dict[str, dict[str, Any]]:
-        """The user's record and up to a few related rows per hop, as plain JSON values."""
+        """The user's record and up to a few related rows per hop: the base's read-only records (not
+        copied: only an LLM proposer's prompt serialises them)."""
         user = self.database.table(USERS).get(user_id)
-        out: dict[str, dict[str, Any]] = {USERS: {user_id: thaw(user)}}
+        out: dict[str, dict[str, Any]] = {USERS: {user_id: user}}
         seen: set[tuple[str, str]] = set()
         first = self._named(user, seen)
         first = sorted(rng.sample(first, FIRST_HOP_ROWS)) if len(first) > FIRST_HOP_ROWS else first
         second: list[tuple[str, str]] = []
         for table, key in first:
-            out.setdefault(table, {})[key] = thaw(self.database.table(table)[key])
+            out.setdefault(table, {})[key] = self.database.table(table)[key]
             second += self._named(self.database.table(table)[key], seen)
         if len(second) > SECOND_HOP_ROWS:
             second = sorted(rng.sample(second, SECOND_HOP_ROWS))
         for table, key in second:
-            out.setdefault(table, {})[key] = thaw(self.database.table(table)[key])
+            out.setdefault(table, {})[key] = self.database.table(table)[key]
         return out
 
 

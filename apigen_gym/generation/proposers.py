@@ -23,7 +23,7 @@ from apigen_gym.core.domain import Domain
 from apigen_gym.core.task import Action, Goal, Task
 from apigen_gym.generation.blueprint import Blueprint, ProposalError
 from apigen_gym.generation.context import Context
-from apigen_gym.kit.sampling import PERSONAS, BuildTask
+from apigen_gym.kit.sampling import PERSONAS, BuildTask, steering
 from apigen_gym.llm.settings import Role
 from apigen_gym.llm.structured import json_object
 from apigen_gym.llm.types import Completion, LLMError
@@ -151,18 +151,19 @@ class TemplateProposer:
         and the user's data allows it: half the tries), then one using the context's write tools."""
         fallback: Task | None = None
         best = (False, False)
-        for attempt in range(self.tries):
-            twist = context.twist if attempt <= self.tries // 2 else None
-            task = self.build(self.database, rng, context.user_id, twist) if twist else None
-            task = task or self.build(self.database, rng, context.user_id)
-            if task is None:
-                continue
-            evolving = context.twist is None or task.effective_goal().evolving
-            score = (evolving, any(a.name in context.write_tools for a in task.actions))
-            if fallback is None or score > best:
-                fallback, best = task, score
-            if all(score):
-                break
+        with steering(context.write_tools):  # the sampler aims at those writes: fewer builds
+            for attempt in range(self.tries):
+                twist = context.twist if attempt <= self.tries // 2 else None
+                task = self.build(self.database, rng, context.user_id, twist) if twist else None
+                task = task or self.build(self.database, rng, context.user_id)
+                if task is None:
+                    continue
+                evolving = context.twist is None or task.effective_goal().evolving
+                score = (evolving, any(a.name in context.write_tools for a in task.actions))
+                if fallback is None or score > best:
+                    fallback, best = task, score
+                if all(score):
+                    break
         if fallback is None:
             return ProposalError(reason=f"no task: the sampler built none for user {context.user_id}")
         task = fallback.model_copy(

@@ -19,7 +19,9 @@ import argparse
 import hashlib
 import json
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Generic, Literal, Protocol, TypeVar
@@ -191,6 +193,8 @@ class TaskBuilder:
     """Intents the task being built is planned to have (set by :meth:`build`)."""
     drawn: int = 0
     """Intents drawn so far, the one being drawn included."""
+    steer: tuple[str, ...] = ()
+    """Write tools the task should use (see :func:`steering`); cleared once an intent writes."""
 
     @classmethod
     def start(
@@ -202,7 +206,9 @@ class TaskBuilder:
         subject_key: str,
     ) -> _Builder:
         """A builder on a fresh session of ``database``."""
-        return cls(domain, rng, Session(domain.tools, database), user_id, subject_key)
+        builder = cls(domain, rng, Session(domain.tools, database), user_id, subject_key)
+        builder.steer = _STEER.get()
+        return builder
 
     @property
     def view(self) -> StateView:
@@ -573,13 +579,38 @@ class IntentMix(Generic[C]):
 
     def draw(self, ctx: C, need: Need, family: Callable[[Need], str], tries: int) -> Intent | None:
         """An intent that meets ``need``: ``family(need)`` names where it ends (a walk's end, mostly),
-        one of that family's builders builds it; up to ``tries`` families before giving up."""
-        for _ in range(tries):
-            builder = self.builder(ctx.rng, family(need), need)
+        one of that family's builders builds it; up to ``tries`` families before giving up.
+
+        While the builder is steered (:attr:`TaskBuilder.steer`), the first half of the tries end at
+        one of the steered write tools instead, until an intent writes.
+        """
+        steered = [t for t in ctx.steer if t in self.families] if need != "refuse" else []
+        for attempt in range(tries):
+            name = ctx.rng.choice(steered) if steered and 2 * attempt < tries else family(need)
+            builder = self.builder(ctx.rng, name, need)
             intent = None if builder is None else builder(ctx)
             if satisfies(intent, need):
+                if intent is not None and intent.writes:
+                    ctx.steer = ()
                 return intent
         return None
+
+
+_STEER: ContextVar[tuple[str, ...]] = ContextVar("apigen_gym_steer", default=())
+
+
+@contextmanager
+def steering(write_tools: Sequence[str]) -> Iterator[None]:
+    """Builders started inside draw their intents towards ``write_tools`` until one writes.
+
+    For a caller that wants a task on given writes (the template proposer, on its context's), so
+    that one build usually gives one; every task is built and checked exactly as without it.
+    """
+    token = _STEER.set(tuple(write_tools))
+    try:
+        yield
+    finally:
+        _STEER.reset(token)
 
 
 def satisfies(intent: Intent | None, need: Need) -> bool:

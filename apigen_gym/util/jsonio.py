@@ -8,6 +8,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
@@ -136,10 +137,32 @@ def read_jsonl(path: str | os.PathLike[str]) -> Iterator[Any]:
                 yield json.loads(line)
 
 
+@dataclass
+class _Written:
+    """The models this process appended to a file it started empty, while the file holds just them."""
+
+    model: type[BaseModel]
+    size: int
+    rows: list[BaseModel]
+
+
+_WRITTEN: dict[Path, _Written] = {}
+WRITTEN_KEPT_BYTES = 32 * 2**20
+"""A file this process writes is read back from memory while it is at most this large."""
+
+
 def read_models(path: str | os.PathLike[str], model: type[M]) -> Iterator[M]:
-    """Every complete row of a JSONL file as ``model``; a torn or damaged line (a killed run) is skipped."""
+    """Every complete row of a JSONL file as ``model``; a torn or damaged line (a killed run) is skipped.
+
+    Rows this process wrote with a :class:`JsonlAppender` (to a file it started) come back as the very
+    objects written, not parsed again, as long as the file is unchanged: treat them as read-only.
+    """
     target = Path(path)
     if not target.is_file():
+        return
+    written = _WRITTEN.get(target.resolve())
+    if written is not None and written.model is model and written.size == target.stat().st_size:
+        yield from list(written.rows)  # type: ignore[misc]
         return
     with target.open(encoding="utf-8") as handle:
         for line in handle:
@@ -163,11 +186,32 @@ class JsonlAppender:
             if not data.endswith(b"\n"):
                 with self.path.open("r+b") as handle:
                     handle.truncate(data.rfind(b"\n") + 1)
-        self._handle = self.path.open("a", encoding="utf-8")
+        self._handle = self.path.open("ab")
+        self._key = self.path.resolve()
+        self._written: _Written | None = None
+        _WRITTEN.pop(self._key, None)
+        if self._handle.tell() == 0:  # a file this appender starts: its rows can be read back from memory
+            self._written = _WRITTEN[self._key] = _Written(BaseModel, 0, [])
 
     def write(self, record: BaseModel) -> None:
-        self._handle.write(record.model_dump_json() + "\n")
+        self._handle.write(record.model_dump_json().encode() + b"\n")
         self._handle.flush()
+        self._remember(record)
+
+    def _remember(self, record: BaseModel) -> None:
+        """Keep ``record`` for :func:`read_models`, while the file holds only this appender's rows."""
+        written = self._written
+        if written is None or _WRITTEN.get(self._key) is not written:
+            return
+        if written.model is BaseModel:
+            written.model = type(record)
+        size = self._handle.tell()
+        if type(record) is not written.model or size > WRITTEN_KEPT_BYTES:
+            _WRITTEN.pop(self._key, None)
+            self._written = None
+            return
+        written.rows.append(record)
+        written.size = size
 
     def close(self) -> None:
         self._handle.flush()
