@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import pickle
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apigen_gym.core.database import Database, Fork
+from apigen_gym.core.database import Database, Fork, FrozenRecord
 
 TABLES: dict[str, dict[str, Any]] = {
     "users": {
@@ -32,6 +33,85 @@ def db() -> Database:
 
 
 # --- the base is read-only ------------------------------------------------------------------------
+
+
+def test_base_records_serialise_once_and_copy_from_their_text(db: Database) -> None:
+    record = db.table("users")["u1"]
+    assert isinstance(record, FrozenRecord)
+    assert (
+        record.json_text() == json.dumps(TABLES["users"]["u1"]) and record.json_text() is record.json_text()
+    )
+    copies = [db.copy_of("users", "u1") for _ in range(2)]  # the first walks, the second parses the text
+    for copy_ in copies:
+        assert copy_ == TABLES["users"]["u1"] and type(copy_["name"]) is dict and type(copy_["tags"]) is list
+        copy_["name"]["first"] = "changed"
+    assert db.table("users")["u1"]["name"]["first"] == "Ada" and db.copy_of("users", "nobody") is None
+    odd = Database({"t": {"k": {"pair": (1, 2), "nan": float("nan"), "big": 2**70}}})
+    for _ in range(2):  # values JSON would not give back exactly are copied as they are
+        copy_ = odd.copy_of("t", "k")
+        assert copy_ is not None and copy_["pair"] == (1, 2) and copy_["big"] == 2**70
+        assert copy_["nan"] != copy_["nan"]
+
+
+def test_write_path_copies_along_the_path_only(db: Database) -> None:
+    fork = db.fork()
+    before = fork.snapshot()
+    fork.write_path("users", "u1", "name")["first"] = "Augusta"
+    record = fork.get("users", "u1")
+    assert record["name"]["first"] == "Augusta" and record["tags"] is db.table("users")["u1"]["tags"]
+    assert (
+        before.get("users", "u1")["name"]["first"] == "Ada"
+        and db.table("users")["u1"]["name"]["first"] == "Ada"
+    )
+    middle = fork.snapshot()
+    fork.write("users", "u1")["tags"].append("z")  # a full write after it copies the shared parts
+    assert middle.get("users", "u1")["tags"] == ["a", "b"] and fork.get("users", "u1")["tags"] == [
+        "a",
+        "b",
+        "z",
+    ]
+    fork.write_path("users", "u1", "name")["last"] = "King"  # owned now: changed in place
+    assert fork.get("users", "u1")["name"] == {"first": "Augusta", "last": "King"}
+    fork.restore(before)
+    assert fork.diff() == {}
+    with pytest.raises(KeyError):
+        fork.write_path("users", "nobody", "name")
+    name = fork.write_path("users", "u2", "name")  # two paths of one record in one step compose
+    tags = fork.write_path("users", "u2", "tags")
+    name["first"], name["last"] = "A", "B"
+    tags.append("t")
+    assert fork.get("users", "u2") == {"name": {"first": "A", "last": "B"}, "tags": ["t"], "balance": 0}
+    assert db.table("users")["u2"]["tags"] == []
+
+
+def test_building_pauses_the_collector_and_a_permanent_base_is_frozen() -> None:
+    assert gc.isenabled()
+    Database(copy.deepcopy(TABLES))
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        Database(copy.deepcopy(TABLES))
+        assert not gc.isenabled()  # left as the caller had it
+    finally:
+        gc.enable()
+    Database(copy.deepcopy(TABLES), permanent=True)
+    assert gc.get_freeze_count() > 0
+
+
+def test_memo_and_changed(db: Database) -> None:
+    calls: list[int] = []
+
+    def count(base: Database) -> int:
+        calls.append(1)
+        return base.size()
+
+    assert db.memo(count) == db.memo(count) == 5 and len(calls) == 1
+    fork = db.fork()
+    fork.write("users", "u1")["balance"] = 1
+    fork.delete("users", "u2")
+    fork.insert("users", "u9", {"name": {}})
+    assert dict(fork.changed("users")) == {"u1": fork.get("users", "u1"), "u2": None, "u9": {"name": {}}}
+    assert list(fork.changed("orders")) == []
 
 
 def test_base_records_are_read_only(db: Database) -> None:
@@ -293,6 +373,7 @@ operations = st.lists(
             st.just("set"), st.sampled_from(KEYS), st.sampled_from(["balance", "tags", "x"]), json_values
         ),
         st.tuples(st.just("append"), st.sampled_from(KEYS), json_values),
+        st.tuples(st.just("set_first_name"), st.sampled_from(KEYS), json_scalars),
         st.tuples(st.just("insert"), st.sampled_from(KEYS), json_values),
         st.tuples(st.just("delete"), st.sampled_from(KEYS)),
         st.tuples(st.just("snapshot")),
@@ -333,6 +414,11 @@ def test_fork_equals_deep_copy(ops: list[tuple[Any, ...]]) -> None:
             if key in plain:
                 fork.write("users", key).setdefault("log", []).append(copy.deepcopy(value))
                 plain[key].setdefault("log", []).append(copy.deepcopy(value))
+        elif kind == "set_first_name":  # a change deep in the record, copied along its path only
+            _, key, value = op
+            if isinstance(plain.get(key, {}).get("name"), dict):
+                fork.write_path("users", key, "name")["first"] = value
+                plain[key]["name"]["first"] = value
         elif kind == "insert":
             _, key, value = op
             record = {"value": value}

@@ -554,3 +554,30 @@ def test_the_template_proposer_rewords_lead_ins_and_keeps_the_facts() -> None:
     assert reword(text, random.Random(3)) == reword(text, random.Random(3)) and len(variants) > 10
     for variant in variants:
         assert all(fact in variant for fact in ("#W2390428", "exchange the lamp", "Visa card ending in 4321"))
+
+
+def test_steering_builds_tasks_on_the_asked_writes() -> None:
+    """The template proposer's steering: tasks built inside it use the asked write far more often,
+    and they are built and checked exactly as the others (every one valid)."""
+    from apigen_gym.domains.airline.sampler import build_task
+    from apigen_gym.kit.sampling import problems, steering
+
+    domain = load_domain("airline")
+    database = domain.database()
+    users = sorted(database.table("users"))[:40]
+
+    def share(steered: bool) -> float:
+        rng, hits, built = random.Random(5), 0, 0
+        for user in users:
+            if steered:
+                with steering(("update_reservation_baggages",)):
+                    task = build_task(database, rng, user)
+            else:
+                task = build_task(database, rng, user)
+            if task is not None:
+                built += 1
+                hits += any(a.name == "update_reservation_baggages" for a in task.actions)
+                assert not problems(domain, database, task)
+        return hits / built
+
+    assert share(steered=True) > 2 * share(steered=False) and share(steered=True) > 0.5

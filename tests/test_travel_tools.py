@@ -1184,3 +1184,21 @@ def test_redeem_points(desk: Desk) -> None:
     desk.error("redeem_points", "multiple of 100", user_id=user["user_id"], points=150)
     desk.error("redeem_points", "multiple of 100", user_id=user["user_id"], points=0)
     desk.error("redeem_points", "only", user_id=user["user_id"], points=balance * 2 // 100 * 100 + 100)
+
+
+def test_next_trip_id_is_one_more_than_any_trip_of_the_state(db: Database) -> None:
+    def scanned(view: Any) -> str:  # the definition: the largest number over every trip of the state
+        numbers = [int(k[2:]) for k in view.keys("trips") if k[2:].isdigit()]
+        return f"TR{max(numbers, default=100000) + 1}"
+
+    fork = db.fork()
+    assert bk.next_trip_id(fork) == scanned(fork)
+    largest = max(db.table("trips"), key=lambda k: int(k[2:]))
+    fork.insert("trips", bk.next_trip_id(fork), {"trip_id": "new"})
+    fork.insert("trips", "TR5", {"trip_id": "small"})
+    assert bk.next_trip_id(fork) == scanned(fork) == f"TR{int(largest[2:]) + 2}"
+    fork.delete("trips", bk.next_trip_id(fork)[:2] + str(int(largest[2:]) + 1))
+    fork.delete("trips", largest)  # the base's largest is gone: the next largest counts
+    assert bk.next_trip_id(fork) == scanned(fork)
+    empty = Database({"trips": {}}).fork()
+    assert bk.next_trip_id(empty) == "TR100001"

@@ -327,11 +327,15 @@ class StateView:
 class Fork(StateView):
     """A mutable, copy-on-write view of a :class:`Database` for one episode."""
 
-    __slots__ = ("_owned", "_snapshot")
+    __slots__ = ("_fresh", "_owned", "_snapshot")
 
     def __init__(self, base: Database):
         super().__init__(base, {})
         self._owned: set[tuple[str, str]] = set()
+        """Records copied whole since the last snapshot: this fork's alone, changed in place."""
+        self._fresh: set[int] = set()
+        """Ids of the containers :meth:`write_path` copied since the last snapshot (any container made
+        since then is this fork's alone, so an id reused by a newer one is still right)."""
         self._snapshot: StateView | None = None
 
     def write(self, table: str, key: str) -> Record:
@@ -351,23 +355,32 @@ class Fork(StateView):
     def write_path(self, table: str, key: str, *path: str | int) -> Any:
         """The container at ``path`` inside record ``key``, mutable, copied along the path only.
 
-        For a small change deep in a large record (one seat count among a month of dates): the rest
-        of the record stays shared with the state it came from. Change only the returned container's
-        own entries; :meth:`write` gives a copy that may be changed anywhere. KeyError if absent.
+        For a small change in a large record (one seat count among a month of dates, one payment
+        method of a user): the rest of the record stays shared with the state it came from. Change
+        only the returned container's own entries; :meth:`write` gives a copy to change anywhere.
+        Containers already copied since the last snapshot are not copied again. KeyError if absent.
         """
         if (table, key) in self._owned:
             node: Any = self._overlay[table][key]  # wholly this fork's: change it in place
             for step in path:
                 node = node[step]
             return node
-        current = self.get(table, key)
-        if current is None:
+        node = self.get(table, key)
+        if node is None:
             raise KeyError(f"{table}/{key}")
-        self._snapshot = None
-        node = self._overlay.setdefault(table, {})[key] = dict(current)  # not owned: later writes copy
+        fresh = self._fresh
+        if id(node) not in fresh:
+            node = dict(node)
+            fresh.add(id(node))
+            self._overlay.setdefault(table, {})[key] = node
+            self._snapshot = None
         for step in path:
             child = node[step]
-            node[step] = child = dict(child) if isinstance(child, dict) else list(child)
+            if id(child) not in fresh:
+                child = dict(child) if isinstance(child, dict) else list(child)
+                fresh.add(id(child))
+                node[step] = child
+                self._snapshot = None
             node = child
         return node
 
@@ -395,6 +408,7 @@ class Fork(StateView):
         if self._snapshot is None:
             self._snapshot = StateView(self._base, {t: dict(c) for t, c in self._overlay.items()})
             self._owned.clear()
+            self._fresh.clear()
         return self._snapshot
 
     def restore(self, view: StateView) -> None:
@@ -403,6 +417,7 @@ class Fork(StateView):
             raise ValueError("snapshot of another database")
         self._overlay = {t: dict(c) for t, c in view._overlay.items()}
         self._owned.clear()
+        self._fresh.clear()
         self._snapshot = view
 
     @property

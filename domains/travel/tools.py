@@ -391,7 +391,7 @@ def convert_currency(db: Fork, amount: float, from_currency: str, to_currency: s
 def _adjust_credit(db: Fork, user_id: str, method_id: str, delta: float) -> None:
     """Add ``delta`` to a travel credit's balance (cards keep no balance)."""
     if db.get("users", user_id)["payment_methods"][method_id]["type"] == "travel_credit":
-        method = db.write("users", user_id)["payment_methods"][method_id]
+        method = db.write_path("users", user_id, "payment_methods", method_id)
         method["balance"] = terms.money(method["balance"] + delta)
 
 
@@ -494,7 +494,7 @@ def book_trip(
         _seats(db, leg.flight["flight_number"], leg.day, cabin, -len(traveller_ids))
     _charge(db, trip, payment_method_id, plan.fares, " ".join(s["segment_id"] for s in segments))
     _charge(db, trip, payment_method_id, plan.insurance, "insurance")
-    db.write("users", user_id)["trips"].append(trip_id)
+    db.write_path("users", user_id, "trips").append(trip_id)
     return dumps(trip)
 
 
@@ -819,7 +819,7 @@ def add_traveller(
         "birth_date": birth_date,
         "passport": passport,
     }
-    db.write("users", user_id)["travellers"][traveller_id] = record
+    db.write_path("users", user_id, "travellers")[traveller_id] = record
     return dumps(record)
 
 
@@ -843,7 +843,7 @@ def update_traveller_passport(
     """
     bk.traveller(bk.get_user(db, user_id), traveller_id)
     passport = _passport(passport_number, passport_country, passport_expiry)
-    record = db.write("users", user_id)["travellers"][traveller_id]
+    record = db.write_path("users", user_id, "travellers", traveller_id)
     record["passport"] = passport
     return dumps(record)
 
@@ -870,9 +870,8 @@ def redeem_points(db: Fork, user_id: str, points: int) -> str:
         "expires": (terms.TODAY + timedelta(days=terms.POINTS_CREDIT_DAYS)).isoformat(),
         "source": "points",
     }
-    user = db.write("users", user_id)
-    user["loyalty"]["points"] = balance - points
-    user["payment_methods"][method_id] = credit
+    db.write_path("users", user_id, "loyalty")["points"] = balance - points
+    db.write_path("users", user_id, "payment_methods")[method_id] = credit
     return dumps({"payment_method": credit, "points_left": balance - points})
 
 

@@ -1,0 +1,83 @@
+"""util.jsonio: the stdlib-exact fast dumps/loads, and JSONL rows read back from what this process wrote."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel
+
+from apigen_gym.util import jsonio
+
+values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(values)
+def test_dumps_and_loads_are_the_stdlib_ones(value: object) -> None:
+    text = jsonio.dumps(value)
+    assert text == json.dumps(value)
+    assert jsonio.dumps(jsonio.loads(text)) == text
+
+
+@pytest.mark.parametrize(
+    "text", ["", "  ", "{", '{"a": 1} x', '{"a": 1,}', "nul", '[1, "a" 2]', '"\\x"', " {} "]
+)
+def test_loads_fails_and_succeeds_like_the_stdlib(text: str) -> None:
+    try:
+        expected: object = json.loads(text)
+    except json.JSONDecodeError as exc:
+        expected = (exc.msg, exc.pos)
+    try:
+        got: object = jsonio.loads(text)
+    except json.JSONDecodeError as exc:
+        got = (exc.msg, exc.pos)
+    assert got == expected
+
+
+def test_dumps_refuses_what_json_refuses() -> None:
+    with pytest.raises(TypeError):
+        jsonio.dumps({"a": object()})
+    loop: list[object] = []
+    loop.append(loop)
+    with pytest.raises((ValueError, RecursionError)):
+        jsonio.dumps(loop)
+
+
+class Row(BaseModel):
+    n: int
+    tags: list[str] = []
+
+
+def test_rows_written_by_this_process_come_back_without_parsing(tmp_path: Path) -> None:
+    path = tmp_path / "rows.jsonl"
+    rows = [Row(n=i, tags=["x"] * i) for i in range(3)]
+    with jsonio.JsonlAppender(path) as appender:
+        for row in rows:
+            appender.write(row)
+    read = list(jsonio.read_models(path, Row))
+    assert read == rows and all(a is b for a, b in zip(read, rows))  # the very objects, same file bytes
+    assert [json.loads(line) for line in path.read_text().splitlines()] == [r.model_dump() for r in rows]
+    with path.open("a", encoding="utf-8") as other:  # someone else appends: read from the file again
+        other.write(Row(n=9).model_dump_json() + "\n")
+    again = list(jsonio.read_models(path, Row))
+    assert again == [*rows, Row(n=9)] and again[0] is not rows[0]
+
+
+def test_a_resumed_file_is_read_from_disk(tmp_path: Path) -> None:
+    path = tmp_path / "rows.jsonl"
+    path.write_text(Row(n=1).model_dump_json() + "\n" + '{"n": 2', encoding="utf-8")  # a torn last line
+    with jsonio.JsonlAppender(path) as appender:
+        appender.write(Row(n=3))
+    assert [r.n for r in jsonio.read_models(path, Row)] == [1, 3]
