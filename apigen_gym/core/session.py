@@ -24,7 +24,7 @@ class Session:
     def call(self, name: str, arguments: Mapping[str, Any] | None, message_index: int = -1) -> Step:
         """Run one call on the fork and record it; the recorded step (its ``output``, ``ok``)."""
         fork = self.fork
-        tool = self.tools.get(name) if type(name) is str else None
+        tool = self.tools.get(name) if isinstance(name, str) else None
         args, given = own_arguments(arguments)
         before = fork.snapshot()
         if tool is None:
