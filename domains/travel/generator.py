@@ -16,6 +16,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from functools import cached_property
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -674,9 +675,18 @@ class _TripMaker:
     def rng(self) -> random.Random:
         return self.ctx.rng
 
+    @cached_property
+    def round_trips(self) -> dict[str, list[str]]:
+        """Destinations flown to and back from each airport, sorted."""
+        found: dict[str, set[str]] = {}
+        for origin, destination in self.routes:
+            if (destination, origin) in self.routes:
+                found.setdefault(origin, set()).add(destination)
+        return {origin: sorted(destinations) for origin, destinations in found.items()}
+
     def legs(self, user: Record, status: str, cabin: str) -> list[bk.Leg] | None:
         origin = user["home_airport"]
-        destinations = sorted({d for o, d in self.routes if o == origin and (d, o) in self.routes})
+        destinations = self.round_trips.get(origin, [])
         if not destinations:
             return None
         destination = self.rng.choice(destinations)
