@@ -96,9 +96,9 @@ class CountingBuilder:
         self.build = sampler_builder(domain)
         self.calls = 0
 
-    def __call__(self, database: Database, rng: random.Random, user_id: str) -> Task | None:
+    def __call__(self, database: Database, rng: random.Random, user_id: str, *twist: Any) -> Task | None:
         self.calls += 1
-        return self.build(database, rng, user_id)
+        return self.build(database, rng, user_id, *twist)
 
 
 def offline_pipeline(domain: str, n: int, repeats: int, root: Path) -> dict[str, Any]:
