@@ -1,16 +1,26 @@
-"""Env speed of every domain at 1×, 10× and 100× its default database, beside a naive strategy.
+"""Env speed of every domain: a tool step beside τ-bench's, building the database, and 1×–100× scale.
 
-Ours: copy-on-write fork on reset, diff against a cached gold diff on reward, indexed look-ups.
-Naive (measured in the same run): a full deep copy of the database on reset and a full-database
-canonical hash on reward (τ-bench also replays the gold actions on a fresh copy on every reward;
-the naive column leaves that out, so it is a lower bound for τ-bench).
+Steps: each domain's gold tool calls (reads and writes), each timed from the JSON call to the
+observation and the transcript, from the same state, in the env and in a baseline, in interleaved
+rounds. The baseline is τ-bench itself when a checkout is given with ``--tau-bench DIR`` (retail and
+airline, on τ-bench's own data; τ-bench's LLM layer must be importable, its price-map download is
+turned off), and otherwise, and for travel, a τ-bench-equivalent stand-in: the same step done with
+this project's tool functions on plain dicts (see step_baselines.py). The table says which.
 
-The task is the first one the domain's sampler builds with two or more writes; "search step" is
-each domain's heaviest read: retail's user look-up by email (a scan in τ-bench), airline's one-stop
-flight search (τ-bench's slowest read) and travel's flight search.
+Loading: building the frozen Database from generated tables at each scale, time per record, beside
+the same records frozen with the garbage collector running.
 
-    python benchmarks/env_speed.py                                  # all domains, scales 1 10 100
-    python benchmarks/env_speed.py --domains airline --scales 1 10 --repeats 3
+Scale: reset, a read step, each domain's heaviest search, a write step and the reward at 1×, 10× and
+100× the default database (catalogues included), beside a naive strategy: a full deep copy of the
+database on reset and a full-database canonical hash on reward (τ-bench also replays the gold
+actions on a fresh copy on every reward; the naive column leaves that out, so it is a lower bound
+for τ-bench). The task is the first one the domain's sampler builds with two or more writes;
+"search step" is each domain's heaviest read: retail's user look-up by email (a scan in τ-bench),
+airline's one-stop flight search (τ-bench's slowest read) and travel's flight search.
+
+    python benchmarks/env_speed.py                                  # every section, every domain
+    python benchmarks/env_speed.py --tau-bench ../tau-bench --sections steps
+    python benchmarks/env_speed.py --sections scale --domains airline --scales 1 10 --repeats 3
 """
 
 from __future__ import annotations
@@ -139,7 +149,17 @@ def measure(domain: str, scale: float, repeats: int) -> dict[str, Any]:
         "write step µs": write_us,
         "reward µs": reward_us,
         "naive reward µs": naive_reward_us,
+        "next trip id µs": next_trip_id_us(database, repeats) if domain == "travel" else None,
     }
+
+
+def next_trip_id_us(database: Database, repeats: int) -> float:
+    """Travel's new-trip id in a fork that has booked one trip already (it was a scan of every trip)."""
+    from apigen_gym.domains.travel.booking import next_trip_id
+
+    fork = database.fork()
+    fork.insert("trips", next_trip_id(fork), {"trip_id": "booked in this episode"})
+    return median_us(lambda: next_trip_id(fork), 1000, repeats)
 
 
 def memory_per_episode(episodes: int = 1000) -> tuple[float, float]:
@@ -193,6 +213,9 @@ def scale_table(domains: list[str], scales: list[float], repeats: int) -> None:
     ]
     print(f"median of {repeats} runs; per domain, the sampler's first task with two or more writes\n")
     print(tabulate(table, headers=headers, tablefmt="github"))
+    for row in rows:
+        if row["next trip id µs"] is not None:
+            print(f"travel next_trip_id at {row['scale']}: {row['next trip id µs']:.1f} µs")
     per_episode_kib, total_mib = memory_per_episode()
     print(f"\nmemory (retail): {per_episode_kib:.1f} KiB per live episode; ", end="")
     print(f"1,000 live episodes: {total_mib:.1f} MiB")
