@@ -333,3 +333,118 @@ def test_arguments_keep_their_number_types(env: ApigenEnv) -> None:
     assert env.step(booking)[0].startswith(
         "Error: invalid arguments for book_reservation: flights.0.flight_number"
     )
+
+
+# --- nested objects: what τ-bench accepts and stores ----------------------------------------------
+# τ-bench's airline tools take flights, passengers and payments as plain JSON objects: keys they do
+# not read are kept, and what they store is the agent's object (flights with price, origin and
+# destination set on it), so key order and extra keys reach the output. The expected strings below
+# are what τ-bench v1's tools return for these calls on the anchors' database.
+
+CHANGED_FLIGHTS = [
+    {"origin": "CLT", "destination": "BOS", "flight_number": "HAT287", "date": "2024-05-24"},
+    {
+        "flight_number": "HAT235",
+        "date": "2024-05-25",
+        "origin": "BOS",
+        "destination": "MCO",
+        "fare_class": "Y",
+    },
+]
+CHANGED_OUTPUT = (
+    '{"reservation_id": "VAAOXJ", "user_id": "lei_rossi_3206", "origin": "CLT", "destination": "MCO", '
+    '"flight_type": "one_way", "cabin": "economy", "flights": [{"origin": "CLT", "destination": "BOS", '
+    '"flight_number": "HAT287", "date": "2024-05-24", "price": 182}, {"flight_number": "HAT235", '
+    '"date": "2024-05-25", "origin": "BOS", "destination": "MCO", "fare_class": "Y", "price": 181}], '
+    '"passengers": [{"first_name": "James", "last_name": "Smith", "dob": "1972-09-24"}], "payment_history": '
+    '[{"payment_id": "credit_card_1052991", "amount": 306}, {"payment_id": "credit_card_1052991", '
+    '"amount": 57}], "created_at": "2024-05-06T23:58:10", "total_baggages": 1, "nonfree_baggages": 0, '
+    '"insurance": "no"}'
+)
+BOOKED_AS_SENT = {
+    **BOOKING,
+    "flights": [
+        {"date": "2024-05-20", "flight_number": "HAT136", "origin": "JFK"},
+        {"flight_number": "HAT039", "date": "2024-05-20", "price": 1},
+    ],
+    "passengers": [{"dob": "1990-04-05", "first_name": "Mia", "last_name": "Li", "gender": "female"}],
+    "payment_methods": [
+        {"amount": 250, "payment_id": "certificate_7504069"},
+        {"payment_id": "credit_card_4421486", "amount": 5, "source": "credit_card"},
+    ],
+}
+BOOKED_OUTPUT = (
+    '{"reservation_id": "HATHAT", "user_id": "mia_li_3668", "origin": "JFK", "destination": "SEA", '
+    '"flight_type": "one_way", "cabin": "economy", "flights": [{"date": "2024-05-20", "flight_number": '
+    '"HAT136", "origin": "JFK", "price": 152, "destination": "ATL"}, {"flight_number": "HAT039", "date": '
+    '"2024-05-20", "price": 103, "origin": "ATL", "destination": "SEA"}], "passengers": [{"dob": '
+    '"1990-04-05", "first_name": "Mia", "last_name": "Li", "gender": "female"}], "payment_history": '
+    '[{"amount": 250, "payment_id": "certificate_7504069"}, {"payment_id": "credit_card_4421486", '
+    '"amount": 5, "source": "credit_card"}], "created_at": "2024-05-15T15:00:00", "total_baggages": 3, '
+    '"nonfree_baggages": 0, "insurance": "no"}'
+)
+RENAMED = [{"last_name": "Smith", "first_name": "Jim", "dob": "1972-09-24", "nationality": "US"}]
+RENAMED_OUTPUT = (
+    '{"reservation_id": "VAAOXJ", "user_id": "lei_rossi_3206", "origin": "CLT", "destination": "MCO", '
+    '"flight_type": "one_way", "cabin": "economy", "flights": [{"origin": "CLT", "destination": "BOS", '
+    '"flight_number": "HAT287", "date": "2024-05-24", "price": 182}, {"origin": "BOS", "destination": '
+    '"MCO", "flight_number": "HAT235", "date": "2024-05-24", "price": 124}], "passengers": [{"last_name": '
+    '"Smith", "first_name": "Jim", "dob": "1972-09-24", "nationality": "US"}], "payment_history": '
+    '[{"payment_id": "credit_card_1052991", "amount": 306}], "created_at": "2024-05-06T23:58:10", '
+    '"total_baggages": 1, "nonfree_baggages": 0, "insurance": "no"}'
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "arguments", "output", "reservation"),
+    [
+        (
+            "update_reservation_flights",
+            {
+                "reservation_id": "VAAOXJ",
+                "cabin": "economy",
+                "flights": CHANGED_FLIGHTS,
+                "payment_id": "credit_card_1052991",
+            },
+            CHANGED_OUTPUT,
+            "VAAOXJ",
+        ),
+        ("book_reservation", BOOKED_AS_SENT, BOOKED_OUTPUT, "HATHAT"),
+        (
+            "update_reservation_passengers",
+            {"reservation_id": "VAAOXJ", "passengers": RENAMED},
+            RENAMED_OUTPUT,
+            "VAAOXJ",
+        ),
+    ],
+)
+def test_nested_objects_are_taken_and_stored_as_sent(
+    env: ApigenEnv, name: str, arguments: dict[str, Any], output: str, reservation: str
+) -> None:
+    env.reset(options={"task_id": "0"})
+    sent = json.loads(json.dumps(arguments))
+    assert env.step({"name": name, "arguments": sent})[0] == output
+    stored = env.state_diff()["reservations"][reservation]
+    assert json.dumps(stored) == output  # stored as returned: extra keys, the agent's key order
+    assert sent == arguments  # the agent's objects are not changed ...
+    for value in sent.values():
+        for item in value if isinstance(value, list) else []:
+            item["later"] = "edit"
+    assert json.dumps(env.state_diff()["reservations"][reservation]) == output  # ... nor shared
+
+
+def test_nested_objects_still_need_their_declared_keys(env: ApigenEnv) -> None:
+    env.reset(options={"task_id": "0"})
+    wrong_type = [{**RENAMED[0], "dob": 19720924}]
+    observation = env.step(
+        call("update_reservation_passengers", reservation_id="VAAOXJ", passengers=wrong_type)
+    )[0]
+    assert observation.startswith(
+        "Error: invalid arguments for update_reservation_passengers: passengers.0.dob"
+    )
+    missing = [{"payment_id": "credit_card_4421486"}]
+    observation = env.step(call("book_reservation", **{**BOOKING, "payment_methods": missing}))[0]
+    assert observation.startswith("Error: invalid arguments for book_reservation: payment_methods.0.amount")
+    unknown_top_level = call("get_reservation_details", reservation_id="VAAOXJ", verbose=True)
+    assert env.step(unknown_top_level)[0].startswith("Error: invalid arguments")
+    assert env.state_diff() == {}

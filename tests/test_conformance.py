@@ -163,3 +163,25 @@ def test_every_tool_is_described(anchors: Path) -> None:
             assert isinstance(prop.get("description"), str) and prop["description"].strip(), (
                 f"{function['name']}.{param} has no description"
             )
+
+
+def test_nested_arguments_are_lists_of_strings_taken_in_the_agents_order(anchors: Path) -> None:
+    """τ-bench's retail tools have no nested objects: only lists of item ids, which are counted
+    (an id listed more often than bought is not found) and stored sorted, whatever order they came in."""
+    env = gym.make("apigen/retail-v0", data_dir=anchors / "retail")
+    for schema in env.unwrapped.tools:
+        for prop in schema["function"]["parameters"]["properties"].values():
+            assert prop["type"] != "object" and prop.get("items", {"type": "string"})["type"] == "string"
+    env.reset(seed=0)
+
+    def ret(*item_ids: str) -> str:
+        arguments = {
+            "order_id": "#W5463717",
+            "item_ids": list(item_ids),
+            "payment_method_id": "gift_card_8006222",
+        }
+        return str(env.step(json.dumps({"name": "return_delivered_order_items", "arguments": arguments}))[0])
+
+    assert ret("6589665742", "7166996157", "6589665742") == "Error: some item not found"
+    returned = json.loads(ret("9838673490", "7166996157", "6589665742"))
+    assert returned["return_items"] == ["6589665742", "7166996157", "9838673490"]

@@ -505,7 +505,12 @@ def test_book_trip_errors(desk: Desk) -> None:
     desk.error("book_trip", "distinct", **{**base, "traveller_ids": ["trv_1", "trv_1"]})
     desk.error("book_trip", "at least one traveller", **{**base, "traveller_ids": []})
     desk.error("book_trip", "non-empty list", **{**base, "flights": []})
-    desk.error("book_trip", "needs a flight_number and a date", **{**base, "flights": [{"flight": "X"}]})
+    desk.error("book_trip", "flights.0.flight_number: field required", **{**base, "flights": [{"date": "x"}]})
+    # strict, unlike τ-bench's airline: a key the tool does not read is refused, not carried along
+    with_seat = {**base, "flights": [{**leg, "seat": "2A"}]}
+    desk.error("book_trip", "flights.0.seat: extra inputs are not permitted", **with_seat)
+    described = DOMAIN.tools["book_trip"].schema["function"]["parameters"]["properties"]["flights"]
+    assert "no other keys" in described["description"]  # the agent is told so
     desk.error("book_trip", "already departed", **{**base, "flights": [{**leg, "date": "2025-03-05"}]})
     desk.error("book_trip", "not on sale", **{**base, "flights": [{**leg, "date": "2025-05-05"}]})
     reversed_legs = [{"flight_number": back["flight_number"], "date": "2025-03-24"}, leg]

@@ -3,17 +3,22 @@
 The function's signature gives the pydantic model that validates arguments and the OpenAI function
 schema; its docstring gives the descriptions. A tool returns a string and never raises to the agent:
 validation failures, :class:`ToolError` and unexpected exceptions all become ``"Error: ..."``.
+
+Arguments are strict: unknown keys are refused, at the top level and inside nested objects. A nested
+object typed :data:`AsSent` is τ-bench's kind instead: its declared keys are validated, and the tool
+receives the object as the agent sent it, undeclared keys kept, in the agent's key order.
 """
 
 from __future__ import annotations
 
+import copy
 import inspect
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
-from typing import Any, get_type_hints
+from typing import Annotated, Any, TypeVar, get_type_hints
 
 import pydantic
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
@@ -86,8 +91,8 @@ def _docstring_parts(doc: str) -> tuple[str, dict[str, str]]:
 def _inline(schema: dict[str, Any]) -> Any:
     """The schema with every ``$ref`` replaced by its definition, without titles or ``additionalProperties``.
 
-    OpenAI function schemas (and τ-bench's) spell nested objects out in place; extra keys are still
-    rejected by validation.
+    OpenAI function schemas (and τ-bench's) spell nested objects out in place; whether extra keys are
+    accepted is validation's business (see :data:`AsSent`).
     """
     definitions = schema.get("$defs", {})
 
@@ -118,6 +123,28 @@ class Number(float):
         cls, schema: CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
         return {"type": "number"}
+
+
+class _KeptAsSent:
+    """Validates a TypedDict's declared keys, then gives back the object as sent (see :data:`AsSent`)."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        declared = frozenset(source.__required_keys__ | source.__optional_keys__)
+
+        def keep(value: Any, validate: core_schema.ValidatorFunctionWrapHandler) -> Any:
+            if not isinstance(value, Mapping):
+                return validate(value)  # the TypedDict's own error
+            checked = validate({k: v for k, v in value.items() if k in declared})
+            return {k: checked[k] if k in declared else copy.deepcopy(v) for k, v in value.items()}
+
+        return core_schema.no_info_wrap_validator_function(keep, handler(source))
+
+
+_T = TypeVar("_T")
+AsSent = Annotated[_T, _KeptAsSent()]
+"""A nested object argument as τ-bench takes it: ``AsSent[Passenger]`` validates the TypedDict's keys
+(present, of their types) and passes the agent's object on with its other keys, in the agent's order.
+A plain TypedDict refuses keys it does not declare."""
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,9 @@ With the three deliberate fixes of the conformance data: changing flights also s
 cabin; the one-stop search finds the next day by real date arithmetic and reports the second leg on
 its own date; an unknown reservation id is ``Error: reservation not found``.
 
+Nested objects (flights, passengers, payments) are taken as τ-bench takes them: their declared keys
+are checked, other keys are kept, and what is stored keeps the agent's key order.
+
 Tools never write the flights table (seat counts are not updated, as in τ-bench), so flight look-ups
 use the base database's indexes: a search costs O(matching flights), not O(table).
 """
@@ -16,7 +19,7 @@ from pydantic import Field
 from typing_extensions import TypedDict
 
 from apigen_gym.core.database import Fork, Record
-from apigen_gym.core.tools import Number, ToolError, ToolKind, ToolSet, dumps, tool
+from apigen_gym.core.tools import AsSent, Number, ToolError, ToolKind, ToolSet, dumps, tool
 from apigen_gym.domains.airline.terms import AIRPORT_CITIES, BAG_FEE, INSURANCE_FEE, NOW_TEXT, next_day
 from apigen_gym.kit.common_tools import calculate, think, transfer_to_human_agents
 
@@ -51,11 +54,11 @@ class Payment(TypedDict):
     amount: Annotated[Number, Field(description="the amount this method pays")]
 
 
-Flights = list[FlightRef]
+Flights = list[AsSent[FlightRef]]
 """The flights of an itinerary, in order."""
-Passengers = list[Passenger]
+Passengers = list[AsSent[Passenger]]
 """The passengers of a reservation."""
-Payments = list[Payment]
+Payments = list[AsSent[Payment]]
 """The payment methods of a booking and what each pays."""
 
 

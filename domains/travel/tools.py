@@ -4,13 +4,19 @@ Reads return JSON (``apigen_gym.core.tools.dumps``); writes return the changed t
 JSON. Prices are in US dollars. Every check that the booking systems themselves make (seats, rooms,
 cars, balances, fare rules, dates) is enforced here; the agency's own policy (budgets, passports,
 driver age, the insurance window) is left to the agent and checked by the rules.
+
+Arguments are strict, nested ones included: a flight to book is exactly a flight number and a date,
+and any other key is refused (unlike τ-bench's airline tools, which keep what they do not read).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator
 from datetime import timedelta
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import Field
+from typing_extensions import TypedDict
 
 from apigen_gym.core.database import Fork, Record, StateView
 from apigen_gym.core.tools import ToolError, ToolKind, ToolSet, dumps, tool
@@ -19,6 +25,13 @@ from apigen_gym.domains.travel import terms
 from apigen_gym.kit.common_tools import calculate, think, transfer_to_human_agents
 
 CarClass = Literal["economy", "compact", "midsize", "suv", "premium", "van"]
+
+
+class FlightChoice(TypedDict):
+    """One flight to book: exactly these two keys (strict: any other key is refused)."""
+
+    flight_number: Annotated[str, Field(description="the flight number, e.g. 'NX204'")]
+    date: Annotated[str, Field(description="the date of that flight, YYYY-MM-DD")]
 
 # --- indexes (module-level key functions, so that the database caches each index once) ----------
 
@@ -453,7 +466,7 @@ def book_trip(
     db: Fork,
     user_id: str,
     traveller_ids: list[str],
-    flights: list[dict[str, str]],
+    flights: list[FlightChoice],
     cabin: terms.Cabin,
     payment_method_id: str,
     insurance: bool = False,
@@ -463,7 +476,8 @@ def book_trip(
     Args:
         user_id: the user who books and pays.
         traveller_ids: ids of travellers saved in the user's profile, e.g. ['trv_1', 'trv_2'].
-        flights: the flights in travel order, each {"flight_number": "NX204", "date": "2025-03-20"}.
+        flights: the flights in travel order, each exactly {"flight_number": "NX204", "date": "2025-03-20"}
+            (no other keys: they are refused).
         cabin: basic_economy, economy or business, for every flight.
         payment_method_id: a card or travel credit of the user, e.g. 'card_1234567'.
         insurance: add travel insurance (USD 35 per traveller): full refund of flights if cancelled.
