@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn, get_args
+from typing import Any, NoReturn, TypeVar, get_args
 
 from tabulate import tabulate
 
@@ -16,14 +18,24 @@ from apigen_gym.core.env import ApigenEnv, format_transcript
 from apigen_gym.core.registration import ENV_IDS
 from apigen_gym.core.tools import ToolKind
 from apigen_gym.core.user import UserSimulator
-from apigen_gym.evaluation.runner import evaluate, failure_rows, format_summary
-from apigen_gym.llm.settings import DEFAULT_MAX_TOKENS, LLMSettings, MaxTokens, Transport
+from apigen_gym.evaluation.runner import RESULTS_FILE, evaluate, failure_rows, format_summary
+from apigen_gym.llm.settings import (
+    DEFAULT_MAX_TOKENS,
+    LLMSettings,
+    MaxTokens,
+    Transport,
+    deciding_llm_settings,
+)
 from apigen_gym.players.agent import Agent
 from apigen_gym.players.llm_users import BestOfNUser, LLMUser
 from apigen_gym.players.model_agents import ReActAgent, ToolCallingAgent
 from apigen_gym.players.oracle import OracleAgent
 from apigen_gym.players.random_agent import RandomAgent
 from apigen_gym.players.scripted_user import ScriptedUser
+from apigen_gym.util.argtypes import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, SHARE
+from apigen_gym.util.runconfig import RunFolderError
+
+_P = TypeVar("_P")
 
 
 class UsageError(Exception):
@@ -33,6 +45,34 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
+
+
+class RunFailed(Exception):
+    """A run that ran but produced nothing usable (every model call failed): one line, exit status 1."""
+
+
+def one_line(exc: Exception) -> str:
+    """An exception's message on one line; pydantic's validation errors as ``field: problem`` pairs."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        problems = exc.errors(include_url=False)
+        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in problems)
+    return " ".join(str(exc).split())
+
+
+def claim_folder(path: str | Path, flag: str = "--out") -> Path:
+    """The output folder, created if needed; a place where no folder can be is a usage error."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{flag} {path}: not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{flag} {path}: cannot create the folder ({exc.strerror or exc})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {path}: the folder is not writable")
+    return folder
 
 
 def domain_of(env_id: str) -> str:
@@ -74,10 +114,12 @@ def cmd_envs(args: argparse.Namespace) -> int:
 def _add_llm_arguments(parser: argparse.ArgumentParser) -> None:
     """Where and how the models of ``eval`` and ``generate`` are called."""
     parser.add_argument("--base-url", help="OpenAI-compatible base URL (default: OPENAI_BASE_URL, or OpenAI)")
-    parser.add_argument("--temperature", type=float, help="sampling temperature passed to the models")
+    parser.add_argument("--temperature", type=NON_NEGATIVE, help="sampling temperature passed to the models")
     parser.add_argument("--llm-seed", type=int, help="seed passed to the models")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per LLM request")
-    parser.add_argument("--max-retries", type=int, default=5, help="retries of a failed LLM request")
+    parser.add_argument("--timeout", type=POSITIVE, default=120.0, help="seconds per LLM request")
+    parser.add_argument(
+        "--max-retries", type=NON_NEGATIVE_INT, default=5, help="retries of a failed LLM request"
+    )
     parser.add_argument("--cache-dir", type=Path, help="record/replay LLM responses in this folder")
     parser.add_argument(
         "--max-tokens",
@@ -88,7 +130,7 @@ def _add_llm_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-in-flight",
-        type=int,
+        type=POSITIVE_INT,
         help="requests sent at once to one server (e.g. 1 for a llama.cpp server with one slot); "
         "more wait in the client, where no timeout runs",
     )
@@ -101,13 +143,12 @@ def _add_llm_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _settings(args: argparse.Namespace, model: str | None) -> LLMSettings:
-    """LLM settings from the command line (and ``OPENAI_*`` variables)."""
-    if args.max_in_flight is not None and args.max_in_flight < 1:
-        raise UsageError("--max-in-flight must be at least 1")
+def _settings(args: argparse.Namespace, model: str | None, flag: str = "--model") -> LLMSettings:
+    """LLM settings from the command line (and ``OPENAI_*`` variables); ``flag`` names the model's option."""
     try:
         return LLMSettings.from_env(
             model=model,
+            model_option=flag,
             base_url=args.base_url,
             temperature=args.temperature,
             seed=args.llm_seed,
@@ -119,7 +160,7 @@ def _settings(args: argparse.Namespace, model: str | None) -> LLMSettings:
             transport=args.transport,
         )
     except ValueError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(one_line(exc)) from None
 
 
 def _caps(args: argparse.Namespace) -> MaxTokens:
@@ -130,8 +171,18 @@ def _caps(args: argparse.Namespace) -> MaxTokens:
         raise UsageError(str(exc).splitlines()[0]) from None
 
 
-def _agent_factory(args: argparse.Namespace, env: ApigenEnv) -> tuple[Callable[[], Agent], str]:
-    """Makes one agent per episode (sharing one LLM client), and says which backend it is."""
+def _deciding(settings: LLMSettings, cap: int) -> dict[str, Any]:
+    """What binds an eval folder to a model: the model, its sampling and its answers' cap, not where
+    it is served."""
+    return {**deciding_llm_settings(settings.model_dump(mode="json")), "max_tokens": cap}
+
+
+Factory = tuple[Callable[[], _P], str, dict[str, Any]]
+"""Makes one player per episode; says which backend it is; what in it binds the results folder."""
+
+
+def _agent_factory(args: argparse.Namespace, env: ApigenEnv) -> Factory[Agent]:
+    """Makes one agent per episode (sharing one LLM client)."""
     kind = args.agent or ("tool-calling" if args.agent_model else "oracle")
     if kind in ("oracle", "random"):
         if args.agent_model:
@@ -141,44 +192,59 @@ def _agent_factory(args: argparse.Namespace, env: ApigenEnv) -> tuple[Callable[[
         tools = env.domain.tools
         seed = args.seed
         if kind == "oracle":
-            return (lambda: OracleAgent(tools)), "oracle (offline)"
-        return (lambda: RandomAgent(seed=seed)), "random (offline)"
+            return (lambda: OracleAgent(tools)), "oracle (offline)", {}
+        return (lambda: RandomAgent(seed=seed)), "random (offline)", {"seed": seed}
     from apigen_gym.llm.client import LLMClient  # the HTTP stack loads only when a model is used
 
-    settings = _settings(args, args.agent_model)
+    settings = _settings(args, args.agent_model, "--agent-model")
     client = LLMClient(settings)
     args.clients.append(client)
     agent_class = ReActAgent if kind == "react" else ToolCallingAgent
     cap = _caps(args).agent
     where = f"{kind} model={settings.model} ({settings.base_url or 'OpenAI'}) max_tokens={cap}"
-    return (lambda: agent_class(client, cap)), where
+    return (lambda: agent_class(client, cap)), where, {"agent_model": _deciding(settings, cap)}
 
 
-def _user_factory(args: argparse.Namespace) -> tuple[Callable[[], UserSimulator], str]:
+def _check_user_flags(args: argparse.Namespace, llm_user: bool, how: str) -> None:
+    """Best-of-N and its critic only go with an LLM user (``how`` says how to ask for one)."""
+    if not llm_user and args.user_best_of != 1:
+        raise UsageError(f"--user-best-of needs an LLM user: {how}")
+    if not llm_user and args.critic_model:
+        raise UsageError(f"--critic-model scores an LLM user's candidates: {how}")
+    if args.critic_model and args.user_best_of == 1:
+        raise UsageError("--critic-model scores best-of-N candidates: add --user-best-of N (N > 1)")
+
+
+def _user_factory(args: argparse.Namespace) -> Factory[UserSimulator]:
+    _check_user_flags(args, args.user == "llm", "use --user llm --user-model MODEL")
     if args.user == "scripted":
         if args.user_model:
             raise UsageError("--user scripted plays offline: drop --user-model, or use --user llm")
-        return ScriptedUser, "scripted (offline)"
+        return ScriptedUser, "scripted (offline)", {}
     from apigen_gym.llm.client import LLMClient
 
-    settings = _settings(args, args.user_model)
+    settings = _settings(args, args.user_model, "--user-model")
     client = LLMClient(settings)
-    critic = LLMClient(_settings(args, args.critic_model)) if args.critic_model else client
+    critic_settings = _settings(args, args.critic_model, "--critic-model") if args.critic_model else settings
+    critic = LLMClient(critic_settings) if args.critic_model else client
     args.clients += [client, critic]
     best_of = args.user_best_of
     caps = _caps(args)
-    where = f"model={settings.model} ({settings.base_url or 'OpenAI'}) max_tokens={caps.user}"
+    user_cap, critic_cap = caps.user, caps.critic
+    where = f"model={settings.model} ({settings.base_url or 'OpenAI'}) max_tokens={user_cap}"
+    bound: dict[str, Any] = {"user_model": _deciding(settings, user_cap)}
     if best_of > 1:
-        label = f"llm best-of-{best_of} {where} critic max_tokens={caps.critic}"
-        return (lambda: BestOfNUser(client, critic, best_of, caps.user, caps.critic)), label
-    return (lambda: LLMUser(client, caps.user)), f"llm {where}"
+        bound.update(user_best_of=best_of, critic_model=_deciding(critic_settings, critic_cap))
+        label = f"llm best-of-{best_of} {where} critic max_tokens={critic_cap}"
+        return (lambda: BestOfNUser(client, critic, best_of, user_cap, critic_cap)), label, bound
+    return (lambda: LLMUser(client, user_cap)), f"llm {where}", bound
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     env = _make_env(args)
     args.clients = []
-    make_agent, agent_label = _agent_factory(args, env)
-    make_user, user_label = _user_factory(args)
+    make_agent, agent_label, agent_settings = _agent_factory(args, env)
+    make_user, user_label, user_settings = _user_factory(args)
     task_ids = args.tasks.split(",") if args.tasks else None
     known = {t.id for t in env.tasks}
     for task_id in task_ids or []:
@@ -190,27 +256,39 @@ def cmd_eval(args: argparse.Namespace) -> int:
             env.domain, data_dir=args.data_dir, split=args.split, max_steps=args.max_steps, user=make_user()
         )
 
+    out = claim_folder(args.out)
     print(
         f"eval {args.env} split={args.split} agent={agent_label} user={user_label} trials={args.trials} "
-        f"concurrency={args.concurrency} → {Path(args.out) / 'results.jsonl'}",
+        f"concurrency={args.concurrency} → {out / RESULTS_FILE}",
         file=sys.stderr,
     )
-    results = evaluate(
-        make_env,
-        make_agent,
-        args.out,
-        task_ids,
-        trials=args.trials,
-        concurrency=args.concurrency,
-        progress=sys.stderr.isatty(),
-        clients=args.clients,
-        retry_errors=args.retry_errors,
-    )
+    try:
+        results = evaluate(
+            make_env,
+            make_agent,
+            out,
+            task_ids,
+            trials=args.trials,
+            concurrency=args.concurrency,
+            progress=sys.stderr.isatty(),
+            clients=args.clients,
+            retry_errors=args.retry_errors,
+            settings={**agent_settings, **user_settings},
+        )
+    except RunFolderError as exc:
+        raise UsageError(str(exc)) from None
     print(format_summary(results))
     failures = failure_rows(results)
     if failures:
         print()
         print(tabulate(failures, headers=["failed task", "trial", "why"]))
+    errors = Counter(r.error for r in results if r.error)
+    if results and errors.total() == len(results):
+        label, count = errors.most_common(1)[0]
+        raise RunFailed(
+            f"every episode ({len(results)}) ended in an infrastructure error"
+            + (f", e.g. {label}" if count < len(results) else f": {label}")
+        )
     return 0
 
 
@@ -260,7 +338,7 @@ def cmd_serve_llm(args: argparse.Namespace) -> int:
         config = config_from_args(args)
         check_host(args.host, args.allow_remote)
     except (ValidationError, ValueError) as exc:
-        raise UsageError(str(exc).replace("\n", "; ")) from None
+        raise UsageError(one_line(exc)) from None
     try:
         run_server(config, args.host, args.port, allow_remote=args.allow_remote)
     except OSError as exc:
@@ -313,14 +391,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from apigen_gym.generation.config import GenerationConfig
-    from apigen_gym.generation.pipeline import GenerationError, generate_main
+    from apigen_gym.generation.pipeline import GenerationError, format_run, generate, outage
 
     domain = domain_of(args.domain)
     if args.data_dir is not None and not Path(args.data_dir).is_dir():
         raise UsageError(f"--data-dir {args.data_dir}: no such folder")
+    _check_user_flags(args, args.user_model is not None, "add --user-model MODEL")
 
-    def model(name: str | None) -> LLMSettings | None:
-        return None if name is None else _settings(args, name)
+    def model(name: str | None, flag: str) -> LLMSettings | None:
+        return None if name is None else _settings(args, name, flag)
 
     try:
         config = GenerationConfig(
@@ -329,26 +408,31 @@ def cmd_generate(args: argparse.Namespace) -> int:
             phase=args.phase,
             seed=args.seed,
             data_dir=args.data_dir,
-            proposer=model(args.model),
-            judges=[_settings(args, m) for m in args.judge_model or []],
+            proposer=model(args.model, "--model"),
+            judges=[_settings(args, m, "--judge-model") for m in args.judge_model or []],
             acceptance_threshold=args.threshold,
             feedback_rounds=args.rounds,
             recombine=args.recombine,
             evolving=args.evolving,
-            user=model(args.user_model),
+            user=model(args.user_model, "--user-model"),
             user_best_of=args.user_best_of,
-            critic=model(args.critic_model),
-            agent=model(args.agent_model),
+            critic=model(args.critic_model, "--critic-model"),
+            agent=model(args.agent_model, "--agent-model"),
             max_tokens=_caps(args),
             attempts=args.attempts,
             concurrency=args.concurrency,
         )
     except ValidationError as exc:
-        raise UsageError(str(exc).replace("\n", "; ")) from None
+        raise UsageError(one_line(exc)) from None
+    out = claim_folder(args.out)
     try:
-        print(generate_main(config, args.out, progress=sys.stderr.isatty()))
+        stats = generate(config, out, progress=sys.stderr.isatty())
     except (GenerationError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(one_line(exc)) from None
+    print(format_run(config, out, stats))
+    failure = outage(stats)
+    if failure:
+        raise RunFailed(f"{failure} (see {out / 'stats.json'})")
     return 0
 
 
@@ -404,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--env", required=True, help="env id, e.g. apigen/retail-v0")
         p.add_argument("--split", default="test", help="task split (default: test)")
         p.add_argument("--data-dir", help="a τ-bench-layout folder (db/*.json, tasks/<split>.jsonl)")
-        p.add_argument("--max-steps", type=int, default=60, help="agent actions before truncation")
+        p.add_argument("--max-steps", type=POSITIVE_INT, default=60, help="agent actions before truncation")
 
     play = sub.add_parser("play", help="be the agent in one conversation with the scripted user")
     env_options(play)
@@ -420,12 +504,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--agent-model", help="the agent's model (any OpenAI-compatible server)")
     ev.add_argument("--user", choices=["scripted", "llm"], default="scripted", help="user simulator")
     ev.add_argument("--user-model", help="the LLM user's model")
-    ev.add_argument("--user-best-of", type=int, default=1, help="APIGen-MT best-of-N LLM user (N candidates)")
+    ev.add_argument(
+        "--user-best-of", type=POSITIVE_INT, default=1, help="APIGen-MT best-of-N LLM user (N candidates)"
+    )
     ev.add_argument("--critic-model", help="the best-of-N critic's model (default: the user model)")
     _add_llm_arguments(ev)
     ev.add_argument("--tasks", help="comma-separated task ids (default: all)")
-    ev.add_argument("--trials", type=int, default=1, help="trials per task")
-    ev.add_argument("--concurrency", type=int, default=8, help="episodes in flight")
+    ev.add_argument("--trials", type=POSITIVE_INT, default=1, help="trials per task")
+    ev.add_argument("--concurrency", type=POSITIVE_INT, default=8, help="episodes in flight")
     ev.add_argument("--seed", type=int, default=0, help="seed of the random agent")
     ev.add_argument("--out", required=True, help="output folder; re-running resumes")
     ev.add_argument(
@@ -436,25 +522,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("generate", help="APIGen-MT: verified task blueprints, then verified dialogues")
     gen.add_argument("--domain", required=True, help="retail, airline or travel (or an env id)")
-    gen.add_argument("-n", type=int, required=True, help="task blueprints to accept")
+    gen.add_argument("-n", type=POSITIVE_INT, required=True, help="task blueprints to accept")
     gen.add_argument("--phase", choices=["1", "2", "all"], default="all", help="which phases to run")
     gen.add_argument("--out", required=True, help="the run folder; re-running resumes")
     gen.add_argument("--seed", type=int, default=0, help="seed of the run")
     gen.add_argument("--data-dir", help="a τ-bench-layout folder (default: the shipped data)")
     gen.add_argument("--model", help="the proposer's model (default: the offline template proposer)")
     gen.add_argument("--judge-model", action="append", help="a review-committee judge's model (repeatable)")
-    gen.add_argument("--threshold", type=float, default=0.5, help="share of committee criteria to pass")
-    gen.add_argument("--rounds", type=int, help="proposal rounds with feedback (default per domain)")
-    gen.add_argument("--recombine", type=float, default=0.2, help="extra recombined tasks, as a share of n")
+    gen.add_argument("--threshold", type=SHARE, default=0.5, help="share of committee criteria to pass")
+    gen.add_argument("--rounds", type=POSITIVE_INT, help="proposal rounds with feedback (default per domain)")
+    gen.add_argument("--recombine", type=SHARE, default=0.2, help="extra recombined tasks, as a share of n")
     gen.add_argument(
-        "--evolving", type=float, default=0.25, help="share of blueprints whose goal evolves mid-conversation"
+        "--evolving", type=SHARE, default=0.25, help="share of blueprints whose goal evolves mid-conversation"
     )
     gen.add_argument("--user-model", help="phase 2 LLM user's model (default: the scripted user)")
-    gen.add_argument("--user-best-of", type=int, default=1, help="best-of-N LLM user")
+    gen.add_argument("--user-best-of", type=POSITIVE_INT, default=1, help="best-of-N LLM user")
     gen.add_argument("--critic-model", help="the best-of-N critic's model")
     gen.add_argument("--agent-model", help="phase 2 agent's model (default: the oracle agent)")
-    gen.add_argument("--attempts", type=int, default=3, help="phase 2 attempts per task")
-    gen.add_argument("--concurrency", type=int, default=8, help="LLM calls or episodes in flight")
+    gen.add_argument("--attempts", type=POSITIVE_INT, default=3, help="phase 2 attempts per task")
+    gen.add_argument("--concurrency", type=POSITIVE_INT, default=8, help="LLM calls or episodes in flight")
     _add_llm_arguments(gen)
 
     export = sub.add_parser("export", help="a generation run's verified dialogues as training data")
@@ -518,13 +604,13 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        for option in ("trials", "max_steps", "concurrency", "user_best_of", "n", "attempts"):
-            if getattr(args, option, 1) < 1:
-                raise UsageError(f"--{option.replace('_', '-')} must be at least 1")
         return COMMANDS[args.command](args)
     except (UsageError, DataError) as exc:
         print(f"apigen-gym: error: {exc}", file=sys.stderr)
         return 2
+    except RunFailed as exc:
+        print(f"apigen-gym: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("apigen-gym: interrupted", file=sys.stderr)
         return 130

@@ -409,7 +409,10 @@ def test_report_prints_pass_k_and_infra_errors(
     down, fine = tmp_path / "down", tmp_path / "fine"
     tasks = [t.id for t in env.tasks[:4]]
     code, _, err = main(capsys, *eval_args(refused_url, down, tasks, "--max-retries", "0"))
-    assert code == 0, err
+    assert code == 1 and err.splitlines()[-1] == (
+        "apigen-gym: error: every episode (4) ended in an infrastructure error: "
+        "infrastructure: APIConnectionError (connection refused) after 1 attempt"
+    )
     code, out, err = main(capsys, "report", str(down))
     assert code == 0, err
     assert "pass^1" in out and "infra errors" in out
@@ -432,11 +435,11 @@ def test_retry_errors_reruns_only_the_episodes_that_failed_on_infrastructure(
 ) -> None:
     tasks = [t.id for t in env.tasks[:3]]
     code, _, err = main(capsys, *eval_args(refused_url, tmp_path, tasks, "--max-retries", "0"))
-    assert code == 0, err
+    assert code == 1, err  # every episode an outage
     assert all(r.error for r in read_results(tmp_path))
 
     code, _, err = main(capsys, *eval_args(server.base_url, tmp_path, tasks))  # plain resume: nothing to do
-    assert code == 0, err
+    assert code == 1, err
     assert all(r.error for r in read_results(tmp_path))
 
     code, _, err = main(capsys, *eval_args(server.base_url, tmp_path, tasks, "--retry-errors"))

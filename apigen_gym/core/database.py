@@ -168,6 +168,18 @@ class Database:
         self._indexes: dict[tuple[str, KeyFn], dict[Hashable, list[str]]] = {}
         self._positions: dict[str, dict[str, int]] = {}
         self._memos: dict[Callable[[Database], Any], Any] = {}
+        self._loader: tuple[Callable[..., Database], tuple[Any, ...]] | None = None
+
+    def loaded_by(self, loader: Callable[..., Database], *args: Any) -> Database:
+        """Say that ``loader(*args)`` gives this database: it then pickles as that call (a few bytes,
+        and the unpickling process shares its own cached copy) instead of as every record."""
+        self._loader = (loader, args)
+        return self
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        if self._loader is not None:
+            return self._loader
+        return super().__reduce_ex__(protocol)
 
     @property
     def table_names(self) -> tuple[str, ...]:

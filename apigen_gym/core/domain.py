@@ -11,7 +11,7 @@ import importlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from apigen_gym.core.database import Database, gc_paused
 from apigen_gym.core.policy import Policy
@@ -45,7 +45,17 @@ class Domain:
 
     def database(self, data_dir: str | Path | None = None) -> Database:
         """The immutable base database of ``data_dir`` (default: the shipped one), cached."""
-        return _load_database(self.resolve(data_dir), self.tables)
+        folder = self.resolve(data_dir)
+        database = _load_database(folder, self.tables)
+        if database._loader is None and _registered(self):  # pickles as "that domain's data"
+            database.loaded_by(_domain_database, self.name, None if data_dir is None else str(folder))
+        return database
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """A registered domain pickles by name (its tools and rules are code, not data)."""
+        if _registered(self):
+            return (load_domain, (self.name,))
+        return super().__reduce_ex__(protocol)
 
     def splits(self, data_dir: str | Path | None = None) -> list[str]:
         folder = self.resolve(data_dir) / "tasks"
@@ -79,6 +89,18 @@ def _load_tasks(folder: Path, split: str) -> tuple[Task, ...]:
         except ValueError as exc:
             raise DataError(f"{path}:{line_no}: not a task: {exc}") from exc
     return tuple(tasks)
+
+
+def _registered(domain: Domain) -> bool:
+    """Whether ``load_domain(domain.name)`` gives this very domain."""
+    try:
+        return load_domain(domain.name) is domain
+    except DataError:
+        return False
+
+
+def _domain_database(name: str, data_dir: str | None) -> Database:
+    return load_domain(name).database(data_dir)
 
 
 DOMAIN_NAMES: tuple[str, ...] = ("retail", "airline", "travel")

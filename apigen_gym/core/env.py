@@ -7,9 +7,11 @@ the episode and explained in ``info["reward_info"]``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from numbers import Integral
 from pathlib import Path
-from typing import Any, SupportsFloat, TypeVar
+from typing import Any, NamedTuple, SupportsFloat, TypeVar
 
 import gymnasium as gym
 
@@ -27,6 +29,35 @@ from apigen_gym.util import jsonio
 
 StepResult = tuple[str, SupportsFloat, bool, bool, dict[str, Any]]
 _T = TypeVar("_T")
+
+RESET_OPTIONS = ("task_id", "task_index", "split")
+"""The keys ``reset(options=...)`` understands."""
+_Saved = tuple[Any, Any, Any, dict[str, Any] | None]
+"""The RNG, its seed, its state and the user simulator's attributes before a reset."""
+
+
+class _Plan(NamedTuple):
+    """The episode a reset is about to start."""
+
+    split: str
+    tasks: list[Task]
+    task_index: dict[str, int]
+    task: Task
+    user_seed: int | None
+
+
+def _reset_options(options: Any) -> dict[str, Any]:
+    """``options`` of a reset, checked: a mapping of known keys (``None`` is no options)."""
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise TypeError(f"reset options must be a dict, not {type(options).__name__}")
+    unknown = [key for key in options if key not in RESET_OPTIONS]
+    if unknown:
+        raise ValueError(
+            f"unknown reset option {', '.join(map(repr, unknown))}: use {', '.join(RESET_OPTIONS)}"
+        )
+    return dict(options)
 
 
 @dataclass
@@ -86,6 +117,9 @@ class ApigenEnv(gym.Env[str, str]):
             raise ValueError(f"output_mode must be 'compat' or 'strict', not {output_mode!r}")
         if reward_mode not in REWARD_MODES:
             raise ValueError(f"reward_mode must be one of {REWARD_MODES}, not {reward_mode!r}")
+        for name, value in (("max_steps", max_steps), ("user_best_of", user_best_of)):
+            if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+                raise ValueError(f"{name} must be a whole number of at least 1, not {value!r}")
         self.render_mode = render_mode
         self.data_dir = data_dir
         self.split = split
@@ -95,7 +129,7 @@ class ApigenEnv(gym.Env[str, str]):
             raise DataError(f"no tasks for {self.domain.name} (split {split!r})")
         self._task_index = {t.id: i for i, t in enumerate(self.tasks)}
         self.user = make_user(user, user_model=user_model, base_url=base_url, user_best_of=user_best_of)
-        self.max_steps = max_steps
+        self.max_steps = int(max_steps)
         self.output_mode: OutputMode = output_mode
         self.violation_penalty = violation_penalty
         self.reward_mode: RewardMode = reward_mode
@@ -132,55 +166,100 @@ class ApigenEnv(gym.Env[str, str]):
 
     # --- reset ----------------------------------------------------------------------------------
 
-    def _choose_task(self, options: dict[str, Any] | None) -> Task:
-        options = options or {}
-        if "split" in options and options["split"] != self.split:
-            self.split = options["split"]
-            self.tasks = self.domain.tasks(self.split, self.data_dir)
-            self._task_index = {t.id: i for i, t in enumerate(self.tasks)}
+    def _plan(self, seed: int | None, options: dict[str, Any] | None) -> _Plan:
+        """The next episode's split and task, and the user's seed; only the RNG changes (seeded as
+        Gymnasium does), and only once the options are found good."""
+        options = _reset_options(options)
+        split, tasks, index = self.split, self.tasks, self._task_index
+        if "split" in options and options["split"] != split:
+            split = str(options["split"])
+            tasks = self.domain.tasks(split, self.data_dir)
+            if not tasks:
+                raise DataError(f"no tasks for {self.domain.name} (split {split!r})")
+            index = {t.id: i for i, t in enumerate(tasks)}
+        chosen: Task | None = None
         if options.get("task_id") is not None:
             task_id = str(options["task_id"])
-            if task_id not in self._task_index:
-                raise DataError(f"no task {task_id!r} in split {self.split!r}")
-            return self.tasks[self._task_index[task_id]]
-        if options.get("task_index") is not None:
-            index = int(options["task_index"])
-            if not 0 <= index < len(self.tasks):
-                raise DataError(
-                    f"task_index {index} out of range: split {self.split!r} has {len(self.tasks)} tasks"
-                )
-            return self.tasks[index]
-        return self.tasks[int(self.np_random.integers(len(self.tasks)))]
-
-    def _begin_reset(self, seed: int | None, options: dict[str, Any] | None) -> int | None:
+            if task_id not in index:
+                raise DataError(f"no task {task_id!r} in split {split!r}")
+            chosen = tasks[index[task_id]]
+        elif options.get("task_index") is not None:
+            position = options["task_index"]
+            if isinstance(position, bool) or not isinstance(position, Integral):
+                raise TypeError(f"task_index must be an integer, not {position!r}")
+            if not 0 <= int(position) < len(tasks):
+                raise DataError(f"task_index {position} out of range: split {split!r} has {len(tasks)} tasks")
+            chosen = tasks[int(position)]
         super().reset(seed=seed)
-        self.task = self._choose_task(options)
-        self.messages = [{"role": "system", "content": self.domain.policy.text}]
+        task = chosen if chosen is not None else tasks[int(self.np_random.integers(len(tasks)))]
+        user_seed = int(self.np_random.integers(2**31)) if seed is not None else None
+        return _Plan(split, tasks, index, task, user_seed)
+
+    def _start(self, plan: _Plan, first_message: str) -> tuple[str, dict[str, Any]]:
+        """Begin the planned episode with the user's first message."""
+        self.split, self.tasks, self._task_index, self.task = (
+            plan.split,
+            plan.tasks,
+            plan.task_index,
+            plan.task,
+        )
+        self.messages = [
+            {"role": "system", "content": self.domain.policy.text},
+            {"role": "user", "content": first_message},
+        ]
         self._session = Session(self.domain.tools, self.database, self.messages)
         self._steps = 0
         self._done = False
         self._rendered = 0
         self.termination = None
         self.reward_info = None
-        return int(self.np_random.integers(2**31)) if seed is not None else None
-
-    def _finish_reset(self, first_message: str) -> tuple[str, dict[str, Any]]:
-        self.messages.append({"role": "user", "content": first_message})
         info = {"task_id": self.task.id, "split": self.split, "tools": self.tools, "policy": self.policy}
         return first_message, info
+
+    def _saved(self, seed: int | None) -> _Saved:
+        """What a reset may change before it succeeds: the RNG (its state too when no new seed is
+        given, since a draw advances it) and the user simulator."""
+        rng = self._np_random
+        rng_state = rng.bit_generator.state if rng is not None and seed is None else None
+        user_state = dict(vars(self.user)) if hasattr(self.user, "__dict__") else None
+        return rng, self._np_random_seed, rng_state, user_state
+
+    def _restore(self, saved: _Saved) -> None:
+        rng, rng_seed, rng_state, user_state = saved
+        self._np_random, self._np_random_seed = rng, rng_seed
+        if rng is not None and rng_state is not None:
+            rng.bit_generator.state = rng_state
+        if user_state is not None:
+            vars(self.user).clear()
+            vars(self.user).update(user_state)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[str, dict[str, Any]]:
-        user_seed = self._begin_reset(seed, options)
-        return self._shown(self._finish_reset(self.user.start(self.task, user_seed)))
+        """Start an episode. ``options``: ``task_id``, ``task_index`` or ``split`` (which stays the
+        env's split for later resets); any other key is an error. A reset that raises (a bad option,
+        the user simulator's outage) leaves the env as it was: split, task, episode, RNG and user."""
+        saved = self._saved(seed)
+        try:
+            plan = self._plan(seed, options)
+            first_message = self.user.start(plan.task, plan.user_seed)
+        except BaseException:
+            self._restore(saved)
+            raise
+        return self._shown(self._start(plan, first_message))
 
     async def reset_async(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[str, dict[str, Any]]:
         """:meth:`reset` for an asynchronous user simulator."""
-        user_seed = self._begin_reset(seed, options)
-        return self._shown(self._finish_reset(await self.user.start_async(self.task, user_seed)))
+        saved = self._saved(seed)
+        try:
+            plan = self._plan(seed, options)
+            first_message = await self.user.start_async(plan.task, plan.user_seed)
+        except BaseException:
+            self._restore(saved)
+            raise
+        return self._shown(self._start(plan, first_message))
 
     # --- step -----------------------------------------------------------------------------------
 

@@ -12,8 +12,10 @@ receives the object as the agent sent it, undeclared keys kept, in the agent's k
 from __future__ import annotations
 
 import copy
+import importlib
 import inspect
 import re
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -199,6 +201,14 @@ class Tool:
         validate = self.arguments.__pydantic_validator__.validate_python
         return lambda arguments: (validate(arguments).__dict__, None, None)
 
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """Pickles as the module attribute a ``@tool`` is (its function's name is taken by the tool),
+        else as the call that builds it (its argument model is made at run time)."""
+        module = sys.modules.get(self.fn.__module__)
+        if getattr(module, self.fn.__qualname__, None) is self:
+            return (_module_attribute, (self.fn.__module__, self.fn.__qualname__))
+        return (Tool.from_function, (self.fn, self.kind, self.name))
+
     def __call__(self, db: Fork, arguments: Mapping[str, Any] | None = None) -> str:
         """Validate ``arguments`` and run the tool; every failure is an ``Error:`` string."""
         if arguments is None:
@@ -239,6 +249,10 @@ def own_arguments(arguments: object) -> tuple[dict[str, Any], Any]:
 
 def unknown_tool(name: object) -> str:
     return f"{ERROR_PREFIX}unknown tool {name!r}"
+
+
+def _module_attribute(module: str, name: str) -> Any:
+    return getattr(importlib.import_module(module), name)
 
 
 def _summarise(exc: pydantic.ValidationError) -> str:

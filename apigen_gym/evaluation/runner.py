@@ -1,7 +1,9 @@
 """Run agents on a split and keep every episode: one JSON line each, appended and flushed.
 
 Re-running with the same output folder resumes: finished (task, trial) pairs are read back and
-skipped, so a killed run loses nothing that was written.
+skipped, so a killed run loses nothing that was written. The folder is bound to the settings that
+decide its results (``config.json``: env, data, split, agent, user, models, limits, scoring), so a
+run with other settings is refused instead of mixing with it.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import asyncio
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +23,7 @@ from tqdm import tqdm
 from apigen_gym.core.env import ApigenEnv
 from apigen_gym.llm.types import LLMError, Usage
 from apigen_gym.players.agent import Agent
-from apigen_gym.util import jsonio
+from apigen_gym.util import jsonio, runconfig
 from apigen_gym.util.jsonio import JsonlAppender, read_models
 
 if TYPE_CHECKING:
@@ -134,6 +136,27 @@ def read_results(out_dir: str | os.PathLike[str]) -> list[EpisodeResult]:
     return list(read_models(Path(out_dir) / RESULTS_FILE, EpisodeResult))
 
 
+def run_settings(env: ApigenEnv, agent: Agent, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What decides the results in an eval folder, as saved in its ``config.json``.
+
+    ``extra`` adds what the env and agent objects do not tell (the models behind them, a seed).
+    """
+    data_dir = None if env.data_dir is None else str(Path(env.data_dir).resolve())
+    return {
+        "env_id": f"apigen/{env.domain.name}-v0",
+        "data_dir": data_dir,
+        "split": env.split,
+        "agent": agent.name,
+        "user": env.user.name,
+        "max_steps": env.max_steps,
+        "output_mode": env.output_mode,
+        "reward_mode": env.reward_mode,
+        "violation_penalty": env.violation_penalty,
+        **(extra or {}),
+        "versions": {"env": env.domain.version},
+    }
+
+
 class ResultsWriter(JsonlAppender):
     """Appends one episode per line to ``out_dir/results.jsonl``, flushed before returning."""
 
@@ -151,17 +174,20 @@ def evaluate(
     progress: bool = False,
     clients: Sequence[LLMClient] = (),
     retry_errors: bool = False,
+    settings: Mapping[str, Any] | None = None,
 ) -> list[EpisodeResult]:
     """Run every (task, trial) not already in ``out_dir``; return all results, old and new.
 
     ``make_env`` and ``make_agent`` are called once per episode, so episodes in flight share nothing.
-    The LLM ``clients`` they use are closed at the end.
+    The LLM ``clients`` they use are closed at the end. ``settings`` adds to what binds the folder
+    (:func:`run_settings`); a folder bound to other settings raises
+    :class:`~apigen_gym.util.runconfig.SettingsMismatch` before anything runs.
     """
 
     async def run_and_close() -> list[EpisodeResult]:
         try:
             return await run_async(
-                make_env, make_agent, out_dir, task_ids, trials, concurrency, progress, retry_errors
+                make_env, make_agent, out_dir, task_ids, trials, concurrency, progress, retry_errors, settings
             )
         finally:
             for client in dict.fromkeys(clients):
@@ -179,19 +205,22 @@ async def run_async(
     concurrency: int = 1,
     progress: bool = False,
     retry_errors: bool = False,
+    settings: Mapping[str, Any] | None = None,
 ) -> list[EpisodeResult]:
     """:func:`evaluate` inside a running event loop: ``concurrency`` episodes in flight.
 
     Episodes that ended in an infrastructure error count as finished (a failure) unless
     ``retry_errors``: then their rows are removed and they run again.
     """
+    probe = make_env()
+    runconfig.bind(out_dir, run_settings(probe, make_agent(), settings))
     done = {(r.task_id, r.trial): r for r in read_results(out_dir)}
     if retry_errors and any(r.error for r in done.values()):
         done = {key: r for key, r in done.items() if not r.error}
         jsonio.atomic_write_text(
             Path(out_dir) / RESULTS_FILE, "".join(r.model_dump_json() + "\n" for r in done.values())
         )
-    ids = list(task_ids) if task_ids is not None else [t.id for t in make_env().tasks]
+    ids = list(task_ids) if task_ids is not None else [t.id for t in probe.tasks]
     todo = [(t, k) for k in range(trials) for t in ids if (t, k) not in done]
     queue: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
     for item in todo:

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from apigen_gym.llm.settings import LLMSettings, MaxTokens
+from apigen_gym.core.domain import load_domain
+from apigen_gym.llm.settings import LLMSettings, MaxTokens, deciding_llm_settings
+from apigen_gym.util import runconfig
+from apigen_gym.util.version import VERSION
 
 DEFAULT_FEEDBACK_ROUNDS = {"retail": 3, "airline": 5, "travel": 3}
+LLM_FIELDS = ("proposer", "user", "critic", "agent")
+RUNTIME_FIELDS = frozenset({"phase", "concurrency", "n", "attempts"})
+"""Config fields that do not decide what a run produces (only how fast, or how much of it)."""
 
 
 class GenerationConfig(BaseModel):
@@ -54,3 +61,37 @@ class GenerationConfig(BaseModel):
 
     def rounds(self) -> int:
         return self.feedback_rounds or DEFAULT_FEEDBACK_ROUNDS.get(self.domain, 3)
+
+
+def saved_config(config: GenerationConfig) -> dict[str, Any]:
+    """The config as saved in ``config.json``: JSON, no API keys, with the versions that decide output."""
+    data = config.model_dump(mode="json")
+    for settings in _llm_settings(data):
+        settings.pop("api_key", None)
+    data["versions"] = {"env": load_domain(config.domain).version, "harness": VERSION}
+    return data
+
+
+def _llm_settings(data: dict[str, Any]) -> list[dict[str, Any]]:
+    found = [data[f] for f in LLM_FIELDS if isinstance(data.get(f), dict)]
+    return found + [j for j in data.get("judges") or [] if isinstance(j, dict)]
+
+
+def deciding(saved: runconfig.Settings) -> dict[str, Any]:
+    """What in a saved config decides the output (runtime and transport settings left out)."""
+    out = {k: v for k, v in saved.items() if k not in RUNTIME_FIELDS}
+    for field in LLM_FIELDS:
+        if isinstance(out.get(field), dict):
+            out[field] = deciding_llm_settings(out[field])
+    judges = out.get("judges") or []
+    out["judges"] = [deciding_llm_settings(j) if isinstance(j, dict) else j for j in judges]
+    if "versions" in saved:  # the harness version does not decide the output
+        out["versions"] = {"env": (saved.get("versions") or {}).get("env")}
+    if not any(out.get(f) for f in LLM_FIELDS) and not out["judges"]:
+        out.pop("max_tokens", None)  # no model answers: the caps decide nothing
+    return out
+
+
+def bind_run(config: GenerationConfig, run_dir: str | os.PathLike[str]) -> None:
+    """Save the run's settings in ``run_dir/config.json``, or refuse a folder made with other ones."""
+    runconfig.bind(run_dir, saved_config(config), deciding)

@@ -35,7 +35,7 @@ from apigen_gym.generation.blueprint import (
     Source,
     Verdict,
 )
-from apigen_gym.generation.config import GenerationConfig
+from apigen_gym.generation.config import GenerationConfig, bind_run
 from apigen_gym.generation.context import Context, ContextSampler
 from apigen_gym.generation.decontam import Decontaminator, Deduplicator
 from apigen_gym.generation.proposers import LLMProposer, Proposer, TemplateProposer
@@ -104,27 +104,6 @@ class Phase1Stats(BaseModel):
     cost: float = 0.0
     seconds: float = 0.0
     """Wall time of this invocation."""
-
-
-def _secret_free(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _secret_free(v) for k, v in value.items() if k != "api_key"}
-    if isinstance(value, list):
-        return [_secret_free(v) for v in value]
-    return value
-
-
-def save_config(config: GenerationConfig, paths: RunPaths) -> None:
-    """Write ``config.json`` (keys left out) on the first run; refuse to resume a different run."""
-    if paths.config.is_file():
-        saved = read_json(paths.config)
-        for key in ("domain", "seed"):
-            if saved.get(key) != getattr(config, key):
-                raise ValueError(
-                    f"{paths.root} holds a run with {key}={saved.get(key)!r}, not {getattr(config, key)!r}"
-                )
-        return
-    write_json(paths.config, _secret_free(config.model_dump(mode="json")))
 
 
 def evaluation_splits(domain: Domain, config: GenerationConfig) -> dict[str, list[Task]]:
@@ -442,7 +421,7 @@ class Phase1Run:
 
     async def run(self) -> Phase1Stats:
         started = time.perf_counter()
-        save_config(self.config, self.paths)
+        bind_run(self.config, self.paths.root)
         files = (
             JsonlAppender(self.paths.proposals),
             JsonlAppender(self.paths.accepted),

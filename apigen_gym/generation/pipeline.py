@@ -16,34 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from apigen_gym.core.domain import load_domain
-from apigen_gym.generation.config import GenerationConfig
+from apigen_gym.generation.config import GenerationConfig, bind_run
 from apigen_gym.generation.export import FORMATS, Format, export
 from apigen_gym.generation.phase2 import run_phase2
 from apigen_gym.generation.stats import GenerationStats, compute_stats, format_stats, write_stats
 from apigen_gym.generation.store import RunPaths
-from apigen_gym.util.jsonio import read_json, write_json
-from apigen_gym.util.version import VERSION
+from apigen_gym.util.runconfig import RunFolderError
 
 PHASE1_MODULE = "apigen_gym.generation.phase1"
-LLM_FIELDS = ("proposer", "user", "critic", "agent")
-RUNTIME_FIELDS = frozenset({"phase", "concurrency", "n", "attempts"})
-"""Config fields that do not decide what a run produces (only how fast, or how much of it)."""
-TRANSPORT_FIELDS = frozenset(
-    {
-        "api_key",
-        "base_url",
-        "timeout",
-        "max_retries",
-        "backoff_base",
-        "backoff_max",
-        "max_connections",
-        "cache_dir",
-        "cache_mode",
-        "prices",
-    }
-)
-"""LLM settings that decide where and how a model is reached, not what it answers."""
 
 
 class GenerationError(RuntimeError):
@@ -54,68 +34,13 @@ class RunConfigError(GenerationError):
     """The run folder was made with settings that decide the output differently."""
 
 
-def saved_config(config: GenerationConfig) -> dict[str, Any]:
-    """The config as saved in ``config.json``: JSON, no API keys, with the versions that decide output."""
-    data = config.model_dump(mode="json")
-    for settings in _llm_settings(data):
-        settings.pop("api_key", None)
-    data["versions"] = {
-        "env": load_domain(config.domain).version,
-        "harness": VERSION,
-    }
-    return data
-
-
-def _llm_settings(data: dict[str, Any]) -> list[dict[str, Any]]:
-    found = [data[f] for f in LLM_FIELDS if isinstance(data.get(f), dict)]
-    return found + [j for j in data.get("judges") or [] if isinstance(j, dict)]
-
-
-def deciding(saved: dict[str, Any]) -> dict[str, Any]:
-    """What in a saved config decides the output (runtime and transport settings left out)."""
-    out = {k: v for k, v in saved.items() if k not in RUNTIME_FIELDS}
-    for field in LLM_FIELDS:
-        if isinstance(out.get(field), dict):
-            out[field] = _without_transport(out[field])
-    out["judges"] = [_without_transport(j) if isinstance(j, dict) else j for j in out.get("judges") or []]
-    out["versions"] = {"env": (saved.get("versions") or {}).get("env")}
-    if not any(out.get(f) for f in LLM_FIELDS) and not out["judges"]:
-        out.pop("max_tokens", None)  # no model answers: the caps decide nothing
-    return out
-
-
-def _without_transport(settings: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in settings.items() if k not in TRANSPORT_FIELDS}
-
-
-def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
-    out = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key}: {a!r} → {b!r}")
-    return out
-
-
 def prepare_run(config: GenerationConfig, run_dir: str | os.PathLike[str]) -> RunPaths:
     """Save ``config.json`` in a new run folder, or check that it matches an existing one's."""
     paths = RunPaths(Path(run_dir))
-    current = saved_config(config)
-    if paths.config.is_file():
-        previous = read_json(paths.config)
-        old, new = deciding(previous), deciding(current)
-        if "versions" not in previous:  # saved by Phase 1 on its own: versions unknown
-            del old["versions"], new["versions"]
-        changed = _differences(old, new)
-        if changed:
-            raise RunConfigError(
-                f"{paths.root} holds a run made with other settings, so it cannot be resumed with these: "
-                + "; ".join(changed)
-                + ". Use a new output folder, or the run's own settings to resume it."
-            )
-    write_json(paths.config, current)  # runtime settings (concurrency, phase) are those of the last run
+    try:
+        bind_run(config, paths.root)  # runtime settings (concurrency, phase) are those of the last run
+    except RunFolderError as exc:
+        raise RunConfigError(str(exc)) from None
     return paths
 
 
@@ -181,16 +106,37 @@ def describe_backends(config: GenerationConfig) -> str:
     return ", ".join((proposer, judges, user, agent))
 
 
-def generate_main(
-    config: GenerationConfig, run_dir: str | os.PathLike[str], *, progress: bool = False
-) -> str:
-    """``apigen-gym generate``: run the pipeline and return the summary to print."""
-    stats = generate(config, run_dir, progress=progress)
+def format_run(config: GenerationConfig, run_dir: str | os.PathLike[str], stats: GenerationStats) -> str:
+    """What ``apigen-gym generate`` prints: the run, its backends, its stats and where they are."""
     header = (
         f"generate {config.domain} n={config.n} phase={config.phase} → {Path(run_dir)}\n"
         f"{describe_backends(config)}"
     )
     return f"{header}\n\n{format_stats(stats)}\n\nstats: {RunPaths(Path(run_dir)).stats}"
+
+
+def generate_main(
+    config: GenerationConfig, run_dir: str | os.PathLike[str], *, progress: bool = False
+) -> str:
+    """``apigen-gym generate``: run the pipeline and return the summary to print."""
+    return format_run(config, run_dir, generate(config, run_dir, progress=progress))
+
+
+def outage(stats: GenerationStats) -> str | None:
+    """Why a run verified nothing when every model call it made failed (``None`` when it is not so).
+
+    Phase 1 counts when every proposal round ended in an LLM error and no task was accepted; Phase 2
+    when every episode ended in an infrastructure error.
+    """
+    phase1 = stats.phase1 or {}
+    rounds = int(phase1.get("proposals") or 0)
+    llm_errors = int(((phase1.get("rejections") or {}).get("format") or {}).get("llm error") or 0)
+    if rounds and llm_errors == rounds and not stats.phase1_summary.accepted:
+        return f"phase 1 accepted nothing: all {rounds} proposal rounds ended in an LLM error"
+    phase2 = stats.phase2
+    if phase2.episodes and not phase2.dialogues and set(phase2.failures) == {"infrastructure"}:
+        return f"phase 2 verified nothing: all {phase2.episodes} episodes ended in an infrastructure error"
+    return None
 
 
 def export_main(

@@ -28,6 +28,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import weakref
 from collections.abc import Mapping, Sequence
@@ -128,8 +129,15 @@ class LLMClient:
         self.cost = 0.0
         self.calls = 0
         self._channels: dict[int, Channel] = {}
+        self._pid = os.getpid()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickles without its channels: open connections stay with their process and loop."""
+        return {**self.__dict__, "_channels": {}}
 
     def _channel(self) -> Channel:
+        if self._pid != os.getpid():  # a forked child: the parent's connections are not ours to use
+            self._channels, self._pid = {}, os.getpid()
         loop = id(asyncio.get_running_loop())
         channel = self._channels.get(loop)
         if channel is None:

@@ -81,6 +81,30 @@ class MaxTokens(BaseModel):
         return int(getattr(self, role))
 
 
+TRANSPORT_FIELDS = frozenset(
+    {
+        "api_key",
+        "base_url",
+        "timeout",
+        "max_retries",
+        "backoff_base",
+        "backoff_max",
+        "max_connections",
+        "max_in_flight",
+        "transport",
+        "cache_dir",
+        "cache_mode",
+        "prices",
+    }
+)
+"""Settings that decide where and how a model is reached, not what it answers."""
+
+
+def deciding_llm_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The part of saved LLM settings that decides the answers (model, sampling), transport left out."""
+    return {k: v for k, v in settings.items() if k not in TRANSPORT_FIELDS}
+
+
 class LLMSettings(BaseModel):
     """Where and how to call a model. ``from_env`` fills the gaps from ``OPENAI_*`` variables."""
 
@@ -89,15 +113,15 @@ class LLMSettings(BaseModel):
     model: str
     base_url: str | None = None
     api_key: str | None = Field(default=None, repr=False)
-    temperature: float | None = None
+    temperature: float | None = Field(None, ge=0)
     seed: int | None = None
-    max_tokens: int | None = None
+    max_tokens: int | None = Field(None, gt=0)
     """A cap for every call of this client; ``None``: each role's own cap (:data:`DEFAULT_MAX_TOKENS`)."""
-    timeout: float = 120.0
-    max_retries: int = 5
-    backoff_base: float = 0.5
-    backoff_max: float = 30.0
-    max_connections: int = 1024
+    timeout: float = Field(120.0, gt=0)
+    max_retries: int = Field(5, ge=0)
+    backoff_base: float = Field(0.5, ge=0)
+    backoff_max: float = Field(30.0, ge=0)
+    max_connections: int = Field(1024, gt=0)
     max_in_flight: int | None = Field(default=None, ge=1)
     """Requests sent at once to this client's server (shared by every client of that server in the
     process); more wait in the client, where no timeout runs. ``1`` for a server with one slot."""
@@ -108,11 +132,22 @@ class LLMSettings(BaseModel):
     prices: dict[str, Price] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
 
     @classmethod
-    def from_env(cls, model: str | None = None, base_url: str | None = None, **overrides: Any) -> LLMSettings:
-        """Settings from arguments, then ``OPENAI_MODEL``, ``OPENAI_BASE_URL``, ``OPENAI_API_KEY``."""
+    def from_env(
+        cls,
+        model: str | None = None,
+        base_url: str | None = None,
+        *,
+        model_option: str = "model=",
+        **overrides: Any,
+    ) -> LLMSettings:
+        """Settings from arguments, then ``OPENAI_MODEL``, ``OPENAI_BASE_URL``, ``OPENAI_API_KEY``.
+
+        ``model_option`` is how the caller's user names the model (a flag, a keyword) in the error
+        raised when there is none.
+        """
         chosen = model or os.environ.get("OPENAI_MODEL")
         if not chosen:
-            raise ValueError("no model: pass --model (or set OPENAI_MODEL)")
+            raise ValueError(f"no model: pass {model_option} (or set OPENAI_MODEL)")
         return cls(
             model=chosen,
             base_url=base_url or os.environ.get("OPENAI_BASE_URL"),

@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from apigen_gym.loopback.models import MODEL_NAMES
+from apigen_gym.util.argtypes import NON_NEGATIVE, NON_NEGATIVE_INT, PORT, SHARE
 
 FAULT_HEADER = "X-Apigen-Fault"
 LATENCY_HEADER = "X-Apigen-Latency"
@@ -112,18 +113,24 @@ def base_url_of(host: str, port: int) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The server's flags (shared with ``apigen-gym serve-llm``)."""
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (loopback only by default)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (0: any free port)")
+    parser.add_argument("--port", type=PORT, default=DEFAULT_PORT, help="port (0: any free port)")
     parser.add_argument("--allow-remote", action="store_true", help="allow binding a non-loopback host")
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
-    parser.add_argument("--latency-jitter", type=float, default=0.0, help="latency ± this, uniformly")
+    parser.add_argument("--latency", type=NON_NEGATIVE, default=0.0, help="seconds before each answer")
+    parser.add_argument("--latency-jitter", type=NON_NEGATIVE, default=0.0, help="latency ± this, uniformly")
     for fault in FAULTS:
-        parser.add_argument(f"--rate-{fault}", type=float, default=0.0, help=f"share of {fault} faults")
+        parser.add_argument(f"--rate-{fault}", type=SHARE, default=0.0, help=f"share of {fault} faults")
     parser.add_argument(
         "--refuse-response-format", action="store_true", help="answer 400 to requests with response_format"
     )
-    parser.add_argument("--slots", type=int, default=0, help="requests answered at once (0: no limit)")
-    parser.add_argument("--timeout-sleep", type=float, default=30.0, help="seconds a timeout fault waits")
-    parser.add_argument("--retry-after-ms", type=int, default=20, help="retry-after-ms of 429 answers")
+    parser.add_argument(
+        "--slots", type=NON_NEGATIVE_INT, default=0, help="requests answered at once (0: no limit)"
+    )
+    parser.add_argument(
+        "--timeout-sleep", type=NON_NEGATIVE, default=30.0, help="seconds a timeout fault waits"
+    )
+    parser.add_argument(
+        "--retry-after-ms", type=NON_NEGATIVE_INT, default=20, help="retry-after-ms of 429 answers"
+    )
     parser.add_argument("--seed", type=int, default=None, help="seed of the fault RNG")
     parser.add_argument("--models", default=",".join(MODEL_NAMES), help="comma-separated models to serve")
     parser.add_argument("--oracle-domain", default="retail", help="domain of the plain oracle")

@@ -9,6 +9,15 @@ from apigen_gym.players.scripted_user import ScriptedUser
 def scripted_user(
     user_model: str | None = None, base_url: str | None = None, user_best_of: int = 1
 ) -> UserSimulator:
+    """The offline user, which takes no model options (they would be silently ignored)."""
+    given = {
+        "user_model": user_model is not None,
+        "base_url": base_url is not None,
+        "user_best_of": user_best_of != 1,
+    }
+    ignored = [name for name, present in given.items() if present]
+    if ignored:
+        raise ValueError(f"user='scripted' plays offline and takes no {', '.join(ignored)}: use user='llm'")
     return ScriptedUser()
 
 
@@ -20,7 +29,7 @@ def llm_user(
     from apigen_gym.llm.settings import LLMSettings
     from apigen_gym.players.llm_users import BestOfNUser, LLMUser
 
-    client = LLMClient(LLMSettings.from_env(model=user_model, base_url=base_url))
+    client = LLMClient(LLMSettings.from_env(model=user_model, base_url=base_url, model_option="user_model="))
     return BestOfNUser(client, n=user_best_of) if user_best_of > 1 else LLMUser(client)
 
 
