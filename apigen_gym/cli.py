@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -33,6 +34,7 @@ from apigen_gym.players.oracle import OracleAgent
 from apigen_gym.players.random_agent import RandomAgent
 from apigen_gym.players.scripted_user import ScriptedUser
 from apigen_gym.util.argtypes import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, SHARE
+from apigen_gym.util.jsonio import UnreadableLines
 from apigen_gym.util.runconfig import RunFolderError
 
 _P = TypeVar("_P")
@@ -601,7 +603,22 @@ COMMANDS = {
 }
 
 
+def _one_line_warnings(show: Callable[..., None]) -> Callable[..., None]:
+    """``warnings.showwarning`` that prints the project's own warnings as one line each
+    (``apigen-gym: warning: ...``) and hands the others to ``show``."""
+
+    def shown(message: Warning | str, category: type[Warning], *rest: Any, **kwargs: Any) -> None:
+        if issubclass(category, UnreadableLines):
+            print(f"apigen-gym: warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, *rest, **kwargs)
+
+    return shown
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    shown = warnings.showwarning
+    warnings.showwarning = _one_line_warnings(shown)
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
@@ -614,6 +631,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("apigen-gym: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = shown
 
 
 if __name__ == "__main__":

@@ -291,7 +291,10 @@ def test_unknown_model_is_a_request_error_not_retried(server: LoopbackServer) ->
     error = failure(LLMClient(settings(server, "gpt-9", max_retries=5)))
     after = server.stats()
     assert error.kind == "request" and error.attempts == 1
-    assert error.label == "request: NotFoundError (404) after 1 attempt"
+    assert error.label == (
+        "request: NotFoundError (404: The model 'gpt-9' does not exist "
+        "(served: oracle, chatty, scripted-user, critic, echo)) after 1 attempt"
+    )  # the server's reason is kept
     assert isinstance(error.__cause__, openai.NotFoundError)
     assert after["requests"] == before["requests"] + 1
     assert after["errors"].get("404", 0) == before["errors"].get("404", 0) + 1
@@ -300,7 +303,8 @@ def test_unknown_model_is_a_request_error_not_retried(server: LoopbackServer) ->
 def test_bad_request_is_a_request_error_not_retried(server: LoopbackServer) -> None:
     before = server.stats()["requests"]
     error = failure(LLMClient(settings(server, max_retries=5)), [*HELLO, "not a message"])
-    assert error.kind == "request" and error.label == "request: BadRequestError (400) after 1 attempt"
+    assert error.kind == "request" and error.label.startswith("request: BadRequestError (400: messages")
+    assert error.label.endswith(") after 1 attempt") and "\n" not in error.label  # the server's reason kept
     assert server.stats()["requests"] == before + 1
 
 

@@ -132,7 +132,8 @@ def run_episode(
 
 
 def read_results(out_dir: str | os.PathLike[str]) -> list[EpisodeResult]:
-    """Every complete record in ``out_dir/results.jsonl``; a torn last line (a killed run) is ignored."""
+    """Every complete record in ``out_dir/results.jsonl``; a torn last line (a killed run) is ignored,
+    other unreadable lines are skipped with a warning that says how many and where."""
     return list(read_models(Path(out_dir) / RESULTS_FILE, EpisodeResult))
 
 
@@ -217,9 +218,7 @@ async def run_async(
     done = {(r.task_id, r.trial): r for r in read_results(out_dir)}
     if retry_errors and any(r.error for r in done.values()):
         done = {key: r for key, r in done.items() if not r.error}
-        jsonio.atomic_write_text(
-            Path(out_dir) / RESULTS_FILE, "".join(r.model_dump_json() + "\n" for r in done.values())
-        )
+        _drop_error_rows(Path(out_dir) / RESULTS_FILE)
     ids = list(task_ids) if task_ids is not None else [t.id for t in probe.tasks]
     todo = [(t, k) for k in range(trials) for t in ids if (t, k) not in done]
     queue: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
@@ -239,6 +238,22 @@ async def run_async(
 
         await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(todo))))))
     return [done[(t, k)] for k in range(trials) for t in ids if (t, k) in done]
+
+
+def _drop_error_rows(path: Path) -> None:
+    """Remove the episodes an infrastructure error ended; every other line stays byte for byte."""
+    kept = []
+    for line in path.read_bytes().splitlines(keepends=True):
+        whole = line.endswith(b"\n")
+        try:
+            record = EpisodeResult.model_validate_json(line)
+        except ValueError:
+            if whole:
+                kept.append(line)  # not ours to judge: an unreadable line stays (a torn last one goes)
+            continue
+        if record.error is None:
+            kept.append(line if whole else line + b"\n")
+    jsonio.atomic_write_bytes(path, b"".join(kept))
 
 
 class _Progress:

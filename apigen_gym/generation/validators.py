@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from apigen_gym.core.database import Database, thaw
 from apigen_gym.core.domain import Domain
-from apigen_gym.core.policy import Trace
+from apigen_gym.core.policy import Step, Trace
 from apigen_gym.core.session import Session, replay
 from apigen_gym.core.task import IDENTITY_TOOLS, Action
 from apigen_gym.core.tools import ToolKind
@@ -138,10 +138,100 @@ def _plain(text: str) -> str:
     return text.lower().replace(",", "")
 
 
+_ABSENT = object()
+Changes = dict[tuple[str, str], set[str]]
+"""The fields a step changed, by ``(table, key)`` of each record it changed."""
+
+
+def _changes(step: Step) -> Changes:
+    touched = {(t, k) for view in (step.before, step.after) for t, recs in view.diff().items() for k in recs}
+    found: Changes = {}
+    for table, key in touched:
+        old, new = step.before.get(table, key) or {}, step.after.get(table, key) or {}
+        fields = {f for f in {*old, *new} if old.get(f, _ABSENT) != new.get(f, _ABSENT)}
+        if fields:
+            found[(table, key)] = fields
+    return found
+
+
+def _keeps(earlier: Any, later: Any) -> bool:
+    """Whether a field still holds what an earlier write put there (a list may have grown since)."""
+    if isinstance(earlier, list) and isinstance(later, list):
+        return later[: len(earlier)] == earlier
+    return bool(later == earlier)
+
+
+@dataclass(frozen=True)
+class _Write:
+    """A successful gold write: its step, what it changed, and the records it acts on."""
+
+    step: Step
+    changes: Changes
+    records: frozenset[str]
+    """Keys of the records it names by id (an order, a reservation, a trip) or creates."""
+    owner: str | None
+    """The user it names, for a write that acts on the user's own record."""
+
+    def acts_with(self, other: _Write, key: str) -> bool:
+        """Whether both act on record ``key`` (a user's record counts for the same tool only)."""
+        if key in self.records and key in other.records:
+            return True
+        return self.step.name == other.step.name and key == self.owner == other.owner
+
+
+def _write(step: Step, action: Action, changes: Changes) -> _Write:
+    created = {key for table, key in changes if step.before.get(table, key) is None}
+    records = frozenset(written_records(action, or_user=False)) | created
+    owner = None if records else next(iter(written_records(action)), None)
+    return _Write(step, changes, records, owner)
+
+
+def _clash(first: _Write, then: _Write, table: str, key: str) -> str | None:
+    """How ``then`` contradicts ``first`` on one record: puts a field back, or leaves nothing of it."""
+    fields = first.changes[(table, key)]
+    start = first.step.before.get(table, key) or {}
+    middle, end = first.step.after.get(table, key) or {}, then.step.after.get(table, key) or {}
+    what = f"action {then.step.index} ({then.step.name})"
+    was = f"action {first.step.index} ({first.step.name})"
+    undone = sorted(f for f in fields if end.get(f, _ABSENT) == start.get(f, _ABSENT))
+    if undone:
+        return f"undone write: {what} puts {table}/{key} {', '.join(undone)} back as before {was}"
+    same_tool = then.step.name == first.step.name
+    if same_tool and not any(_keeps(middle.get(f, _ABSENT), end.get(f, _ABSENT)) for f in fields):
+        return f"overwritten write: {what} replaces every change {was} made to {table}/{key}"
+    return None
+
+
+def write_problems(domain: Domain, steps: Sequence[Step], actions: Sequence[Action]) -> list[str]:
+    """Gold writes that contradict each other: one that changes nothing; a later write on a record both
+    act on that puts a field back as it was before an earlier one; the same write again on a record,
+    leaving nothing of the first one's change. What a write only touches on the side (a seat count, a
+    gift card balance) is not compared."""
+    writes = write_names(domain)
+    done: list[_Write] = []
+    found = []
+    for step in steps:
+        if step.name not in writes or not step.ok:
+            continue
+        changes = _changes(step)
+        if not changes:
+            found.append(f"no-op write: action {step.index} ({step.name}) changes nothing")
+            continue
+        write = _write(step, actions[step.index], changes)
+        for earlier in done:
+            for table, key in earlier.changes.keys() & changes.keys():
+                problem = _clash(earlier, write, table, key) if write.acts_with(earlier, key) else None
+                if problem:
+                    found.append(problem)
+        done.append(write)
+    return found
+
+
 def check_execution(domain: Domain, database: Database, blueprint: Blueprint) -> tuple[Verdict, Session]:
-    """Replay the gold actions on a fork: none may fail, outputs are grounded, twists are verifiable
-    (the final wish's writes after the moment, the abandoned ones absent yet consequential); the diff
-    is kept as ``state_change``."""
+    """Replay the gold actions on a fork: none may fail, none may contradict another (a write that
+    changes nothing, or is undone or overwritten by a later one), outputs are grounded, twists are
+    verifiable (the final wish's writes after the moment, the abandoned ones absent yet
+    consequential); the diff is kept as ``state_change``."""
     session = replay(domain.tools, database, blueprint.actions)
     identify = identity_tools(domain)
     found = []
@@ -153,6 +243,8 @@ def check_execution(domain: Domain, database: Database, blueprint: Blueprint) ->
                 f"wrong user: action {step.index} identifies {step.output.strip()!r}, "
                 f"not the task's user {blueprint.user_id!r}"
             )
+    if not found:
+        found += write_problems(domain, session.trace.steps, blueprint.actions)
     seen = _plain(" ".join(s.output for s in session.trace.steps))
     for output in blueprint.outputs:
         if not _NUMBER.fullmatch(output.strip()) and _plain(output) not in seen:

@@ -105,15 +105,32 @@ def _retry_after(exc: Exception) -> float:
     return 0.0
 
 
-def _cause(exc: Exception) -> str:
-    """What failed, for the label: the error class and status, or a refused connection."""
+def _cause(exc: Exception, *, refused: bool = False) -> str:
+    """What failed, for the label: the error class and status, or a refused connection; for a request
+    the server ``refused`` (a 4xx not retried), the reason its answer gave."""
     link: BaseException | None = exc
     while link is not None:  # the aiohttp transport reports a refused connection as a connect timeout
         if type(link).__name__ == "ClientConnectorError" or isinstance(link, ConnectionRefusedError):
             return "APIConnectionError (connection refused)"
         link = link.__cause__ or link.__context__
+    if isinstance(exc, _EmptyAnswer):
+        return f"EmptyAnswer ({exc})"
     status = getattr(exc, "status_code", None)
-    return f"{type(exc).__name__}" + (f" ({status})" if status else "")
+    if not status:
+        return type(exc).__name__
+    reason = _server_reason(exc) if refused else None
+    return f"{type(exc).__name__} ({status}{f': {reason}' if reason else ''})"
+
+
+def _server_reason(exc: Exception, limit: int = 200) -> str | None:
+    """Why the server refused a request, as its answer said (``error.message``, or the text), on one line."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, Mapping):
+        body = body.get("message") or body.get("detail") or body.get("error")
+    if not isinstance(body, str) or not body.strip():
+        return None
+    reason = " ".join(body.split())
+    return reason if len(reason) <= limit else reason[: limit - 1] + "…"
 
 
 class LLMClient:
@@ -179,13 +196,15 @@ class LLMClient:
         *,
         role: Role | None = None,
         schema: type[BaseModel] | None = None,
+        text_required: bool = False,
         **params: Any,
     ) -> Completion:
         """One chat completion; raises :class:`LLMError` when no answer could be had.
 
         ``role`` picks the default ``max_tokens``; ``schema`` asks for JSON of that pydantic model. The
         cache key is the request as asked for, so a run replays the same whether or not the server
-        accepted ``response_format``.
+        accepted ``response_format``. ``text_required``: an answer without text (no content, or only
+        tool calls) is a bad answer, retried like an empty one (a simulated user must say something).
         """
         body = self.request_body(messages, tools, role, schema, **params)
         key = jsonio.digest(body) if self.settings.cache_dir is not None else None
@@ -195,7 +214,7 @@ class LLMClient:
                 return hit
             if self.settings.cache_mode == "replay":
                 raise LLMError("infrastructure", "cache miss in replay mode", 0)
-        completion = await self._call_with_retries(body)
+        completion = await self._call_with_retries(body, text_required)
         if key is not None and self.settings.cache_mode == "read-write":
             self._cache_write(key, completion)
         return completion
@@ -204,7 +223,7 @@ class LLMClient:
     def _server(self) -> str:
         return self.settings.base_url or ""
 
-    async def _call_with_retries(self, body: dict[str, Any]) -> Completion:
+    async def _call_with_retries(self, body: dict[str, Any], text_required: bool = False) -> Completion:
         attempts = self.settings.max_retries + 1
         timeout = self.settings.timeout
         notes: list[str] = []
@@ -218,7 +237,10 @@ class LLMClient:
                 wire = {k: v for k, v in body.items() if k != _RESPONSE_FORMAT}
             try:
                 data = await self._post(wire, timeout)
-                return self._account(data, sent, _tool_names(body), notes)
+                completion = self._account(data, sent, _tool_names(body), notes)
+                if text_required and not completion.content.strip():
+                    raise _EmptyAnswer("no text in the answer")
+                return completion
             except openai.APIStatusError as exc:
                 if not isinstance(exc, _RETRYABLE):
                     if wire is body and _RESPONSE_FORMAT in body and _names_response_format(exc):
@@ -226,7 +248,7 @@ class LLMClient:
                         notes.append(PROMPT_ONLY)
                         attempt -= 1
                         continue
-                    raise LLMError("request", _cause(exc), sent) from exc
+                    raise LLMError("request", _cause(exc, refused=True), sent) from exc
                 failure: Exception = exc
             except (*_RETRYABLE, _EmptyAnswer) as exc:
                 failure = exc

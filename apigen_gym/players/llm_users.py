@@ -4,7 +4,9 @@ The model sees the task's instruction and the conversation with roles flipped (t
 are its ``user`` turns), and writes the customer's next message. Its rules: reveal the goal bit by
 bit, never invent facts, stay in persona, end with ``###STOP###``. When the goal evolves, the prompt
 also says, request by request, at which moment the customer changes its mind, reveals a late fact or
-follows up, and with which words.
+follows up, and with which words. An answer with no text (empty, or only a tool call) is never sent
+as a turn: the client retries it like any bad answer, and after the last retry the episode ends with
+a labelled infrastructure error.
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ class LLMUser(UserSimulator):
     async def _turn(self, seed: int | None) -> Completion:
         """One candidate customer turn, capped and counted."""
         completion = await self.client.complete(
-            self._prompt(), role="user", max_tokens=self.max_tokens, seed=seed
+            self._prompt(), role="user", max_tokens=self.max_tokens, seed=seed, text_required=True
         )
         self._count(completion)
         return completion

@@ -6,8 +6,9 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
@@ -92,14 +93,16 @@ def digest(obj: Any) -> str:
 
 
 @contextmanager
-def atomic_writer(path: str | os.PathLike[str]) -> Iterator[TextIO]:
-    """Write a text file through a temporary beside it, moved into place on success: all or nothing."""
+def _atomic_file(path: str | os.PathLike[str], mode: str) -> Iterator[Any]:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+        binary = "b" in mode
+        with os.fdopen(
+            fd, mode, encoding=None if binary else "utf-8", newline=None if binary else "\n"
+        ) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
@@ -109,10 +112,21 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[TextIO]:
         raise
 
 
+def atomic_writer(path: str | os.PathLike[str]) -> AbstractContextManager[TextIO]:
+    """Write a text file through a temporary beside it, moved into place on success: all or nothing."""
+    return _atomic_file(path, "w")
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to ``path`` so that readers see the old file or the new one, never half."""
     with atomic_writer(path) as handle:
         handle.write(text)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """:func:`atomic_write_text` for bytes (lines kept exactly as they were)."""
+    with _atomic_file(path, "wb") as handle:
+        handle.write(data)
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
@@ -151,11 +165,31 @@ WRITTEN_KEPT_BYTES = 32 * 2**20
 """A file this process writes is read back from memory while it is at most this large."""
 
 
-def read_models(path: str | os.PathLike[str], model: type[M]) -> Iterator[M]:
-    """Every complete row of a JSONL file as ``model``; a torn or damaged line (a killed run) is skipped.
+class UnreadableLines(UserWarning):
+    """Lines of a JSONL file that are not records were skipped (and left in the file as they are)."""
 
-    Rows this process wrote with a :class:`JsonlAppender` (to a file it started) come back as the very
-    objects written, not parsed again, as long as the file is unchanged: treat them as read-only.
+
+def _where(numbers: list[int], shown: int = 5) -> str:
+    """``line 7``, ``lines 2–89, 93`` (runs of line numbers; the first few runs only)."""
+    runs: list[list[int]] = []
+    for number in numbers:
+        if runs and number == runs[-1][-1] + 1:
+            runs[-1].append(number)
+        else:
+            runs.append([number])
+    parts = [str(run[0]) if len(run) == 1 else f"{run[0]}–{run[-1]}" for run in runs[:shown]]
+    more = ", …" if len(runs) > shown else ""
+    return f"line {parts[0]}" if len(numbers) == 1 else f"lines {', '.join(parts)}{more}"
+
+
+def read_models(path: str | os.PathLike[str], model: type[M]) -> Iterator[M]:
+    """Every row of a JSONL file that is a ``model``, read as bytes (any file can be read).
+
+    A torn last line (a write cut short by a kill) is ignored. Other lines that are not records,
+    binary data included, are skipped with an :class:`UnreadableLines` warning that says how many
+    and where; the file is never changed. Rows this process wrote with a :class:`JsonlAppender` (to a
+    file it started) come back as the very objects written, not parsed again, as long as the file is
+    unchanged: treat them as read-only.
     """
     target = Path(path)
     if not target.is_file():
@@ -164,18 +198,38 @@ def read_models(path: str | os.PathLike[str], model: type[M]) -> Iterator[M]:
     if written is not None and written.model is model and written.size == target.stat().st_size:
         yield from list(written.rows)  # type: ignore[misc]
         return
-    with target.open(encoding="utf-8") as handle:
-        for line in handle:
+    unreadable: list[int] = []
+    with target.open("rb") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
             try:
                 yield model.model_validate_json(line)
             except ValueError:
-                continue
+                if line.endswith(b"\n"):
+                    unreadable.append(number)
+    if unreadable:
+        warnings.warn(
+            f"{target}: {len(unreadable)} unreadable line{'s' if len(unreadable) > 1 else ''} skipped "
+            f"({_where(unreadable)}), left in the file as they are",
+            UnreadableLines,
+            stacklevel=2,
+        )
+
+
+def _is_json(data: bytes) -> bool:
+    try:
+        orjson.loads(data)
+    except ValueError:
+        return False
+    return True
 
 
 class JsonlAppender:
     """Appends one JSON row per record and flushes it: a killed process keeps every finished row.
 
-    A torn last line left by an earlier kill is cut off first, so appends start on a fresh line.
+    A torn last line left by an earlier kill is cut off first, so appends start on a fresh line (a
+    last line that is whole but lacks its newline gets one instead).
     """
 
     def __init__(self, path: str | os.PathLike[str]):
@@ -184,8 +238,13 @@ class JsonlAppender:
         if self.path.is_file() and self.path.stat().st_size:
             data = self.path.read_bytes()
             if not data.endswith(b"\n"):
+                start = data.rfind(b"\n") + 1
                 with self.path.open("r+b") as handle:
-                    handle.truncate(data.rfind(b"\n") + 1)
+                    if _is_json(data[start:]):  # complete, only its newline is missing: keep it
+                        handle.seek(0, os.SEEK_END)
+                        handle.write(b"\n")
+                    else:
+                        handle.truncate(start)
         self._handle = self.path.open("ab")
         self._key = self.path.resolve()
         self._written: _Written | None = None
