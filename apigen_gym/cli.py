@@ -556,8 +556,15 @@ def build_parser() -> argparse.ArgumentParser:
         "provenance's termination says why each dialogue ended)",
     )
 
-    serve = sub.add_parser("serve-llm", help="the loopback OpenAI-compatible server with scripted models")
+    from apigen_gym.loopback.config import DESCRIPTION as SERVER_DESCRIPTION
     from apigen_gym.loopback.config import add_arguments as server_arguments
+
+    serve = sub.add_parser(
+        "serve-llm",
+        help="the loopback OpenAI-compatible server with scripted models",
+        description=SERVER_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
     server_arguments(serve)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from apigen_gym.loopback.models import MODEL_NAMES
+from apigen_gym.loopback.models import MODEL_HELP, MODEL_NAMES
 from apigen_gym.util.argtypes import NON_NEGATIVE, NON_NEGATIVE_INT, PORT, SHARE
 
 FAULT_HEADER = "X-Apigen-Fault"
@@ -110,6 +110,16 @@ def base_url_of(host: str, port: int) -> str:
     return f"http://{shown}:{port}/v1"
 
 
+DESCRIPTION = (
+    "An OpenAI-compatible server on 127.0.0.1 answering with scripted models, with injected latency\n"
+    'and faults.\n\nmodels (a request\'s "model"):\n'
+    + "".join(f"  {name:<14} {text}\n" for name, text in MODEL_HELP.items())
+    + "\noracle and scripted-user play the tasks of ONE domain, --oracle-domain (default retail);\n"
+    "name another per request as oracle:<domain> or scripted-user:<domain> (e.g. oracle:travel)."
+)
+"""What ``serve-llm --help`` says above the flags."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The server's flags (shared with ``apigen-gym serve-llm``)."""
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (loopback only by default)")
@@ -132,8 +142,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--retry-after-ms", type=NON_NEGATIVE_INT, default=20, help="retry-after-ms of 429 answers"
     )
     parser.add_argument("--seed", type=int, default=None, help="seed of the fault RNG")
-    parser.add_argument("--models", default=",".join(MODEL_NAMES), help="comma-separated models to serve")
-    parser.add_argument("--oracle-domain", default="retail", help="domain of the plain oracle")
+    parser.add_argument(
+        "--models",
+        default=",".join(MODEL_NAMES),
+        help=f"comma-separated models to serve ({', '.join(MODEL_NAMES)})",
+    )
+    parser.add_argument(
+        "--oracle-domain",
+        default="retail",
+        help="the one domain whose tasks the plain oracle and scripted-user models play (default: retail)",
+    )
     parser.add_argument("--oracle-data-dir", default=None, help="τ-bench-layout data folder of that domain")
     parser.add_argument("--oracle-splits", default=None, help="comma-separated splits (default: all)")
 

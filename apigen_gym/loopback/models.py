@@ -37,6 +37,14 @@ from apigen_gym.players.scripted_user import ScriptedUser, canonical_opening, re
 
 MODEL_NAMES: tuple[str, ...] = ("oracle", "chatty", "scripted-user", "critic", "echo", "json")
 """The scripted models, by base name."""
+MODEL_HELP: dict[str, str] = {
+    "oracle": "the agent that plays a task's gold actions (the task found from the user's opening)",
+    "chatty": "an agent that never calls a tool: a few polite questions, then goodbye",
+    "scripted-user": "the customer for LLM-user runs (the task found from the instruction it is given)",
+    "critic": 'a best-of-N critic answering {"score": N, "reason": ...}',
+    "echo": "repeats the last user message",
+}
+"""One line per scripted model, for ``serve-llm --help``."""
 
 GOODBYE = f"Thank you for contacting us. Goodbye! {STOP}"
 TASK_HEADER = "x-apigen-task"
@@ -239,7 +247,8 @@ class OracleModel(ScriptedModel):
         self.index = index
 
     def find_task(self, request: ChatRequest) -> Task:
-        """The task of the conversation: by header, else by the user's opening (replayed if ambiguous)."""
+        """The task of the conversation: by header, else by the user's opening, the user's later messages
+        telling apart tasks that open alike."""
         key = request.headers.get(TASK_HEADER)
         if key:
             task = self.index.by_id(key)
@@ -257,7 +266,10 @@ class OracleModel(ScriptedModel):
             start = request.messages.index(first)
             consistent = [t for t in candidates if follows_script(t, request.messages[start:])]
             candidates = consistent or candidates
-        return candidates[0]
+        # Tasks the conversation cannot tell apart yet share their script up to here (the oracle answers
+        # each request when it is asked); where they part, the one that ends first is played: its last
+        # report says every output it needs, and a user with more to ask then tells the tasks apart.
+        return min(candidates, key=lambda task: len(self.index.plan(task)))
 
     def reply(self, request: ChatRequest) -> Reply:
         moves = self.index.plan(self.find_task(request))

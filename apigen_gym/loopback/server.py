@@ -42,6 +42,7 @@ from pydantic import ValidationError
 
 from apigen_gym.loopback.config import (
     DEFAULT_PORT,
+    DESCRIPTION,
     FAULT_HEADER,
     FAULTS,
     LATENCY_HEADER,
@@ -515,7 +516,9 @@ def start_server_process(
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m apigen_gym.loopback.server``: serve until interrupted."""
     parser = argparse.ArgumentParser(
-        prog="python -m apigen_gym.loopback.server", description="A loopback OpenAI-compatible server."
+        prog="python -m apigen_gym.loopback.server",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_arguments(parser)
     args = parser.parse_args(argv)
