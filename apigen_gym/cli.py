@@ -19,7 +19,7 @@ from apigen_gym.core.env import ApigenEnv, format_transcript
 from apigen_gym.core.registration import ENV_IDS
 from apigen_gym.core.tools import ToolKind
 from apigen_gym.core.user import UserSimulator
-from apigen_gym.evaluation.runner import RESULTS_FILE, evaluate, failure_rows, format_summary
+from apigen_gym.evaluation.runner import RESULTS_FILE, evaluate, failure_rows, format_summary, run_settings
 from apigen_gym.llm.settings import (
     DEFAULT_MAX_TOKENS,
     LLMSettings,
@@ -33,6 +33,7 @@ from apigen_gym.players.model_agents import ReActAgent, ToolCallingAgent
 from apigen_gym.players.oracle import OracleAgent
 from apigen_gym.players.random_agent import RandomAgent
 from apigen_gym.players.scripted_user import ScriptedUser
+from apigen_gym.util import runconfig
 from apigen_gym.util.argtypes import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, SHARE
 from apigen_gym.util.jsonio import UnreadableLines
 from apigen_gym.util.runconfig import RunFolderError
@@ -258,6 +259,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
             env.domain, data_dir=args.data_dir, split=args.split, max_steps=args.max_steps, user=make_user()
         )
 
+    settings = {**agent_settings, **user_settings}
+    try:
+        runconfig.check(args.out, run_settings(make_env(), make_agent(), settings))
+    except RunFolderError as exc:
+        raise UsageError(str(exc)) from None
     out = claim_folder(args.out)
     print(
         f"eval {args.env} split={args.split} agent={agent_label} user={user_label} trials={args.trials} "
@@ -275,7 +281,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             progress=sys.stderr.isatty(),
             clients=args.clients,
             retry_errors=args.retry_errors,
-            settings={**agent_settings, **user_settings},
+            settings=settings,
         )
     except RunFolderError as exc:
         raise UsageError(str(exc)) from None
@@ -624,22 +630,21 @@ def _one_line_warnings(show: Callable[..., None]) -> Callable[..., None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    shown = warnings.showwarning
-    warnings.showwarning = _one_line_warnings(shown)
-    try:
-        args = build_parser().parse_args(argv)
-        return COMMANDS[args.command](args)
-    except (UsageError, DataError) as exc:
-        print(f"apigen-gym: error: {exc}", file=sys.stderr)
-        return 2
-    except RunFailed as exc:
-        print(f"apigen-gym: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("apigen-gym: interrupted", file=sys.stderr)
-        return 130
-    finally:
-        warnings.showwarning = shown
+    with warnings.catch_warnings():  # the project's warnings: every time, one line each
+        warnings.simplefilter("always", UnreadableLines)
+        warnings.showwarning = _one_line_warnings(warnings.showwarning)
+        try:
+            args = build_parser().parse_args(argv)
+            return COMMANDS[args.command](args)
+        except (UsageError, DataError) as exc:
+            print(f"apigen-gym: error: {exc}", file=sys.stderr)
+            return 2
+        except RunFailed as exc:
+            print(f"apigen-gym: error: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("apigen-gym: interrupted", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":

@@ -51,26 +51,37 @@ def differences(old: Settings, new: Settings, prefix: str = "") -> list[str]:
     return out
 
 
+def check(
+    folder: str | os.PathLike[str],
+    settings: Settings,
+    deciding: Callable[[Settings], Settings] = dict,
+) -> None:
+    """Raise :class:`SettingsMismatch` (naming every difference) if ``folder`` holds a run whose
+    settings decide the output differently; writes nothing.
+
+    ``deciding`` picks what in a settings record decides the output (the rest, such as concurrency or
+    a server address, may change between runs).
+    """
+    path = Path(folder) / CONFIG_FILE
+    if not path.is_file():
+        return
+    try:
+        previous = read_json(path)
+    except ValueError as exc:  # not JSON, not UTF-8
+        raise RunFolderError(f"{path} is unreadable ({type(exc).__name__}): use a new folder") from None
+    if not isinstance(previous, dict):
+        raise RunFolderError(f"{path} is not a settings record: use a new output folder")
+    changed = differences(deciding(previous), deciding(settings))
+    if changed:
+        raise SettingsMismatch(folder, changed)
+
+
 def bind(
     folder: str | os.PathLike[str],
     settings: Settings,
     deciding: Callable[[Settings], Settings] = dict,
 ) -> None:
-    """Save ``settings`` in ``folder/config.json``, after checking that a run already there agrees.
-
-    ``deciding`` picks what in a settings record decides the output (the rest, such as concurrency or
-    a server address, may change between runs; the file keeps the latest). Raises
-    :class:`SettingsMismatch` naming every difference, and then writes nothing.
-    """
-    path = Path(folder) / CONFIG_FILE
-    if path.is_file():
-        try:
-            previous = read_json(path)
-        except ValueError as exc:  # not JSON, not UTF-8
-            raise RunFolderError(f"{path} is unreadable ({type(exc).__name__}): use a new folder") from None
-        if not isinstance(previous, dict):
-            raise RunFolderError(f"{path} is not a settings record: use a new output folder")
-        changed = differences(deciding(previous), deciding(settings))
-        if changed:
-            raise SettingsMismatch(folder, changed)
-    write_json(path, settings)
+    """:func:`check`, then save ``settings`` in ``folder/config.json`` (the latest run's, runtime
+    settings included)."""
+    check(folder, settings, deciding)
+    write_json(Path(folder) / CONFIG_FILE, settings)
