@@ -223,3 +223,11 @@ def test_a_binary_results_file_gives_no_traceback(tmp_path: Path, capsys: pytest
     assert main([*EVAL, "--out", str(tmp_path)]) == 0
     with pytest.warns(UnreadableLines, match="40 unreadable lines skipped"):
         assert [r.task_id for r in read_results(tmp_path)] == ["retail-test-000"]
+
+
+def test_a_whole_last_line_without_its_newline_is_kept(tmp_path: Path) -> None:
+    assert main([*EVAL, "--out", str(tmp_path)]) == 0  # retail-test-000
+    results = tmp_path / "results.jsonl"
+    results.write_bytes(results.read_bytes().rstrip(b"\n"))  # e.g. edited by hand
+    assert main([*EVAL, "--tasks", "retail-test-000,retail-test-001", "--out", str(tmp_path)]) == 0
+    assert [r.task_id for r in read_results(tmp_path)] == ["retail-test-000", "retail-test-001"]

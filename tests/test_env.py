@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -20,9 +21,10 @@ from apigen_gym.core.domain import Domain
 from apigen_gym.core.env import ApigenEnv
 from apigen_gym.core.policy import Policy
 from apigen_gym.core.task import Action, Task
-from apigen_gym.core.tools import ToolError, ToolKind, ToolSet, tool
+from apigen_gym.core.tools import Tool, ToolError, ToolKind, ToolSet, tool
 from apigen_gym.core.user import STOP
 from apigen_gym.players.oracle import OracleAgent
+from apigen_gym.players.scripted_user import ScriptedUser
 
 ENV_ID = "apigen/retail-v0"
 TASK_ID = "0"  # τ-bench retail test task 0: identify by name + zip, read, exchange two items
@@ -149,6 +151,13 @@ def test_bad_constructor_arguments(data_dir: Path) -> None:
         make(data_dir, split="no-such-split")
     with pytest.raises(ValueError):
         make(data_dir, user="telepathic")
+    for max_steps in (0, -1, "x", 2.5, True):
+        with pytest.raises(ValueError, match="max_steps"):
+            make(data_dir, max_steps=max_steps)
+    with pytest.raises(ValueError, match="user='scripted' plays offline and takes no user_best_of"):
+        make(data_dir, user_best_of=3)
+    with pytest.raises(ValueError, match="takes no user_model"):
+        make(data_dir, user_model="gpt-4o")
 
 
 # --- reset ------------------------------------------------------------------------------------------
@@ -204,6 +213,70 @@ def test_reset_options_task_id_and_split(data_dir: Path) -> None:
     assert len(env.unwrapped.tasks) == 20
     with pytest.raises(ValueError):
         env.reset(options={"task_id": "no-such-task"})
+
+
+def test_a_failed_reset_leaves_the_env_as_it_was(data_dir: Path) -> None:
+    env = make(data_dir, split="test")
+    env.reset(options={"task_id": "1"})
+    env.step(call("cancel_pending_order", order_id="#W5056519", reason="ordered by mistake"))
+    inner = env.unwrapped
+    before = (inner.split, inner.task.id, list(inner.messages), inner.state_diff(), inner.steps_taken)
+    rng_state = inner.np_random.bit_generator.state
+    for options, error in [
+        ({"split": "no-such-split"}, ValueError),
+        ({"split": "dev", "task_id": "no-such-task"}, ValueError),
+        ({"task_index": 10_000}, ValueError),
+        ({"task_index": "3"}, TypeError),
+        ({"task": "3"}, ValueError),  # unknown keys are refused, not ignored
+        ({"task_id": "3", "seed": 1}, ValueError),
+    ]:
+        with pytest.raises(error):
+            env.reset(options=options)
+        after = (inner.split, inner.task.id, list(inner.messages), inner.state_diff(), inner.steps_taken)
+        assert after == before and inner.np_random.bit_generator.state == rng_state, options
+    assert env.step(call("calculate", expression="1 + 1"))[0] == "2.0"  # the episode goes on
+    _, info = env.reset(seed=0)
+    assert info["split"] == "test" and info["task_id"] in {t.id for t in inner.domain.tasks("test", data_dir)}
+
+
+def test_a_reset_whose_user_fails_leaves_the_env_as_it_was(data_dir: Path) -> None:
+    class Flaky(ScriptedUser):
+        fail = False
+
+        def start(self, task: Task, seed: int | None = None) -> str:
+            opening = super().start(task, seed)
+            if self.fail:
+                raise RuntimeError("the user simulator is down")
+            return opening
+
+    user = Flaky()
+    env = make(data_dir, user=user)
+    first, _ = env.reset(seed=3)
+    user.fail = True
+    with pytest.raises(RuntimeError):
+        env.reset(seed=4)
+    with pytest.raises(RuntimeError):
+        env.reset()  # no new seed: the draw must not advance the RNG for good
+    user.fail = False
+    twin = make(data_dir, user=Flaky())  # what the env would be, had the failed resets not been tried
+    assert twin.reset(seed=3)[0] == first and env.unwrapped.messages[1]["content"] == first
+    question = "Could you tell me your email address, or your name and zip code?"
+    assert env.step(question)[0] == twin.step(question)[0]  # the same user goes on
+    assert env.reset()[1]["task_id"] == twin.reset()[1]["task_id"]  # the same RNG too
+
+
+def test_split_in_reset_options_stays_the_envs_split(data_dir: Path) -> None:
+    """A reset with ``split`` switches the env to that split for the resets after it (also the
+    automatic resets of vector envs), until another split is asked for."""
+    env = make(data_dir, split="test")
+    _, info = env.reset(options={"split": "dev"})
+    dev = {t.id for t in env.unwrapped.domain.tasks("dev", data_dir)}
+    assert info["split"] == "dev" and info["task_id"] in dev
+    for seed in range(5):
+        _, info = env.reset(seed=seed)
+        assert info["split"] == "dev" and info["task_id"] in dev
+    _, info = env.reset(options={"split": "test", "task_index": 0})
+    assert info["split"] == "test" and env.unwrapped.split == "test"
 
 
 def test_reset_starts_from_a_clean_state(data_dir: Path) -> None:
@@ -629,3 +702,40 @@ def test_async_vector_env_without_shared_memory(data_dir: Path) -> None:
         assert list(rewards) == [0.0, 0.0]
     finally:
         envs.close()
+
+
+# --- pickling ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("env_id", ["apigen/retail-v0", "apigen/airline-v0", "apigen/travel-v0"])
+def test_envs_pickle_mid_episode_and_play_on(env_id: str) -> None:
+    """Ray and multiprocessing ship envs by pickle: the copy plays on exactly as the original."""
+    env = gym.make(env_id)
+    _, info = env.reset(seed=7)
+    agent = OracleAgent(env.unwrapped.domain.tools)
+    agent.reset(info, env.unwrapped.task)
+    observation = env.step(agent.act(""))[0]
+    payload = pickle.dumps(env)
+    assert len(payload) < 1_000_000  # the database travels by reference, not record by record
+    copy = pickle.loads(payload)
+    assert copy.unwrapped.database is env.unwrapped.database  # the process's own cached data
+    assert copy.unwrapped.messages == env.unwrapped.messages
+    twin = pickle.loads(pickle.dumps(agent))
+    done = False
+    while not done:
+        action = agent.act(observation)
+        assert twin.act(observation) == action
+        observation, reward, terminated, truncated, _ = env.step(action)
+        assert copy.step(action)[:4] == (observation, reward, terminated, truncated)
+        done = terminated or truncated
+    assert reward == 1.0 and copy.unwrapped.state_diff() == env.unwrapped.state_diff()
+
+
+def double(db: Any, x: int) -> str:
+    """Twice x."""
+    return str(2 * x)
+
+
+def test_a_tool_made_at_run_time_pickles() -> None:
+    made = pickle.loads(pickle.dumps(Tool.from_function(double, ToolKind.READ, name="twice")))
+    assert made.name == "twice" and made(None, {"x": 4}) == "8"  # type: ignore[arg-type]

@@ -32,6 +32,7 @@ from apigen_gym.llm.settings import LLMSettings
 from apigen_gym.loopback.server import LoopbackServer, ServerConfig
 from apigen_gym.players.llm_users import LLMUser
 from apigen_gym.players.model_agents import ToolCallingAgent
+from apigen_gym.util.jsonio import UnreadableLines
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -442,8 +443,14 @@ def test_retry_errors_reruns_only_the_episodes_that_failed_on_infrastructure(
     assert code == 1, err
     assert all(r.error for r in read_results(tmp_path))
 
+    path = tmp_path / "results.jsonl"
+    rows = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(rows[0] + b"a line someone else wrote\n" + b"".join(rows[1:]))
     code, _, err = main(capsys, *eval_args(server.base_url, tmp_path, tasks, "--retry-errors"))
     assert code == 0, err
-    results = read_results(tmp_path)
+    assert "1 unreadable line skipped (line 2)" in err
+    with pytest.warns(UnreadableLines):
+        results = read_results(tmp_path)
     assert sorted(r.task_id for r in results) == sorted(tasks)  # replaced, not duplicated
     assert all(r.error is None and r.reward == 1.0 for r in results)
+    assert path.read_bytes().splitlines()[0] == b"a line someone else wrote"  # kept as it was

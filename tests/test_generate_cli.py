@@ -64,3 +64,24 @@ def test_generate_bad_arguments_are_one_line(tmp_path: Path, capsys: pytest.Capt
     assert main(["export", str(tmp_path / "missing"), "--format", "openai"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 3 and all(line.startswith("apigen-gym: error:") for line in err.splitlines())
+
+
+@pytest.mark.parametrize(
+    ("flag", "summary"),
+    [
+        ("--model", "phase 1 accepted nothing: all {n} proposal rounds ended in an LLM error"),
+        ("--agent-model", "phase 2 verified nothing: all {n} episodes ended in an infrastructure error"),
+    ],
+)
+def test_a_generation_whose_every_call_failed_exits_1(
+    flag: str, summary: str, refused_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["generate", "--domain", "retail", "-n", "1", "--out", str(tmp_path), flag, "m"]
+    assert main([*argv, "--base-url", refused_url, "--max-retries", "0"]) == 1
+    captured = capsys.readouterr()
+    assert "retail run" in captured.out  # the stats are still printed
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    n = stats["phase1"]["proposals"] if flag == "--model" else stats["phase2"]["episodes"]
+    assert n > 0 and captured.err == (
+        f"apigen-gym: error: {summary.format(n=n)} (see {tmp_path / 'stats.json'})\n"
+    )

@@ -219,6 +219,19 @@ def test_always_empty_is_a_labelled_infrastructure_error() -> None:
     assert "EmptyAnswer" in error.cause and error.label.endswith("after 3 attempts")
 
 
+def test_an_answer_without_text_is_retried_when_text_is_required() -> None:
+    """A simulated user must say something: a malformed answer (a tool call, no text) is a bad answer."""
+    config = ServerConfig(rate_malformed=0.5, seed=seed_for([True, False], 0.5))
+    with LoopbackServer(config) as running:
+        completion = call(LLMClient(settings(running)), text_required=True)
+        assert running.stats()["faults"]["malformed"] == 1
+    assert completion.content == "hello there" and completion.attempts == 2
+    with LoopbackServer(ServerConfig(rate_malformed=1.0)) as running:
+        error = failure(LLMClient(settings(running, max_retries=2)), text_required=True)
+        assert call(LLMClient(settings(running))).message["tool_calls"]  # an agent takes it as it is
+    assert error.label == "infrastructure: EmptyAnswer (no text in the answer) after 3 attempts"
+
+
 def test_timeout_is_retried_then_succeeds() -> None:
     config = ServerConfig(rate_timeout=0.5, timeout_sleep=5.0, seed=seed_for([True, False], 0.5))
     with LoopbackServer(config) as running:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pickle
 from collections.abc import Iterator
 from typing import Any
 
@@ -148,6 +149,26 @@ def test_llm_user_usage_goes_into_the_episode_result(server: LoopbackServer, env
     result = asyncio.run(episode())
     assert result.reward == 1.0 and result.error is None and result.user == "llm"
     assert result.usage == user_client.usage and result.usage.total_tokens > 0
+
+
+def test_an_llm_user_answer_without_text_is_never_an_empty_turn(env: ApigenEnv) -> None:
+    """Malformed answers (a tool call, no text) are retried; when every one is, the episode ends with
+    a labelled infrastructure error instead of an empty customer message."""
+    with LoopbackServer(ServerConfig(rate_malformed=1.0)) as broken:
+        user_client = client(broken, "scripted-user", max_retries=2)
+        llm_env = new_env(env, user=LLMUser(user_client))
+
+        async def episode() -> Any:
+            try:
+                return await run_episode_async(llm_env, OracleAgent(env.domain.tools), "retail-test-001")
+            finally:
+                await user_client.aclose()
+
+        result = asyncio.run(episode())
+        assert broken.stats()["faults"]["malformed"] == 3
+    assert result.error == "infrastructure: EmptyAnswer (no text in the answer) after 3 attempts"
+    assert result.reward == 0.0 and result.termination == "error"
+    assert not any(m["role"] == "user" and not m["content"] for m in result.messages)
 
 
 def test_llm_user_prompt_has_the_instruction_and_flipped_roles(env: ApigenEnv) -> None:
@@ -525,3 +546,45 @@ def test_gym_make_builds_an_llm_user(server: LoopbackServer, monkeypatch: pytest
     monkeypatch.delenv("OPENAI_MODEL")
     with pytest.raises(ValueError, match="no model"):
         gym.make("apigen/retail-v0", user="llm", base_url=server.base_url)
+
+
+# --- across processes ---------------------------------------------------------------------------------
+
+
+ASK = "Could you tell me your email address, or your name and zip code?"
+
+
+def test_forked_children_run_llm_users_after_the_parent_did(server: LoopbackServer) -> None:
+    """The background loop that runs sync LLM calls is per process: a forked child starts its own."""
+
+    def make() -> gym.Env:
+        return gym.make("apigen/retail-v0", user="llm", user_model="scripted-user", base_url=server.base_url)
+
+    parent = make()
+    opening, _ = parent.reset(options={"task_id": "retail-test-001"})  # the parent's loop is running
+    envs = gym.vector.AsyncVectorEnv([make, make], shared_memory=False, context="fork")
+    try:
+        envs.reset_async(options={"task_id": "retail-test-001"})
+        observations, _ = envs.reset_wait(timeout=60)
+        assert list(observations) == [opening, opening]
+        envs.step_async([ASK] * 2)
+        observations, *_ = envs.step_wait(timeout=60)
+        assert observations[0] == observations[1] and observations[0].strip()
+    finally:
+        envs.close(terminate=True)
+    assert (
+        parent.step("Could you tell me your email address, or your name and zip code?")[0] == observations[0]
+    )
+
+
+def test_an_llm_user_env_pickles_after_its_calls_and_plays_on(server: LoopbackServer) -> None:
+    made = gym.make("apigen/retail-v0", user="llm", user_model="scripted-user", base_url=server.base_url)
+    observation, info = made.reset(options={"task_id": "retail-test-001"})
+    copy = pickle.loads(pickle.dumps(made))  # the client's open connections stay behind
+    agent = OracleAgent(copy.unwrapped.domain.tools)
+    agent.reset(info, copy.unwrapped.task, copy.unwrapped)
+    done = False
+    while not done:
+        observation, reward, terminated, truncated, _ = copy.step(agent.act(observation))
+        done = terminated or truncated
+    assert reward == 1.0
