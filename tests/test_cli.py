@@ -231,3 +231,13 @@ def test_a_whole_last_line_without_its_newline_is_kept(tmp_path: Path) -> None:
     results.write_bytes(results.read_bytes().rstrip(b"\n"))  # e.g. edited by hand
     assert main([*EVAL, "--tasks", "retail-test-000,retail-test-001", "--out", str(tmp_path)]) == 0
     assert [r.task_id for r in read_results(tmp_path)] == ["retail-test-000", "retail-test-001"]
+
+
+def test_serve_llm_help_lists_the_models_and_their_one_domain(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["serve-llm", "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    for name in ("oracle", "chatty", "scripted-user", "critic", "echo"):
+        assert f"\n  {name} " in out
+    assert "ONE domain, --oracle-domain (default retail)" in out and "oracle:<domain>" in out

@@ -419,6 +419,89 @@ def test_recombination_conflict_is_rejected() -> None:
     assert check_rules(DOMAIN, DATABASE, combine(DOMAIN, [modify, cancel])).passed  # the other order is fine
 
 
+# --- writes that contradict each other ---------------------------------------------------------------
+
+
+def _execution_reasons(domain: Any, actions: list[Action], user_id: str) -> list[str]:
+    database = domain.database()
+    task = _task("t", user_id, actions, "Do it.")
+    check = check_rules(domain, database, blueprint_of(task))
+    return [r for v in check.verdicts if v.stage == "execution" for r in v.reasons]
+
+
+def test_no_op_undone_and_overwritten_writes_are_rejected() -> None:
+    (me,) = _train_users_with_pending(1)
+    user = DATABASE.table("users")[me]
+    order = _orders(me, "pending")[0]
+    head = [
+        Action(name="find_user_id_by_email", arguments={"email": user["email"]}),
+        Action(name="get_user_details", arguments={"user_id": me}),
+        Action(name="get_order_details", arguments={"order_id": order}),
+    ]
+    home = {"user_id": me, **user["address"]}
+    moved = {**home, "address1": "1 New Street"}
+    order_at = {"order_id": order, **{k: v for k, v in moved.items() if k != "user_id"}}
+    order_elsewhere = {**order_at, "address1": "2 Other Road"}
+    cases = {
+        "no-op write: action 3 (modify_user_address) changes nothing": [("modify_user_address", home)],
+        f"undone write: action 4 (modify_user_address) puts users/{me} address back as before action 3": [
+            ("modify_user_address", moved),
+            ("modify_user_address", home),
+        ],
+        "overwritten write: action 4 (modify_pending_order_address) replaces every change action 3": [
+            ("modify_pending_order_address", order_at),
+            ("modify_pending_order_address", order_elsewhere),
+        ],
+    }
+    for reason, writes in cases.items():
+        actions = [*head, *(Action(name=name, arguments=args) for name, args in writes)]
+        found = _execution_reasons(DOMAIN, actions, me)
+        assert len(found) == 1 and found[0].startswith(reason), found
+    fine = [("modify_pending_order_address", order_at), ("modify_user_address", moved)]  # two records
+    actions = [*head, *(Action(name=name, arguments=args) for name, args in fine)]
+    assert _execution_reasons(DOMAIN, actions, me) == []
+
+
+def test_recombination_that_repeats_a_write_to_no_effect_is_rejected() -> None:
+    """The issue's airline-gen-0-r00001: two parents downgrading one reservation with two cards."""
+    airline = load_domain("airline")
+    database = airline.database()
+    users = database.table("users")
+    reservation_id, reservation = next(
+        (key, r)
+        for key, r in database.table("reservations").items()
+        if r["cabin"] == "business"
+        and min(f["date"] for f in r["flights"]) > "2024-05-16"
+        and sum(m["source"] == "credit_card" for m in users[r["user_id"]]["payment_methods"].values()) > 1
+    )
+    me = reservation["user_id"]
+    cards = [k for k, m in users[me]["payment_methods"].items() if m["source"] == "credit_card"]
+    flights = [{"flight_number": f["flight_number"], "date": f["date"]} for f in reservation["flights"]]
+
+    def downgrade(task_id: str, card: str) -> Task:
+        change = {
+            "reservation_id": reservation_id,
+            "cabin": "economy",
+            "flights": flights,
+            "payment_id": card,
+        }
+        actions = [
+            Action(name="get_user_details", arguments={"user_id": me}),
+            Action(name="get_reservation_details", arguments={"reservation_id": reservation_id}),
+            Action(name="update_reservation_flights", arguments={**change, "payment_id": card}),
+        ]
+        return _task(task_id, me, actions, f"Downgrade {reservation_id} to economy.")
+
+    first, second = downgrade("a", cards[0]), downgrade("b", cards[1])
+    for parent in (first, second):
+        assert check_rules(airline, database, blueprint_of(parent)).passed
+    check = check_rules(airline, database, combine(airline, [first, second]))
+    assert not check.passed and check.verdicts[-1].stage == "execution"
+    assert check.verdicts[-1].reasons == [
+        "no-op write: action 3 (update_reservation_flights) changes nothing"
+    ]
+
+
 # --- decontamination --------------------------------------------------------------------------------
 
 

@@ -292,6 +292,15 @@ def test_oracle_with_domain_suffix_and_ambiguous_openings(server: LoopbackServer
     assert run_episode(env, client_of(server), "oracle:retail", "retail-train-294") == (1.0, "user_stop")
 
 
+@pytest.mark.parametrize("task_id", ["travel-test-104", "travel-test-116"])
+def test_oracle_tells_apart_tasks_that_open_alike(server: LoopbackServer, task_id: str) -> None:
+    """travel-test-116 is travel-test-104's first request alone: same opening, same first answer."""
+    env = ApigenEnv("travel", split="test")
+    openings = {t.id: t.effective_goal().requests[0].text for t in env.tasks}
+    assert openings["travel-test-104"] == openings["travel-test-116"]
+    assert run_episode(env, client_of(server), "oracle:travel", task_id) == (1.0, "user_stop")
+
+
 def test_oracle_by_task_header_and_unknown_conversation(server: LoopbackServer) -> None:
     client = client_of(server)
     env = ApigenEnv("retail", split="test")

@@ -1,4 +1,5 @@
-"""The scripted user: identity answers from the facts it knows, and how well it understands agents."""
+"""The scripted user: identity answers from the facts it knows, and how well it understands agents;
+the oracle's turns."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from apigen_gym.core.env import ApigenEnv
 from apigen_gym.core.task import Goal, Request, Task
 from apigen_gym.core.user import STOP
 from apigen_gym.kit.rules import is_affirmative
+from apigen_gym.players.oracle import OracleAgent
 from apigen_gym.players.scripted_user import ACCEPT, WAIT, ScriptedUser, sentences
 
 
@@ -180,3 +183,25 @@ def test_seeded_wording_varies_and_repeats_per_seed() -> None:
     for said in (play(seed) for seed in range(12)):
         assert "mia.li@example.com" in said[1] and is_affirmative(said[2])
         assert GOALS["retail"].requests[1].text in said[3]
+
+
+def test_the_oracle_answers_each_request_before_the_next_is_asked() -> None:
+    """travel-test-104: the refund of request 1 ('105') is said before the user asks request 2, whose
+    total ('724') is said after it."""
+    env = ApigenEnv("travel", split="test")
+    observation, info = env.reset(options={"task_id": "travel-test-104"})
+    agent = OracleAgent(env.domain.tools)
+    agent.reset(info, env.task, env)
+    done = False
+    while not done:
+        observation, reward, terminated, truncated, _ = env.step(agent.act(observation))
+        done = terminated or truncated
+    assert reward == 1.0
+    second = env.task.effective_goal().requests[1].text
+    asked = next(i for i, m in enumerate(env.messages) if m["role"] == "user" and second in m["content"])
+    said = [
+        (i, m["content"]) for i, m in enumerate(env.messages) if m["role"] == "assistant" and m["content"]
+    ]
+    first_answer = next(i for i, text in said if "105" in text)
+    second_answer = next(i for i, text in said if "724" in text)
+    assert first_answer < asked < second_answer
