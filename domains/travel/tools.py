@@ -33,6 +33,7 @@ class FlightChoice(TypedDict):
     flight_number: Annotated[str, Field(description="the flight number, e.g. 'NX204'")]
     date: Annotated[str, Field(description="the date of that flight, YYYY-MM-DD")]
 
+
 # --- indexes (module-level key functions, so that the database caches each index once) ----------
 
 
