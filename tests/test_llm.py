@@ -27,6 +27,7 @@ from apigen_gym.llm import client as llm_module
 from apigen_gym.llm.client import LLMClient
 from apigen_gym.llm.settings import DEFAULT_PRICES, LLMSettings, Price, Transport
 from apigen_gym.llm.types import Completion, LLMError, Usage
+from apigen_gym.loopback.models import MODEL_NAMES
 from apigen_gym.loopback.server import LoopbackServer, ServerConfig
 from apigen_gym.util import jsonio
 from apigen_gym.util.aio import run_sync
@@ -306,7 +307,7 @@ def test_unknown_model_is_a_request_error_not_retried(server: LoopbackServer) ->
     assert error.kind == "request" and error.attempts == 1
     assert error.label == (
         "request: NotFoundError (404: The model 'gpt-9' does not exist "
-        "(served: oracle, chatty, scripted-user, critic, echo)) after 1 attempt"
+        f"(served: {', '.join(MODEL_NAMES)})) after 1 attempt"
     )  # the server's reason is kept
     assert isinstance(error.__cause__, openai.NotFoundError)
     assert after["requests"] == before["requests"] + 1

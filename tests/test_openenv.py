@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from apigen_gym.core.domain import load_domain
-from apigen_gym.players.oracle import Say, plan_oracle_moves
+from apigen_gym.players.oracle import OracleScript, Say
 
 MAX_SESSIONS = 12
 
@@ -100,10 +100,12 @@ async def play(url: str, task_index: int, malformed: bool = False) -> dict[str, 
             assert result.observation["text"] == "Error: unknown tool 'no_such_tool'" and not result.done
             with pytest.raises(RuntimeError, match="VALIDATION_ERROR"):
                 await client.step({"bogus": 1})  # not an assistant turn: OpenEnv's own error frame
-        moves = plan_oracle_moves(task, tools)
-        for index, move in enumerate(moves):
+        script = OracleScript(task, tools)
+        index, move = 0, script.next()
+        while move is not None:
             result = await client.step(action(move, short=index % 2 == 0))
-            assert not result.done or index == len(moves) - 1, move  # the customer may stop after the last
+            index, move = index + 1, script.next(result.observation["text"])
+            assert not result.done or move is None, move  # the customer may stop after the last
         if not result.done:
             result = await client.step({"content": "Goodbye! ###STOP###"})
         assert result.done

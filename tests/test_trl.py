@@ -16,7 +16,7 @@ from apigen_gym.core.domain import DataError, load_domain
 from apigen_gym.core.env import ApigenEnv
 from apigen_gym.core.reward import GOLD
 from apigen_gym.integrations.trl import ENDED, environment_class, task_dataset
-from apigen_gym.players.oracle import Say, plan_oracle_moves
+from apigen_gym.players.oracle import OracleScript, Say
 
 DOMAINS = ["retail", "airline", "travel"]
 
@@ -81,7 +81,8 @@ def test_the_class_played_through_gold_actions_and_the_user_tool_gets_reward_1(d
         assert first and first == env.env.messages[1]["content"]
         task = env.env.task
         assert task.id == row["task_id"] and row["prompt"][0]["content"] == load_domain(domain).policy.text
-        for move in plan_oracle_moves(task, tools):
+        script, reply = OracleScript(task, tools), None
+        while (move := script.next(reply)) is not None:
             if isinstance(move, Say):
                 reply = env.respond(move.text)
             else:
