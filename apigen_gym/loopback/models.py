@@ -32,8 +32,9 @@ from apigen_gym.core.domain import DataError, Domain, load_domain
 from apigen_gym.core.task import Action, Task
 from apigen_gym.core.user import STOP
 from apigen_gym.players.llm_users import evolution_line
-from apigen_gym.players.oracle import Say, plan_oracle_moves
+from apigen_gym.players.oracle import Move, Report, Say, plan_oracle_moves, report_text
 from apigen_gym.players.scripted_user import ScriptedUser, canonical_opening, replies_match
+from apigen_gym.players.wording import Phrasing
 
 MODEL_NAMES: tuple[str, ...] = ("oracle", "chatty", "scripted-user", "critic", "echo", "json")
 """The scripted models, by base name."""
@@ -168,7 +169,7 @@ class TaskIndex:
         self._openings: dict[str, list[Task]] | None = None
         self._tasks: list[tuple[str, Task]] = []
         self._by_system: dict[str, Task | None] = {}
-        self._plans: dict[int, list[Say | Action]] = {}
+        self._plans: dict[int, list[Move]] = {}
 
     @property
     def splits(self) -> list[str]:
@@ -216,7 +217,7 @@ class TaskIndex:
             self._by_system[text] = max(found, key=lambda t: len(t.instruction)) if found else None
         return self._by_system[text]
 
-    def plan(self, task: Task) -> list[Say | Action]:
+    def plan(self, task: Task) -> list[Move]:
         """The oracle's moves for ``task``, computed once."""
         moves = self._plans.get(id(task))
         if moves is None:
@@ -272,11 +273,16 @@ class OracleModel(ScriptedModel):
         return min(candidates, key=lambda task: len(self.index.plan(task)))
 
     def reply(self, request: ChatRequest) -> Reply:
-        moves = self.index.plan(self.find_task(request))
+        task = self.find_task(request)
+        moves = self.index.plan(task)
         turn = count_role(request.messages, "assistant")
         if turn >= len(moves):
             return Reply(GOODBYE)
         move = moves[turn]
+        if isinstance(move, Report):
+            seen = [text_of(m.get("content")) for m in request.messages if m.get("role") == "tool"]
+            said = [text_of(m.get("content")) for m in request.messages if m.get("role") == "assistant"]
+            return Reply(report_text(move, task.outputs, seen, said, Phrasing()))
         return Reply(move.text) if isinstance(move, Say) else Reply(None, (call_of(move),))
 
 

@@ -1,7 +1,8 @@
 """Offline agents: the oracle (plays the gold actions with a proper dialogue) and a random agent.
 
 The oracle's script follows the task's goal: identify the user, then per request read, describe and
-confirm each write, refuse what the policy forbids, report the required outputs, ask what else. A
+confirm each write, refuse what the policy forbids, report the required outputs its calls found
+(before the user asks the next thing; whatever is left at the end), ask what else. A
 request that evolves gets its moment (the confirmation of the first wish, or the cue said), then the
 actions serving what the user wants from then on. Its wording comes from seeded paraphrase banks.
 """
@@ -9,9 +10,11 @@ actions serving what the user wants from then on. Its wording comes from seeded 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from apigen_gym.core.reward import output_found
 from apigen_gym.core.task import IDENTITY_TOOLS, Action, Task, Twist
 from apigen_gym.core.tools import ToolKind, ToolSet
 from apigen_gym.core.user import STOP
@@ -120,24 +123,36 @@ class Say:
     text: str
 
 
+@dataclass(frozen=True)
+class Report:
+    """The end of a request (or a transfer): tell the user the required outputs the calls so far
+    found, then say ``then``. ``final``: every output not said yet, found or not."""
+
+    then: str
+    final: bool = False
+
+
+Move = Say | Action | Report
+"""One step of the oracle's script."""
+
+
+def report_text(
+    move: Report, outputs: Sequence[str], seen: Sequence[str], said: Sequence[str], words: Phrasing
+) -> str:
+    """What a :class:`Report` says, given the tool outputs ``seen`` and what the agent has ``said``."""
+    due = [o for o in outputs if not output_found(o, said) and (move.final or output_found(o, seen))]
+    return f"{words.say(REPORT, outputs='; '.join(due))} {move.then}" if due else move.then
+
+
 class _Script:
-    """The oracle's moves as they are planned: what was played and which outputs are still unsaid."""
+    """The oracle's moves as they are planned, and the gold actions already played."""
 
     def __init__(self, task: Task, tools: ToolSet, phrasing: Phrasing):
         self.task = task
         self.tools = tools
         self.words = phrasing
-        self.moves: list[Say | Action] = []
+        self.moves: list[Move] = []
         self.played: set[int] = set()
-        self.unsaid = list(task.outputs)
-
-    def report(self) -> str:
-        """The required outputs not said yet (then they count as said), or nothing."""
-        if not self.unsaid:
-            return ""
-        text = self.words.say(REPORT, outputs="; ".join(self.unsaid))
-        self.unsaid = []
-        return f"{text} "
 
     def confirm(self, action: Action) -> str:
         return self.words.say(CONFIRM, what=describe(action))
@@ -155,15 +170,13 @@ class _Script:
             if kind is ToolKind.WRITE:
                 self.moves.append(Say(self.confirm(action)))
             elif kind is ToolKind.TERMINAL:
-                self.moves.append(Say(f"{self.report()}{self.words.pick(TRANSFER_NOTICE)}"))
+                self.moves.append(Report(self.words.pick(TRANSFER_NOTICE), final=True))
             self.moves.append(action)
 
     def moment(self, twist: Twist) -> None:
         """What brings the twist's moment: the first wish to confirm, or the cue said (the figure first)."""
         first = twist.abandoned[0] if twist.abandoned else None
         if twist.when == "mention" and twist.cue:
-            if twist.cue in self.unsaid:
-                self.unsaid.remove(twist.cue)
             text = self.words.say(ANSWER, cue=twist.cue)
             if twist.kind == "change_of_mind" and first is not None:
                 text = f"{text} {self.confirm(first)}"
@@ -172,8 +185,9 @@ class _Script:
             self.moves.append(Say(self.confirm(first)))
 
 
-def plan_oracle_moves(task: Task, tools: ToolSet, phrasing: Phrasing | None = None) -> list[Say | Action]:
-    """The oracle's script: identify, then per request read, confirm and write, refuse, report."""
+def plan_oracle_moves(task: Task, tools: ToolSet, phrasing: Phrasing | None = None) -> list[Move]:
+    """The oracle's script: identify, then per request read, confirm and write, refuse, and report what
+    the request asked about before the next is asked (everything left at the end, or at a transfer)."""
     goal = task.effective_goal()
     script = _Script(task, tools, phrasing or Phrasing())
     if task.actions and task.actions[0].name in IDENTITY_TOOLS:
@@ -191,12 +205,40 @@ def plan_oracle_moves(task: Task, tools: ToolSet, phrasing: Phrasing | None = No
         if request.refuse:
             script.moves.append(Say(script.words.say(REFUSE, why=request.refuse)))
         last = number == len(goal.requests) - 1
-        script.moves.append(Say(f"{script.report() if last else ''}{script.words.pick(WHAT_ELSE)}"))
+        script.moves.append(Report(script.words.pick(WHAT_ELSE), final=last))
     return script.moves
 
 
+class OracleScript:
+    """The oracle's moves for one task, one at a time: :meth:`next` takes the observation of the move
+    before (a tool's output is what a report draws on) and gives a :class:`Say` (reports worded) or an
+    :class:`~apigen_gym.core.task.Action`, then ``None`` when the script is done."""
+
+    def __init__(self, task: Task, tools: ToolSet, phrasing: Phrasing | None = None):
+        self.words = phrasing or Phrasing()
+        self._moves = plan_oracle_moves(task, tools, self.words)
+        self._moves.reverse()
+        self._outputs = list(task.outputs)
+        self._seen: list[str] = []
+        self._said: list[str] = []
+        self._called = False
+
+    def next(self, observation: str | None = None) -> Say | Action | None:
+        if self._called and observation is not None:
+            self._seen.append(observation)  # the output of the call made last
+        move = self._moves.pop() if self._moves else None
+        self._called = isinstance(move, Action)
+        if move is None or isinstance(move, Action):
+            return move
+        if isinstance(move, Report):
+            move = Say(report_text(move, self._outputs, self._seen, self._said, self.words))
+        self._said.append(move.text)
+        return move
+
+
 class OracleAgent(Agent):
-    """Plays a task's gold actions with a proper dialogue: identifies, confirms writes, reports, ends.
+    """Plays a task's gold actions with a proper dialogue: identifies, confirms writes, answers each
+    request once its calls are made, ends.
 
     ``seed``: draws its wording from the paraphrase banks (per task); without one it uses the first.
     """
@@ -206,19 +248,18 @@ class OracleAgent(Agent):
     def __init__(self, tools: ToolSet, seed: int | None = None):
         self.tools = tools
         self.seed = seed
-        self._moves: list[Say | Action] = []
+        self._script: OracleScript | None = None
         self._goodbye = GOODBYE[0]
 
     def reset(self, info: dict[str, Any], task: Task | None = None, env: ApigenEnv | None = None) -> None:
         if task is None:
             raise ValueError("the oracle agent needs the task")
         phrasing = Phrasing(seed_for(self.seed, task))
-        self._moves = plan_oracle_moves(task, self.tools, phrasing)
-        self._moves.reverse()
         self._goodbye = phrasing.pick(GOODBYE)
+        self._script = OracleScript(task, self.tools, phrasing)
 
     def act(self, observation: str) -> Any:
-        if not self._moves:
+        move = self._script.next(observation) if self._script is not None else None
+        if move is None:
             return self._goodbye
-        move = self._moves.pop()
         return move.text if isinstance(move, Say) else call(move)
