@@ -155,9 +155,15 @@ def _changes(step: Step) -> Changes:
 
 
 def _keeps(earlier: Any, later: Any) -> bool:
-    """Whether a field still holds what an earlier write put there (a list may have grown since)."""
+    """Whether a value still holds what an earlier write put there: a list may have grown since, a
+    record gained keys, a number (a balance, a count) moved on."""
     if isinstance(earlier, list) and isinstance(later, list):
         return later[: len(earlier)] == earlier
+    if isinstance(earlier, dict) and isinstance(later, dict):
+        return all(key in later and _keeps(value, later[key]) for key, value in earlier.items())
+    numbers = (int, float)
+    if isinstance(earlier, numbers) and isinstance(later, numbers) and not isinstance(earlier, bool):
+        return not isinstance(later, bool)
     return bool(later == earlier)
 
 
