@@ -13,6 +13,7 @@ import pytest
 
 from apigen_gym.cli import main
 from apigen_gym.evaluation.runner import read_results
+from apigen_gym.loopback.models import MODEL_HELP, MODEL_NAMES
 from apigen_gym.util.jsonio import UnreadableLines
 
 
@@ -238,6 +239,7 @@ def test_serve_llm_help_lists_the_models_and_their_one_domain(capsys: pytest.Cap
         main(["serve-llm", "--help"])
     assert exited.value.code == 0
     out = capsys.readouterr().out
-    for name in ("oracle", "chatty", "scripted-user", "critic", "echo"):
+    for name in MODEL_NAMES:
         assert f"\n  {name} " in out
     assert "ONE domain, --oracle-domain (default retail)" in out and "oracle:<domain>" in out
+    assert set(MODEL_HELP) == set(MODEL_NAMES)

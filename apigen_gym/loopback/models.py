@@ -44,6 +44,7 @@ MODEL_HELP: dict[str, str] = {
     "scripted-user": "the customer for LLM-user runs (the task found from the instruction it is given)",
     "critic": 'a best-of-N critic answering {"score": N, "reason": ...}',
     "echo": "repeats the last user message",
+    "json": "the first JSON object of the system prompt (for JSON roles: proposer, judges, critic)",
 }
 """One line per scripted model, for ``serve-llm --help``."""
 
