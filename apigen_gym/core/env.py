@@ -32,8 +32,8 @@ _T = TypeVar("_T")
 
 RESET_OPTIONS = ("task_id", "task_index", "split")
 """The keys ``reset(options=...)`` understands."""
-_Saved = tuple[Any, Any, Any, dict[str, Any] | None]
-"""The RNG, its seed, its state and the user simulator's attributes before a reset."""
+_Saved = tuple[Any, Any, dict[str, Any] | None]
+"""The RNG, its seed and the user simulator's attributes before a reset."""
 
 
 class _Plan(NamedTuple):
@@ -44,9 +44,11 @@ class _Plan(NamedTuple):
     task_index: dict[str, int]
     task: Task
     user_seed: int | None
+    rng_state: Mapping[str, Any] | None
+    """The RNG's state before a draw that no new seed came with (to put back if the reset fails)."""
 
 
-def _reset_options(options: Any) -> dict[str, Any]:
+def _reset_options(options: Any) -> Mapping[str, Any]:
     """``options`` of a reset, checked: a mapping of known keys (``None`` is no options)."""
     if options is None:
         return {}
@@ -57,7 +59,7 @@ def _reset_options(options: Any) -> dict[str, Any]:
         raise ValueError(
             f"unknown reset option {', '.join(map(repr, unknown))}: use {', '.join(RESET_OPTIONS)}"
         )
-    return dict(options)
+    return options
 
 
 @dataclass
@@ -166,10 +168,10 @@ class ApigenEnv(gym.Env[str, str]):
 
     # --- reset ----------------------------------------------------------------------------------
 
-    def _plan(self, seed: int | None, options: dict[str, Any] | None) -> _Plan:
+    def _plan(self, seed: int | None, given: dict[str, Any] | None) -> _Plan:
         """The next episode's split and task, and the user's seed; only the RNG changes (seeded as
         Gymnasium does), and only once the options are found good."""
-        options = _reset_options(options)
+        options = _reset_options(given)
         split, tasks, index = self.split, self.tasks, self._task_index
         if "split" in options and options["split"] != split:
             split = str(options["split"])
@@ -191,9 +193,13 @@ class ApigenEnv(gym.Env[str, str]):
                 raise DataError(f"task_index {position} out of range: split {split!r} has {len(tasks)} tasks")
             chosen = tasks[int(position)]
         super().reset(seed=seed)
-        task = chosen if chosen is not None else tasks[int(self.np_random.integers(len(tasks)))]
+        rng_state: Mapping[str, Any] | None = None
+        if chosen is None:
+            if seed is None:
+                rng_state = self.np_random.bit_generator.state
+            chosen = tasks[int(self.np_random.integers(len(tasks)))]
         user_seed = int(self.np_random.integers(2**31)) if seed is not None else None
-        return _Plan(split, tasks, index, task, user_seed)
+        return _Plan(split, tasks, index, chosen, user_seed, rng_state)
 
     def _start(self, plan: _Plan, first_message: str) -> tuple[str, dict[str, Any]]:
         """Begin the planned episode with the user's first message."""
@@ -216,19 +222,16 @@ class ApigenEnv(gym.Env[str, str]):
         info = {"task_id": self.task.id, "split": self.split, "tools": self.tools, "policy": self.policy}
         return first_message, info
 
-    def _saved(self, seed: int | None) -> _Saved:
-        """What a reset may change before it succeeds: the RNG (its state too when no new seed is
-        given, since a draw advances it) and the user simulator."""
-        rng = self._np_random
-        rng_state = rng.bit_generator.state if rng is not None and seed is None else None
+    def _saved(self) -> _Saved:
+        """What a reset may change before it succeeds: the RNG and the user simulator."""
         user_state = dict(vars(self.user)) if hasattr(self.user, "__dict__") else None
-        return rng, self._np_random_seed, rng_state, user_state
+        return self._np_random, self._np_random_seed, user_state
 
-    def _restore(self, saved: _Saved) -> None:
-        rng, rng_seed, rng_state, user_state = saved
+    def _restore(self, saved: _Saved, plan: _Plan | None) -> None:
+        rng, rng_seed, user_state = saved
         self._np_random, self._np_random_seed = rng, rng_seed
-        if rng is not None and rng_state is not None:
-            rng.bit_generator.state = rng_state
+        if plan is not None and plan.rng_state is not None and rng is not None:
+            rng.bit_generator.state = plan.rng_state
         if user_state is not None:
             vars(self.user).clear()
             vars(self.user).update(user_state)
@@ -239,12 +242,12 @@ class ApigenEnv(gym.Env[str, str]):
         """Start an episode. ``options``: ``task_id``, ``task_index`` or ``split`` (which stays the
         env's split for later resets); any other key is an error. A reset that raises (a bad option,
         the user simulator's outage) leaves the env as it was: split, task, episode, RNG and user."""
-        saved = self._saved(seed)
+        saved, plan = self._saved(), None
         try:
             plan = self._plan(seed, options)
             first_message = self.user.start(plan.task, plan.user_seed)
         except BaseException:
-            self._restore(saved)
+            self._restore(saved, plan)
             raise
         return self._shown(self._start(plan, first_message))
 
@@ -252,12 +255,12 @@ class ApigenEnv(gym.Env[str, str]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[str, dict[str, Any]]:
         """:meth:`reset` for an asynchronous user simulator."""
-        saved = self._saved(seed)
+        saved, plan = self._saved(), None
         try:
             plan = self._plan(seed, options)
             first_message = await self.user.start_async(plan.task, plan.user_seed)
         except BaseException:
-            self._restore(saved)
+            self._restore(saved, plan)
             raise
         return self._shown(self._start(plan, first_message))
 
