@@ -544,7 +544,7 @@ def test_gym_make_builds_an_llm_user(server: LoopbackServer, monkeypatch: pytest
     from_env = gym.make("apigen/retail-v0", user="llm")
     assert from_env.unwrapped.user.client.settings.model == "scripted-user"  # type: ignore[attr-defined]
     monkeypatch.delenv("OPENAI_MODEL")
-    with pytest.raises(ValueError, match="no model"):
+    with pytest.raises(ValueError, match="no model: pass user_model="):
         gym.make("apigen/retail-v0", user="llm", base_url=server.base_url)
 
 
