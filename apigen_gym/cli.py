@@ -20,6 +20,7 @@ from apigen_gym.core.registration import ENV_IDS
 from apigen_gym.core.tools import ToolKind
 from apigen_gym.core.user import UserSimulator
 from apigen_gym.evaluation.runner import RESULTS_FILE, evaluate, failure_rows, format_summary, run_settings
+from apigen_gym.generation.budget import DEFAULT_PROMPT_BUDGET, MIN_PROMPT_BUDGET
 from apigen_gym.llm.settings import (
     DEFAULT_MAX_TOKENS,
     LLMSettings,
@@ -427,6 +428,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             critic=model(args.critic_model, "--critic-model"),
             agent=model(args.agent_model, "--agent-model"),
             max_tokens=_caps(args),
+            prompt_budget=args.prompt_budget,
             attempts=args.attempts,
             concurrency=args.concurrency,
         )
@@ -549,6 +551,15 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--agent-model", help="phase 2 agent's model (default: the oracle agent)")
     gen.add_argument("--attempts", type=POSITIVE_INT, default=3, help="phase 2 attempts per task")
     gen.add_argument("--concurrency", type=POSITIVE_INT, default=8, help="LLM calls or episodes in flight")
+    gen.add_argument(
+        "--prompt-budget",
+        type=POSITIVE_INT,
+        default=DEFAULT_PROMPT_BUDGET,
+        metavar="TOKENS",
+        help="estimated prompt tokens of each proposer and judge request: their prompts show less of "
+        f"the context until they fit (default {DEFAULT_PROMPT_BUDGET}, for 8k-context models; "
+        f"at least {MIN_PROMPT_BUDGET})",
+    )
     _add_llm_arguments(gen)
 
     export = sub.add_parser("export", help="a generation run's verified dialogues as training data")

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from apigen_gym.core.domain import load_domain
+from apigen_gym.generation.budget import DEFAULT_PROMPT_BUDGET, MIN_PROMPT_BUDGET
 from apigen_gym.llm.settings import LLMSettings, MaxTokens, deciding_llm_settings
 from apigen_gym.util import runconfig
 from apigen_gym.util.version import VERSION
@@ -50,6 +51,9 @@ class GenerationConfig(BaseModel):
     """The phase-2 agent; ``None``: the oracle agent."""
     max_tokens: MaxTokens = Field(default_factory=MaxTokens)
     """The cap of each role's answers (a client whose settings set ``max_tokens`` keeps its own)."""
+    prompt_budget: int = Field(DEFAULT_PROMPT_BUDGET, ge=MIN_PROMPT_BUDGET)
+    """Estimated prompt tokens of each proposer and judge request: their prompts show less of the
+    context (shorter lists, fewer examples) until they fit (the default suits 8k-context models)."""
     attempts: int = Field(3, ge=1, description="phase-2 attempts per task")
     concurrency: int = Field(8, ge=1)
     decontaminate_against: list[str] = Field(default_factory=lambda: ["test", "evolving"])
@@ -89,6 +93,8 @@ def deciding(saved: runconfig.Settings) -> dict[str, Any]:
         out["versions"] = {"env": (saved.get("versions") or {}).get("env")}
     if not any(out.get(f) for f in LLM_FIELDS) and not out["judges"]:
         out.pop("max_tokens", None)  # no model answers: the caps decide nothing
+    if not out.get("proposer") and not out["judges"]:
+        out.pop("prompt_budget", None)  # no proposer or judge prompt to fit
     return out
 
 

@@ -62,6 +62,19 @@ class Context:
     def read_tools(self) -> list[str]:
         return [t.name for t in self.domain.tools.of_kind(ToolKind.READ)]
 
+    @property
+    def tools(self) -> list[str]:
+        """The tools a blueprint is built from, in the domain's order: where walks start (the
+        identification look-ups), the walks' tools, and the reads that feed one of those."""
+        walked = {tool for walk in self.walks for tool in walk}
+        wanted = set(walked)
+        if self.domain.api_graph is not None:
+            graph = self.domain.api_graph
+            reads = set(self.read_tools)
+            wanted.update(graph.roots())
+            wanted.update(e.source for e in graph.edges if e.target in walked and e.source in reads)
+        return [t.name for t in self.domain.tools if t.name in wanted]
+
     def summary(self) -> ContextSummary:
         return ContextSummary(
             user_id=self.user_id,

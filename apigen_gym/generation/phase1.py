@@ -193,13 +193,19 @@ class Phase1Run:
         if proposer is not None:
             self.proposer: Proposer = proposer
         elif proposer_client is not None:
-            caps = config.max_tokens
-            self.proposer = LLMProposer(proposer_client, self.limiter, caps.cap("proposer", config.proposer))
+            cap = config.max_tokens.cap("proposer", config.proposer)
+            self.proposer = LLMProposer(proposer_client, self.limiter, cap, config.prompt_budget)
         else:
             self.proposer = TemplateProposer.for_domain(self.domain, self.database)
         judges = [self._client(s) for s in config.judges]
         self.committee = (
-            Committee(judges, config.acceptance_threshold, self.limiter, config.max_tokens.judge)
+            Committee(
+                judges,
+                config.acceptance_threshold,
+                self.limiter,
+                config.max_tokens.judge,
+                config.prompt_budget,
+            )
             if judges
             else None
         )

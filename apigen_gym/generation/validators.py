@@ -22,7 +22,15 @@ from apigen_gym.core.session import Session, replay
 from apigen_gym.core.task import IDENTITY_TOOLS, Action
 from apigen_gym.core.tools import ToolKind
 from apigen_gym.generation.blueprint import CRITERIA, Blueprint, ProposalError, Verdict, Vote
-from apigen_gym.generation.proposers import CUT_ANSWER, limited_complete, schema_errors
+from apigen_gym.generation.budget import (
+    DEFAULT_PROMPT_BUDGET,
+    PromptTooLong,
+    clipped,
+    ids_in,
+    messages_tokens,
+    trimmed,
+)
+from apigen_gym.generation.proposers import CUT_ANSWER, limited_complete, llm_failure, schema_errors
 from apigen_gym.kit.evolving import twist_problems
 from apigen_gym.kit.sampling import ungrounded
 from apigen_gym.llm.structured import SHORT_TEXT, json_object
@@ -34,8 +42,6 @@ if TYPE_CHECKING:
 USERS = "users"
 RECORD_ARGUMENTS = ("order_id", "reservation_id", "trip_id")
 """Arguments naming the record a write acts on (a write with none acts on its ``user_id``)."""
-OUTPUT_CHARS = 600
-"""How much of each tool output a judge is shown."""
 _NUMBER = re.compile(r"-?\d+")
 
 
@@ -369,34 +375,105 @@ class JudgeAnswer(BaseModel):
         return data
 
 
-def judge_messages(
-    domain: Domain, blueprint: Blueprint, session: Session | None, policy: str
+@dataclass(frozen=True)
+class JudgeDetail:
+    """How much of a blueprint the judges' prompt shows; the first of :data:`JUDGE_DETAILS` that fits
+    the prompt budget is used."""
+
+    output_chars: int
+    """Characters shown of each gold call's result."""
+    width: int
+    """Entries kept of each list, and of each mapping of like entries, in the changed records."""
+    policy_chars: int | None
+    """Characters kept of the policy excerpts (``None``: all)."""
+
+
+JUDGE_DETAILS: tuple[JudgeDetail, ...] = (
+    JudgeDetail(output_chars=600, width=6, policy_chars=None),
+    JudgeDetail(output_chars=300, width=4, policy_chars=3000),
+    JudgeDetail(output_chars=150, width=2, policy_chars=1500),
+    JudgeDetail(output_chars=80, width=1, policy_chars=600),
+)
+
+
+def changed_fields(session: Session) -> dict[str, dict[str, Any]]:
+    """What the gold calls changed: by table and record, the fields whose value changed (their new
+    value), a new record whole, ``None`` for a removed one."""
+    steps = session.trace.steps
+    if not steps:
+        return {}
+    start = steps[0].before
+    out: dict[str, dict[str, Any]] = {}
+    for table, records in thaw(session.diff()).items():
+        for key, record in records.items():
+            old = thaw(start.get(table, key))
+            if record is None or not isinstance(old, dict) or not isinstance(record, dict):
+                change = record
+            else:
+                change = {f: v for f, v in record.items() if old.get(f, _ABSENT) != v}
+            out.setdefault(table, {})[key] = change
+    return out
+
+
+def _judge_messages(
+    domain: Domain, blueprint: Blueprint, session: Session | None, policy: str, detail: JudgeDetail
 ) -> list[dict[str, str]]:
-    """The chat messages asking one judge to score ``blueprint``."""
     steps = session.trace.steps if session is not None else []
     calls = [
         {
             "call": a.model_dump(mode="json"),
-            "result": (steps[i].output if i < len(steps) else "")[:OUTPUT_CHARS],
+            "result": clipped(steps[i].output if i < len(steps) else "", detail.output_chars),
         }
         for i, a in enumerate(blueprint.actions)
     ]
+    keep = ids_in([a.arguments for a in blueprint.actions])
+    changes = changed_fields(session) if session is not None else {}
     body = {
         "instruction": blueprint.instruction,
         "goal": blueprint.goal.model_dump(mode="json"),
         "gold_calls": calls,
         "outputs": blueprint.outputs,
-        "state_change": thaw(session.diff()) if session is not None else {},
+        "state_change": {
+            table: {key: trimmed(change, detail.width, keep) for key, change in records.items()}
+            for table, records in changes.items()
+        },
     }
-    text = f"## Policy\n{policy}\n\n## Blueprint\n{json.dumps(body, ensure_ascii=False)}\n\nScore it now."
+    blueprint_text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    text = (
+        f"## Policy\n{clipped(policy, detail.policy_chars)}\n\n## Blueprint (long results and lists "
+        f"shortened; state_change holds the fields each record changed)\n{blueprint_text}\n\nScore it now."
+    )
     return [
         {"role": "system", "content": JUDGE_SYSTEM.format(domain=domain.name)},
         {"role": "user", "content": text},
     ]
 
 
+def judge_messages(
+    domain: Domain,
+    blueprint: Blueprint,
+    session: Session | None,
+    policy: str,
+    budget: int = DEFAULT_PROMPT_BUDGET,
+) -> list[dict[str, str]]:
+    """The chat messages asking one judge to score ``blueprint``, as detailed as ``budget`` (estimated
+    prompt tokens) allows; :class:`PromptTooLong` when even the least detailed one is over it."""
+    for detail in JUDGE_DETAILS:
+        messages = _judge_messages(domain, blueprint, session, policy, detail)
+        size = messages_tokens(messages)
+        if size <= budget:
+            return messages
+    raise PromptTooLong(
+        f"prompt: the shortest judges' prompt for this blueprint is about {size} tokens, over the "
+        f"budget of {budget} (raise --prompt-budget)"
+    )
+
+
 class Committee:
-    """N judges score each blueprint; majority vote per criterion; accepted when enough criteria pass."""
+    """N judges score each blueprint; majority vote per criterion; accepted when enough criteria pass.
+
+    ``prompt_budget``: the estimated prompt tokens a judge's request may hold (see :func:`judge_messages`).
+    """
 
     def __init__(
         self,
@@ -404,6 +481,7 @@ class Committee:
         threshold: float = 0.5,
         limiter: asyncio.Semaphore | None = None,
         max_tokens: int | None = None,
+        prompt_budget: int = DEFAULT_PROMPT_BUDGET,
     ):
         if not judges:
             raise ValueError("a committee needs at least one judge")
@@ -411,6 +489,7 @@ class Committee:
         self.threshold = threshold
         self.limiter = limiter
         self.max_tokens = max_tokens
+        self.prompt_budget = prompt_budget
 
     async def _vote(
         self, number: int, judge: LLMClient, messages: list[dict[str, str]]
@@ -421,7 +500,7 @@ class Committee:
                 judge, messages, self.limiter, "judge", JudgeAnswer, max_tokens=self.max_tokens
             )
         except LLMError as exc:
-            return Vote(judge=name, error=f"llm error: {exc.label}"), Usage(), 0.0
+            return Vote(judge=name, error=llm_failure(exc)), Usage(), 0.0
         if answer.cut:
             return Vote(judge=name, error=CUT_ANSWER), answer.usage, answer.cost
         try:
@@ -436,7 +515,10 @@ class Committee:
         self, domain: Domain, blueprint: Blueprint, session: Session | None, policy: str
     ) -> Verdict:
         """Every judge's vote, the majority per criterion and the decision."""
-        messages = judge_messages(domain, blueprint, session, policy)
+        try:
+            messages = judge_messages(domain, blueprint, session, policy, self.prompt_budget)
+        except PromptTooLong as exc:
+            return Verdict(stage="committee", passed=False, reasons=[str(exc)])
         results = await asyncio.gather(*(self._vote(n, j, messages) for n, j in enumerate(self.judges, 1)))
         votes = [vote for vote, _, _ in results]
         usage = sum((u for _, u, _ in results), Usage())

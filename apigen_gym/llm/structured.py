@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
@@ -23,11 +24,26 @@ _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 _DECODER = json.JSONDecoder()
 
 
-def response_format(model: type[BaseModel]) -> dict[str, Any]:
-    """The ``response_format`` asking for JSON that validates against ``model``."""
+@dataclass(frozen=True)
+class JsonSchema:
+    """A JSON schema written for one request (narrower than its pydantic model's: a proposer's answer
+    may only call the tools it was shown), under a name."""
+
+    name: str
+    schema: dict[str, Any]
+
+
+Schema = type[BaseModel] | JsonSchema
+"""What a JSON answer is asked to follow: a pydantic model's schema, or a schema of its own."""
+
+
+def response_format(schema: Schema) -> dict[str, Any]:
+    """The ``response_format`` asking for JSON that validates against ``schema``."""
+    if isinstance(schema, JsonSchema):
+        return {"type": "json_schema", "json_schema": {"name": schema.name, "schema": schema.schema}}
     return {
         "type": "json_schema",
-        "json_schema": {"name": model.__name__, "schema": model.model_json_schema()},
+        "json_schema": {"name": schema.__name__, "schema": schema.model_json_schema()},
     }
 
 
