@@ -139,6 +139,10 @@ def assert_fault(client: openai.OpenAI, fault: str, **kwargs: Any) -> None:
     elif fault == "500":
         with pytest.raises(openai.InternalServerError):
             create(model="echo", messages=HELLO, **kwargs)
+    elif fault == "unreadable":  # llama.cpp's answer when its parser cannot read the model's output
+        with pytest.raises(openai.InternalServerError) as failed:
+            create(model="echo", messages=HELLO, **kwargs)
+        assert "does not match the expected" in failed.value.message
     elif fault == "timeout":
         started = time.perf_counter()
         with pytest.raises(openai.APITimeoutError):

@@ -24,10 +24,10 @@ from apigen_gym.generation.proposers import LLMProposer
 from apigen_gym.generation.recombine import Recombiner
 from apigen_gym.generation.validators import Committee, JudgeAnswer
 from apigen_gym.llm.client import LLMClient, refuses_response_format
-from apigen_gym.llm.settings import LLMSettings
+from apigen_gym.llm.settings import RESAMPLES, LLMSettings
 from apigen_gym.llm.shapes import calls_in_text, normalize_message
 from apigen_gym.llm.structured import json_object
-from apigen_gym.llm.types import Completion
+from apigen_gym.llm.types import Completion, LLMError
 from apigen_gym.loopback.config import rate_field
 from apigen_gym.loopback.server import LoopbackServer, ServerConfig
 from apigen_gym.players.llm_users import BestOfNUser, CriticAnswer, LLMUser
@@ -327,3 +327,120 @@ def test_one_slot_eval_with_llm_user_loses_nothing(tmp_path: Path) -> None:
     assert [r.reward for r in results] == [1.0] * len(TASKS)
     assert stats["max_in_flight"] == 1 and stats["errors"] == {}
     assert all(r.meta["max_tokens"] == {"user": 32} for r in results)
+
+
+# --- answers the server cannot read -----------------------------------------------------------------
+
+HELLO = [{"role": "user", "content": "hello"}]
+
+
+def recording(client: LLMClient) -> list[dict[str, Any]]:
+    """The bodies ``client`` sends, as they go on the wire."""
+    sent: list[dict[str, Any]] = []
+    post = client._post
+
+    async def record(body: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        sent.append(body)
+        return await post(body, timeout)
+
+    client._post = record  # type: ignore[method-assign]
+    return sent
+
+
+def fails(client: LLMClient, **kwargs: Any) -> LLMError:
+    with pytest.raises(LLMError) as failed:
+        ask(client, HELLO, **kwargs)
+    return failed.value
+
+
+def test_an_unreadable_answer_is_asked_again_with_other_seeds_then_labelled_model() -> None:
+    with LoopbackServer(ServerConfig(rate_unreadable=1.0)) as server:
+        client = LLMClient(settings(server, "echo", seed=7, max_retries=0, backoff_base=10))
+        sent = recording(client)
+        error = fails(client, role="judge")
+        assert error.kind == "model" and error.attempts == 1 + RESAMPLES["judge"]
+        assert error.label.startswith(
+            "model: InternalServerError (500: The model produced output that does not match the expected"
+        )
+        seeds = [body["seed"] for body in sent]
+        assert seeds[0] == 7 and len(set(seeds)) == len(seeds) == 3  # a fixed seed would fail the same way
+        sent.clear()
+        assert fails(client, role="agent").attempts == 1 and len(sent) == 1  # the agent's own mistake
+        sent.clear()
+        assert fails(client, role="user", temperature=0).attempts == 1 and len(sent) == 1  # greedy: futile
+        assert server.stats()["faults"]["unreadable"] == 5
+
+
+def test_a_later_seed_may_be_read_and_the_tries_are_noted() -> None:
+    with LoopbackServer(ServerConfig(rate_unreadable=0.5, seed=2)) as server:
+        client = LLMClient(settings(server, "echo", max_retries=0))
+        outcomes: list[Completion | None] = []
+        for _ in range(12):
+            try:
+                outcomes.append(ask(client, HELLO, role="user"))
+            except LLMError as exc:
+                assert exc.kind == "model"
+                outcomes.append(None)
+    answered = [a for a in outcomes if a is not None]
+    assert any(a.notes == ["unreadable"] * (a.attempts - 1) and a.attempts > 1 for a in answered)
+    assert all(a.content == "hello" for a in answered)
+
+
+def test_an_agents_unreadable_answer_is_an_error_observation_and_the_episode_goes_on(tmp_path: Path) -> None:
+    with LoopbackServer(ServerConfig(rate_unreadable=1.0)) as server:
+        client = LLMClient(settings(server, "oracle"))
+        results = evaluate(
+            lambda: ApigenEnv("retail", max_steps=3),
+            lambda: ToolCallingAgent(client),
+            tmp_path,
+            TASKS[:1],
+            clients=[client],
+        )
+    (result,) = results
+    assert result.error is None and result.termination == "max_steps"  # no crash, no infrastructure label
+    assert result.meta["llm_notes"] == {"unreadable": 3}
+    errors = [m["content"] for m in result.messages if m["role"] == "tool"]
+    assert errors == ["Error: malformed tool call: missing tool name"] * 3
+
+
+def test_json_roles_and_the_llm_user_label_unreadable_answers(tmp_path: Path) -> None:
+    from apigen_gym.core.domain import load_domain
+    from apigen_gym.generation.phase2 import label_of
+    from apigen_gym.generation.proposers import blueprint_of
+
+    domain = load_domain("retail")
+    task = domain.tasks("test")[0]
+    with LoopbackServer(ServerConfig(rate_unreadable=1.0)) as server:
+        client = LLMClient(settings(server, "json"))
+
+        async def go() -> tuple[Any, ...]:
+            try:
+                context = ContextSampler(domain, domain.database()).sample(
+                    random.Random(0), task.user_id or ""
+                )
+                proposal = await LLMProposer(client).propose(context, [], random.Random(0))
+                verdict = await Committee([client]).review(domain, blueprint_of(task), None, "policy")
+                return proposal, verdict
+            finally:
+                await client.aclose()
+
+        proposal, verdict = asyncio.run(go())
+        user = LLMClient(settings(server, "scripted-user"))
+        (episode,) = evaluate(
+            lambda: ApigenEnv("retail", user=LLMUser(user)),
+            lambda: ToolCallingAgent(LLMClient(settings(server, "oracle"))),
+            tmp_path,
+            TASKS[:1],
+            clients=[user],
+        )
+    # a rejection the proposer is told about (not an LLM outage), an abstention, a labelled episode
+    assert isinstance(proposal, ProposalError) and proposal.reason.startswith(
+        "model: InternalServerError (500"
+    )
+    assert verdict.details["abstained"] == ["judge1:json"] and not verdict.passed
+    assert verdict.details["votes"][0]["error"].startswith("model: ")
+    assert (
+        episode.error is not None
+        and episode.error.startswith("model: ")
+        and label_of(episode) == "model_error"
+    )

@@ -47,15 +47,18 @@ Label = Literal[
     "policy_violation",
     "turn_limit",
     "infrastructure",
+    "model_error",
     "duplicate",
 ]
-"""Why an episode was (not) kept. ``duplicate``: verified, but the same conversation is already kept."""
+"""Why an episode was (not) kept. ``duplicate``: verified, but the same conversation is already kept;
+``model_error``: the user's (or critic's) model kept answering what the server could not read."""
 FAILURE_LABELS: tuple[Label, ...] = (
     "state_mismatch",
     "missing_output",
     "policy_violation",
     "turn_limit",
     "infrastructure",
+    "model_error",
     "duplicate",
 )
 VERIFIED: frozenset[str] = frozenset({"success", "duplicate"})
@@ -141,9 +144,10 @@ class Phase2Stats(BaseModel):
 
 
 def label_of(result: EpisodeResult) -> Label:
-    """Why an episode is kept or not: infrastructure, turn limit, state, outputs, then policy."""
+    """Why an episode is kept or not: infrastructure (or a model's unreadable answers), turn limit,
+    state, outputs, then policy."""
     if result.error is not None:
-        return "infrastructure"
+        return "model_error" if result.error.startswith("model:") else "infrastructure"
     if result.termination == "max_steps":
         return "turn_limit"
     info = result.reward_info
@@ -217,19 +221,6 @@ def write_task_split(tasks: Iterable[Task], folder: str | Path, split: str = "ac
     return path
 
 
-class _SeededToolCallingAgent(ToolCallingAgent):
-    """A tool-calling agent that sends its episode's seed, so retried attempts can differ."""
-
-    def __init__(self, client: LLMClient, seed: int, max_tokens: int | None = None):
-        super().__init__(client, max_tokens)
-        self.seed = seed
-
-    async def act_async(self, observation: str) -> Any:
-        env = self._env()
-        completion = await self._complete(env.messages, tools=env.tools, seed=self.seed)
-        return completion.message
-
-
 class Players:
     """Makes the agent and the user of each episode from a config; owns the LLM clients."""
 
@@ -260,7 +251,7 @@ class Players:
         if self.agent_client is None:
             return OracleAgent(self.domain.tools, seed=seed)  # the seed draws its wording
         caps = self.config.max_tokens
-        return _SeededToolCallingAgent(self.agent_client, seed, caps.cap("agent", self.config.agent))
+        return ToolCallingAgent(self.agent_client, caps.cap("agent", self.config.agent), seed)
 
     def user(self) -> UserSimulator:
         if self.user_client is None:

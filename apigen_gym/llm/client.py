@@ -8,6 +8,13 @@
   ``request`` and not retried.
 - A request that timed out is tried again with twice the time (up to :data:`TIMEOUT_GROWTH` times
   the setting), and noted; the final label says how long the last try waited.
+- An answer the server could not read: a 500 whose message says the model's output does not parse
+  (llama.cpp: "The model produced output that does not match the expected ... format", "Failed to
+  parse input"; Ollama: "error parsing tool call") is the model's failure, not the server's. The same
+  request would fail the same way (a fixed seed), so it is asked again with another seed, at once,
+  as often as the role allows (:data:`~apigen_gym.llm.settings.RESAMPLES`; never at temperature 0),
+  each try noted ``unreadable``; then :class:`LLMError` labelled ``model``, which callers count
+  apart from infrastructure errors.
 - Backpressure: ``max_in_flight`` bounds the requests sent at once to one server by every client of
   the process, so that a server with one slot is not handed a queue that outlasts the timeout.
 - Structured outputs: ``complete(..., schema=Model)`` asks for a ``json_schema`` response format
@@ -30,25 +37,32 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
 import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import openai
-from pydantic import BaseModel
 
-from apigen_gym.llm.settings import DEFAULT_MAX_TOKENS, LLMSettings, Role
-from apigen_gym.llm.shapes import normalize_message
-from apigen_gym.llm.structured import response_format
+from apigen_gym.llm.settings import DEFAULT_MAX_TOKENS, DEFAULT_RESAMPLES, RESAMPLES, LLMSettings, Role
+from apigen_gym.llm.shapes import UNREADABLE, normalize_message
+from apigen_gym.llm.structured import Schema, response_format
 from apigen_gym.llm.transport import Channel, open_channel
 from apigen_gym.llm.types import Completion, LLMError, Usage
 from apigen_gym.util import jsonio
+from apigen_gym.util.aio import run_sync
 
 TIMEOUT_GROWTH = 4
 """A retried request may wait up to this many times the configured timeout."""
 TIMEOUT = "timeout"
 PROMPT_ONLY = "prompt-only"
+_UNREADABLE_ANSWER = re.compile(
+    r"model produced output that does not match|failed to parse (?:input|tool call)|error parsing tool call",
+    re.IGNORECASE,
+)
+"""What servers say when they cannot read the model's output (llama.cpp, Ollama)."""
+_SEED_STEP = 1_000_003
 _RESPONSE_FORMAT = "response_format"
 _prompt_only_servers: set[str] = set()
 """Servers (base URLs) that refused ``response_format`` in this process."""
@@ -56,6 +70,10 @@ _gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.S
     weakref.WeakKeyDictionary()
 )
 """Per event loop and server: the requests in flight, when ``max_in_flight`` bounds them."""
+_inherited: list[Channel] = []
+"""Pools a forked child inherited from its parent: never used, never closed, never collected here."""
+_closing: set[asyncio.Task[None]] = set()
+"""Pools being closed by :meth:`LLMClient.close` called inside a coroutine of their loop."""
 
 
 def refuses_response_format(base_url: str | None) -> bool:
@@ -71,6 +89,13 @@ def _tool_names(body: Mapping[str, Any]) -> list[str]:
         if isinstance(function, dict) and isinstance(function.get("name"), str):
             names.append(function["name"])
     return names
+
+
+def _unreadable_answer(exc: Exception) -> bool:
+    """A 5xx saying that the model's output could not be parsed (the model's failure, not the server's)."""
+    if not isinstance(exc, openai.InternalServerError):
+        return False
+    return bool(_UNREADABLE_ANSWER.search(f"{exc.message} {exc.body if exc.body is not None else ''}"))
 
 
 def _names_response_format(exc: openai.APIStatusError) -> bool:
@@ -145,17 +170,24 @@ class LLMClient:
         self.usage = Usage()
         self.cost = 0.0
         self.calls = 0
-        self._channels: dict[int, Channel] = {}
+        self._channels: dict[asyncio.AbstractEventLoop, Channel] = {}
+        """One HTTP pool per event loop that used the client."""
         self._pid = os.getpid()
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickles without its channels: open connections stay with their process and loop."""
         return {**self.__dict__, "_channels": {}}
 
-    def _channel(self) -> Channel:
-        if self._pid != os.getpid():  # a forked child: the parent's connections are not ours to use
+    def _forget_parents_channels(self) -> None:
+        """In a forked child: the parent's pools are not ours to use, nor to close (their sockets and
+        event loop are the parent's); kept referenced, so that collecting them touches nothing."""
+        if self._pid != os.getpid():
+            _inherited.extend(self._channels.values())
             self._channels, self._pid = {}, os.getpid()
-        loop = id(asyncio.get_running_loop())
+
+    def _channel(self) -> Channel:
+        self._forget_parents_channels()
+        loop = asyncio.get_running_loop()
         channel = self._channels.get(loop)
         if channel is None:
             channel = self._channels[loop] = open_channel(self.settings)
@@ -166,7 +198,7 @@ class LLMClient:
         messages: Sequence[Mapping[str, Any]],
         tools: Sequence[Mapping[str, Any]] | None,
         role: Role | None = None,
-        schema: type[BaseModel] | None = None,
+        schema: Schema | None = None,
         **params: Any,
     ) -> dict[str, Any]:
         """The JSON body of a chat-completions request.
@@ -195,16 +227,19 @@ class LLMClient:
         tools: Sequence[Mapping[str, Any]] | None = None,
         *,
         role: Role | None = None,
-        schema: type[BaseModel] | None = None,
+        schema: Schema | None = None,
         text_required: bool = False,
         **params: Any,
     ) -> Completion:
         """One chat completion; raises :class:`LLMError` when no answer could be had.
 
-        ``role`` picks the default ``max_tokens``; ``schema`` asks for JSON of that pydantic model. The
-        cache key is the request as asked for, so a run replays the same whether or not the server
-        accepted ``response_format``. ``text_required``: an answer without text (no content, or only
-        tool calls) is a bad answer, retried like an empty one (a simulated user must say something).
+        ``role`` picks the default ``max_tokens`` and how often an unreadable answer is asked for again
+        (:data:`~apigen_gym.llm.settings.RESAMPLES`; two without a role); ``schema`` asks for JSON of
+        that pydantic model (or :class:`~apigen_gym.llm.structured.JsonSchema`). The cache key is the
+        request as asked for, so a run replays the same whether or not the server accepted
+        ``response_format`` or another seed was needed. ``text_required``: an answer without text (no
+        content, or only tool calls) is a bad answer, retried like an empty one (a simulated user must
+        say something).
         """
         body = self.request_body(messages, tools, role, schema, **params)
         key = jsonio.digest(body) if self.settings.cache_dir is not None else None
@@ -214,7 +249,8 @@ class LLMClient:
                 return hit
             if self.settings.cache_mode == "replay":
                 raise LLMError("infrastructure", "cache miss in replay mode", 0)
-        completion = await self._call_with_retries(body, text_required)
+        resamples = RESAMPLES[role] if role is not None else DEFAULT_RESAMPLES
+        completion = await self._call_with_retries(body, text_required, resamples)
         if key is not None and self.settings.cache_mode == "read-write":
             self._cache_write(key, completion)
         return completion
@@ -223,18 +259,28 @@ class LLMClient:
     def _server(self) -> str:
         return self.settings.base_url or ""
 
-    async def _call_with_retries(self, body: dict[str, Any], text_required: bool = False) -> Completion:
+    def _resampled(self, body: dict[str, Any], tries: int) -> dict[str, Any]:
+        """``body`` with another seed, for its ``tries``-th new try after unreadable answers."""
+        seed = body.get("seed")
+        fresh = (seed + _SEED_STEP * tries) % 2**31 if isinstance(seed, int) else self.rng.randrange(2**31)
+        return {**body, "seed": fresh}
+
+    async def _call_with_retries(
+        self, body: dict[str, Any], text_required: bool = False, resamples: int = 0
+    ) -> Completion:
         attempts = self.settings.max_retries + 1
         timeout = self.settings.timeout
         notes: list[str] = []
         sent = 0
         attempt = 0
+        unreadable = 0
+        asked = body
         while attempt < attempts:
             attempt += 1
             sent += 1
-            wire = body
-            if _RESPONSE_FORMAT in body and self._server in _prompt_only_servers:
-                wire = {k: v for k, v in body.items() if k != _RESPONSE_FORMAT}
+            wire = asked
+            if _RESPONSE_FORMAT in asked and self._server in _prompt_only_servers:
+                wire = {k: v for k, v in asked.items() if k != _RESPONSE_FORMAT}
             try:
                 data = await self._post(wire, timeout)
                 completion = self._account(data, sent, _tool_names(body), notes)
@@ -242,8 +288,16 @@ class LLMClient:
                     raise _EmptyAnswer("no text in the answer")
                 return completion
             except openai.APIStatusError as exc:
+                if _unreadable_answer(exc):
+                    notes.append(UNREADABLE)
+                    if unreadable >= resamples or body.get("temperature") == 0:
+                        raise LLMError("model", _cause(exc, refused=True), sent) from exc
+                    unreadable += 1
+                    asked = self._resampled(body, unreadable)
+                    attempt -= 1  # the server is fine: no retry of the budget spent, no wait
+                    continue
                 if not isinstance(exc, _RETRYABLE):
-                    if wire is body and _RESPONSE_FORMAT in body and _names_response_format(exc):
+                    if wire is asked and _RESPONSE_FORMAT in asked and _names_response_format(exc):
                         _prompt_only_servers.add(self._server)  # ask again, without it: no retry spent
                         notes.append(PROMPT_ONLY)
                         attempt -= 1
@@ -340,6 +394,33 @@ class LLMClient:
         jsonio.atomic_write_text(self._cache_path(key), completion.model_dump_json())
 
     async def aclose(self) -> None:
-        for channel in self._channels.values():
-            await channel.close()
-        self._channels.clear()
+        """Close the client's connections: those of this event loop here, the others on their loops."""
+        self._forget_parents_channels()
+        channels, self._channels = self._channels, {}
+        here = asyncio.get_running_loop()
+        for loop, channel in channels.items():
+            if loop is here or not loop.is_running():
+                await channel.close()
+            else:
+                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(channel.close(), loop))
+
+    def close(self) -> None:
+        """Close the client's connections from synchronous code, each pool on the event loop it
+        belongs to (a loop that is not running any more: on the process's background loop). Inside a
+        coroutine, ``await aclose()`` instead (here the pools of that coroutine's own loop are closed
+        only once it next waits)."""
+        self._forget_parents_channels()
+        channels, self._channels = self._channels, {}
+        try:
+            current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        for loop, channel in channels.items():
+            if loop is current:
+                task = loop.create_task(channel.close())
+                _closing.add(task)
+                task.add_done_callback(_closing.discard)
+            elif loop.is_running():
+                asyncio.run_coroutine_threadsafe(channel.close(), loop).result()
+            else:
+                run_sync(channel.close())

@@ -42,6 +42,19 @@ DEFAULT_MAX_TOKENS: dict[str, int] = {
 }
 """Completion tokens per answer, by role: a customer's turn is short, a blueprint is not."""
 
+DEFAULT_RESAMPLES = 2
+RESAMPLES: dict[str, int] = {
+    "agent": 0,
+    "user": DEFAULT_RESAMPLES,
+    "critic": DEFAULT_RESAMPLES,
+    "proposer": DEFAULT_RESAMPLES,
+    "judge": DEFAULT_RESAMPLES,
+    "recombine": DEFAULT_RESAMPLES,
+}
+"""How often an answer the server could not read (a 500 saying the model's output does not parse) is
+asked for again, with another seed, by role. None for the agent: its unreadable answer is its own
+mistake, which it is shown as a malformed tool call (see :mod:`apigen_gym.players.model_agents`)."""
+
 
 class MaxTokens(BaseModel):
     """The ``max_tokens`` cap of each role's answers (``--max-tokens ROLE=N``)."""

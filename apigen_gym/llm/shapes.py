@@ -28,6 +28,8 @@ CUT = "cut"
 TEXT_TOOL_CALLS = "text-tool-calls"
 ARGUMENTS_OBJECT = "arguments-object"
 MISSING_ID = "missing-id"
+UNREADABLE = "unreadable"
+"""The note of a try whose answer the server could not read (see :mod:`apigen_gym.llm.client`)."""
 _TOOL_CALL_BLOCK = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
 
 

@@ -34,7 +34,7 @@ class Completion(BaseModel):
     notes: list[str] = Field(default_factory=list)
     """What was unusual about this answer (see :mod:`apigen_gym.llm.shapes`): ``cut``, ``text-tool-calls``,
     ``timeout`` (a try that timed out before this answer), ``prompt-only`` (the server refused
-    ``response_format``)."""
+    ``response_format``), ``unreadable`` (a try whose answer the server could not read)."""
 
     @property
     def content(self) -> str:
@@ -46,10 +46,15 @@ class Completion(BaseModel):
         return self.finish_reason == "length"
 
 
-class LLMError(Exception):
-    """A call that did not produce an answer: ``infrastructure`` (after retries) or ``request``."""
+ErrorKind = Literal["infrastructure", "request", "model"]
 
-    def __init__(self, kind: Literal["infrastructure", "request"], cause: str, attempts: int):
+
+class LLMError(Exception):
+    """A call that did not produce an answer: ``infrastructure`` (the server or the network failed,
+    after retries), ``request`` (the server refused the request) or ``model`` (the model answered, but
+    the server could not read its answer, again with other seeds)."""
+
+    def __init__(self, kind: ErrorKind, cause: str, attempts: int):
         self.kind = kind
         self.cause = cause
         self.attempts = attempts

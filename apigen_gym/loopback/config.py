@@ -29,8 +29,11 @@ SHAPES: tuple[str, ...] = (
 tool calls, tool-call ids without ``call_``, ``arguments`` as an object, tool calls written as
 ``<tool_call>`` blocks or as a bare JSON object in ``content``, an answer cut at
 ``finish_reason: "length"``."""
-FAULTS: tuple[str, ...] = ("429", "500", "timeout", "malformed", "empty", *SHAPES)
-"""The faults the server can inject, by name (``--rate-<fault>``, or the fault header)."""
+FAULTS: tuple[str, ...] = ("429", "500", "timeout", "malformed", "empty", "unreadable", *SHAPES)
+"""The faults the server can inject, by name (``--rate-<fault>``, or the fault header). ``unreadable``
+is llama.cpp's 500 for a model output its parser cannot read."""
+UNREADABLE_MESSAGE = "The model produced output that does not match the expected peg-native format"
+"""llama.cpp's words for an answer its parser cannot read (answered with status 500)."""
 
 
 def rate_field(fault: str) -> str:
@@ -50,6 +53,12 @@ class ServerConfig(BaseModel):
     rate_timeout: float = Field(0.0, ge=0, le=1, description="share answered after timeout_sleep")
     rate_malformed: float = Field(0.0, ge=0, le=1, description="share with a tool call of broken JSON")
     rate_empty: float = Field(0.0, ge=0, le=1, description="share answered with choices: []")
+    rate_unreadable: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="share answered 500 as llama.cpp does when it cannot parse the model's output",
+    )
     rate_blank_content: float = Field(0.0, ge=0, le=1, description='share with content "" beside tool calls')
     rate_bare_ids: float = Field(0.0, ge=0, le=1, description="share with tool-call ids without call_")
     rate_args_object: float = Field(0.0, ge=0, le=1, description="share with arguments as a JSON object")

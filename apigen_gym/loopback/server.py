@@ -47,6 +47,7 @@ from apigen_gym.loopback.config import (
     FAULTS,
     LATENCY_HEADER,
     SHAPES,
+    UNREADABLE_MESSAGE,
     ServerConfig,
     add_arguments,
     base_url_of,
@@ -320,6 +321,8 @@ class LoopbackApp:
                 await self._wait(request, fault)
         if fault == "500":
             return self._error(500, "The server had an error while processing your request (injected).")
+        if fault == "unreadable":
+            return self._error(500, UNREADABLE_MESSAGE)
         if fault == "malformed":
             reply = malformed(reply, chat.tools)
         data = completion(model_name, None if fault == "empty" else reply, len(body) // 4)

@@ -1,6 +1,11 @@
 """Agents played by models: OpenAI function calling, and a ReAct-style text agent for models without it.
 
 Both read the conversation from the env they were reset with (``env.messages``, ``env.tools``).
+
+An answer the server could not read (a 500 saying the model's output does not parse, see
+:mod:`apigen_gym.llm.client`) is the agent's own mistake, like a tool call with broken JSON: the turn
+becomes a tool call without a name, which the env answers with an ``Error:`` observation, and the
+episode goes on (counted as ``unreadable`` in the episode's ``llm_notes``).
 """
 
 from __future__ import annotations
@@ -11,7 +16,8 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from apigen_gym.core.task import Task
-from apigen_gym.llm.types import Completion, Usage
+from apigen_gym.llm.shapes import UNREADABLE, new_call_id
+from apigen_gym.llm.types import Completion, LLMError, Usage
 from apigen_gym.players.agent import Agent
 from apigen_gym.util.aio import run_sync
 
@@ -48,9 +54,15 @@ class _ModelAgent(Agent):
         self.notes.update(completion.notes)
         return completion
 
-    async def _complete(self, messages: list[dict[str, Any]], **params: Any) -> Completion:
-        """One answer, capped and counted."""
-        answer = await self.client.complete(messages, role="agent", max_tokens=self.max_tokens, **params)
+    async def _complete(self, messages: list[dict[str, Any]], **params: Any) -> Completion | None:
+        """One answer, capped and counted; ``None`` when the server could not read the model's answer."""
+        try:
+            answer = await self.client.complete(messages, role="agent", max_tokens=self.max_tokens, **params)
+        except LLMError as exc:
+            if exc.kind != "model":
+                raise
+            self.notes[UNREADABLE] += 1
+            return None
         return self._count(answer)
 
     def _env(self) -> ApigenEnv:
@@ -62,18 +74,30 @@ class _ModelAgent(Agent):
         return run_sync(self.act_async(observation))
 
 
+def unreadable_turn() -> dict[str, Any]:
+    """The action for an answer the server could not read: one tool call with no name (the env
+    answers ``Error: malformed tool call: missing tool name``)."""
+    call = {"id": new_call_id(), "type": "function", "function": {"name": "", "arguments": "{}"}}
+    return {"role": "assistant", "content": None, "tool_calls": [call]}
+
+
 class ToolCallingAgent(_ModelAgent):
     """One chat completion per turn with the env's tools; the assistant message is the action.
 
     Tool calls a server returns as text are recovered by the LLM layer and counted in ``notes``.
+    ``seed``: sent with every request (default: the client's setting), so that episodes can differ.
     """
 
     name = "tool-calling"
 
+    def __init__(self, client: LLMClient, max_tokens: int | None = None, seed: int | None = None):
+        super().__init__(client, max_tokens)
+        self.seed = seed
+
     async def act_async(self, observation: str) -> Any:
         env = self._env()
-        completion = await self._complete(env.messages, tools=env.tools)
-        return completion.message
+        completion = await self._complete(env.messages, tools=env.tools, seed=self.seed)
+        return unreadable_turn() if completion is None else completion.message
 
 
 REACT_FORMAT = """
@@ -161,4 +185,6 @@ class ReActAgent(_ModelAgent):
     async def act_async(self, observation: str) -> Any:
         env = self._env()
         completion = await self._complete(react_messages(env.messages, env.tools))
+        if completion is None:
+            return unreadable_turn()
         return completion.content.strip() if completion.cut else parse_react(completion.content)
