@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import pickle
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -588,3 +590,74 @@ def test_an_llm_user_env_pickles_after_its_calls_and_plays_on(server: LoopbackSe
         observation, reward, terminated, truncated, _ = copy.step(agent.act(observation))
         done = terminated or truncated
     assert reward == 1.0
+
+
+# --- closing ------------------------------------------------------------------------------------------
+
+CLOSING = """
+import sys
+import gymnasium as gym
+import apigen_gym
+from apigen_gym.core.env import ApigenEnv
+
+url, how = sys.argv[1], sys.argv[2]
+if how == "not closed":
+    ApigenEnv.close = gym.Env.close  # what env.close() did before it closed the user
+
+
+def make():
+    return gym.make("apigen/retail-v0", user="llm", user_model="scripted-user", base_url=url)
+
+
+def play():
+    if how == "vector":  # forked workers: each makes, plays and closes its own env
+        envs = gym.vector.AsyncVectorEnv([make, make], shared_memory=False, context="fork")
+        envs.reset(options={"task_id": "retail-test-001"})
+        envs.step(["Could you tell me your email address?"] * 2)
+        envs.close()
+        return
+    env = make()
+    env.reset(options={"task_id": "retail-test-001"})
+    env.step("Could you tell me your email address?")
+    env.close()
+
+
+play()  # the env is collected when play returns, as at the end of a worker
+print("done")
+"""
+
+
+def run_closing(server: LoopbackServer, how: str) -> str:
+    """What a process that plays one step with an LLM user says on stderr, to its end."""
+    done = subprocess.run(
+        [sys.executable, "-c", CLOSING, server.base_url, how], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "done", done.stderr
+    return done.stderr
+
+
+def test_closing_the_env_closes_the_connections_of_the_llm_user_it_made(server: LoopbackServer) -> None:
+    assert "Unclosed client session" in run_closing(server, "not closed")  # what closing prevents
+    assert "Unclosed" not in run_closing(server, "closed")
+    assert "Unclosed" not in run_closing(server, "vector")  # each forked worker closes its own env
+
+
+def test_a_user_passed_in_is_the_callers_to_close(server: LoopbackServer) -> None:
+    async def go() -> tuple[bool, bool]:
+        mine = LLMUser(client(server, "scripted-user"))
+        env = ApigenEnv("retail", user=mine)
+        await env.reset_async(options={"task_id": "retail-test-001"})
+        await env.close_async()
+        kept = bool(mine.client._channels)  # the caller's client still holds its connections
+        made = gym.make("apigen/retail-v0", user="llm", user_model="scripted-user", base_url=server.base_url)
+        inner = made.unwrapped
+        assert isinstance(inner, ApigenEnv)
+        await inner.reset_async(options={"task_id": "retail-test-001"})
+        await inner.close_async()
+        user = inner.user
+        assert isinstance(user, LLMUser)
+        await mine.client.aclose()
+        return kept, bool(user.client._channels)
+
+    kept, left = asyncio.run(go())
+    assert kept and not left

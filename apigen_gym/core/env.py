@@ -131,6 +131,8 @@ class ApigenEnv(gym.Env[str, str]):
             raise DataError(f"no tasks for {self.domain.name} (split {split!r})")
         self._task_index = {t.id: i for i, t in enumerate(self.tasks)}
         self.user = make_user(user, user_model=user_model, base_url=base_url, user_best_of=user_best_of)
+        self._owns_user = not isinstance(user, UserSimulator)
+        """Whether the env made its user (from a name), and so closes it."""
         self.max_steps = int(max_steps)
         self.output_mode: OutputMode = output_mode
         self.violation_penalty = violation_penalty
@@ -375,6 +377,21 @@ class ApigenEnv(gym.Env[str, str]):
             if self.reward_mode == "partial"
             else None,
         )
+
+    # --- close ----------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release what the env made: the user simulator it built from a name (an LLM user's
+        connections). A simulator passed in is the caller's to close."""
+        if self._owns_user:
+            self.user.close()
+        super().close()
+
+    async def close_async(self) -> None:
+        """:meth:`close` from a coroutine (the user's connections of this event loop closed here)."""
+        if self._owns_user:
+            await self.user.close_async()
+        super().close()
 
     # --- render ---------------------------------------------------------------------------------
 

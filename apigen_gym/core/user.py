@@ -35,6 +35,13 @@ class UserSimulator(ABC):
     async def respond_async(self, message: str) -> str:
         return self.respond(message)
 
+    def close(self) -> None:  # noqa: B027 (optional: most simulators hold nothing)
+        """Release what the simulator holds (an LLM user: the connections of a client it made)."""
+
+    async def close_async(self) -> None:
+        """:meth:`close` from a coroutine."""
+        self.close()
+
 
 UserFactory = Callable[..., UserSimulator]
 """Builds a simulator from the env's user options (``user_model``, ``base_url``, ``user_best_of``)."""

@@ -94,14 +94,16 @@ class LLMUser(UserSimulator):
     """A customer played by a model through :class:`LLMClient`.
 
     ``max_tokens``: the cap of each turn (default: the client's setting, else the user role's); ``notes``
-    counts what was unusual about this episode's answers (a turn cut at the cap, ...).
+    counts what was unusual about this episode's answers (a turn cut at the cap, ...). ``owns_client``:
+    :meth:`close` closes the client's connections (a client made for this user, not a shared one).
     """
 
     name = "llm"
 
-    def __init__(self, client: LLMClient, max_tokens: int | None = None):
+    def __init__(self, client: LLMClient, max_tokens: int | None = None, owns_client: bool = False):
         self.client = client
         self.max_tokens = max_tokens
+        self.owns_client = owns_client
         self.usage = Usage()
         self.cost = 0.0
         self.notes: Counter[str] = Counter()
@@ -152,6 +154,18 @@ class LLMUser(UserSimulator):
     def respond(self, message: str) -> str:
         return run_sync(self.respond_async(message))
 
+    def _owned(self) -> list[LLMClient]:
+        """The clients this user made, and so closes."""
+        return [self.client] if self.owns_client else []
+
+    def close(self) -> None:
+        for client in self._owned():
+            client.close()
+
+    async def close_async(self) -> None:
+        for client in self._owned():
+            await client.aclose()
+
 
 _SCORE = re.compile(r"-?\d+(?:\.\d+)?")
 
@@ -171,7 +185,7 @@ class BestOfNUser(LLMUser):
     """APIGen-MT's user: N candidate messages, a critic model scores each 0–10, the best is sent.
 
     The critic answers :class:`CriticAnswer` JSON (asked for as a ``json_schema`` response format); an
-    answer cut at ``critic_max_tokens`` scores 0.
+    answer cut at ``critic_max_tokens`` scores 0. ``owns_client``: :meth:`close` closes both clients.
     """
 
     name = "llm-best-of-n"
@@ -183,14 +197,18 @@ class BestOfNUser(LLMUser):
         n: int = 4,
         max_tokens: int | None = None,
         critic_max_tokens: int | None = None,
+        owns_client: bool = False,
     ):
-        super().__init__(client, max_tokens)
+        super().__init__(client, max_tokens, owns_client)
         if n < 1:
             raise ValueError("best-of-N needs N ≥ 1")
         self.critic = critic or client
         self.n = n
         self.critic_max_tokens = critic_max_tokens
         self.last_scores: list[float] = []
+
+    def _owned(self) -> list[LLMClient]:
+        return list({id(c): c for c in (self.client, self.critic)}.values()) if self.owns_client else []
 
     async def _reply(self) -> str:
         base = (

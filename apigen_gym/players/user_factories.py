@@ -24,13 +24,16 @@ def scripted_user(
 def llm_user(
     user_model: str | None = None, base_url: str | None = None, user_best_of: int = 1
 ) -> UserSimulator:
-    """An LLM user (best-of-N with a critic when ``user_best_of`` > 1); the model stack loads only here."""
+    """An LLM user (best-of-N with a critic when ``user_best_of`` > 1), with a client of its own that
+    :meth:`~UserSimulator.close` closes; the model stack loads only here."""
     from apigen_gym.llm.client import LLMClient
     from apigen_gym.llm.settings import LLMSettings
     from apigen_gym.players.llm_users import BestOfNUser, LLMUser
 
     client = LLMClient(LLMSettings.from_env(model=user_model, base_url=base_url, model_option="user_model="))
-    return BestOfNUser(client, n=user_best_of) if user_best_of > 1 else LLMUser(client)
+    if user_best_of > 1:
+        return BestOfNUser(client, n=user_best_of, owns_client=True)
+    return LLMUser(client, owns_client=True)
 
 
 def register_builtin_users() -> None:
