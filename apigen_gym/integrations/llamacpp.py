@@ -21,15 +21,18 @@ Ctrl-C; ``--write-template FILE`` writes the chat template, for llama.cpp's own 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+import urllib.request
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from apigen_gym.util.processes import READY_PREFIX, wait_ready
 
@@ -126,6 +129,20 @@ class LlamaCppServer:
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
+
+    def _post(self, path: str, body: Mapping[str, Any]) -> Any:
+        root = self.base_url.removesuffix("/v1")
+        request = urllib.request.Request(
+            root + path, json.dumps(body).encode(), {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=self.start_timeout) as answer:
+            return json.loads(answer.read())
+
+    def prompt_tokens(self, messages: Sequence[Mapping[str, Any]]) -> int:
+        """The tokens ``messages`` take as a prompt on this server: its chat template, then its
+        tokenizer (llama.cpp's ``/apply-template`` and ``/tokenize``)."""
+        prompt = self._post("/apply-template", {"messages": list(messages)})["prompt"]
+        return len(self._post("/tokenize", {"content": prompt})["tokens"])
 
     def __enter__(self) -> LlamaCppServer:
         return self.start()
