@@ -12,8 +12,8 @@ tokens on this project's prompts, larger-vocabulary ones fewer still.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 DEFAULT_PROMPT_BUDGET = 5000
 """Prompt tokens a generation request may hold by default: in an 8,192-token context this leaves room
@@ -29,12 +29,30 @@ PUNCTUATION_WEIGHT = 0.8
 MORE = "…"
 """The key (in a mapping) or the item (in a list) that says how many entries were left out."""
 _DIGIT = re.compile(r"\d")
+D = TypeVar("D")
 _WORD = re.compile(r"[^\W\d_]+")
 _PUNCTUATION = re.compile(r"[^\w\s]|_")
 
 
 class PromptTooLong(ValueError):
     """Even the least detailed prompt is over the budget."""
+
+
+def fitted(
+    details: Sequence[D], render: Callable[[D], list[dict[str, str]]], budget: int, what: str
+) -> list[dict[str, str]]:
+    """The messages ``render`` makes of the first of ``details`` (most detailed first) whose estimate
+    fits ``budget``; :class:`PromptTooLong` naming ``what`` when none does."""
+    size = 0
+    for detail in details:
+        messages = render(detail)
+        size = messages_tokens(messages)
+        if size <= budget:
+            return messages
+    raise PromptTooLong(
+        f"prompt: the shortest {what} is about {size} tokens, over the budget of {budget} "
+        "(raise --prompt-budget)"
+    )
 
 
 def estimate_tokens(text: str) -> int:

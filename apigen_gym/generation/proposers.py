@@ -29,8 +29,8 @@ from apigen_gym.generation.budget import (
     MORE,
     PromptTooLong,
     clipped,
+    fitted,
     ids_in,
-    messages_tokens,
     trimmed,
 )
 from apigen_gym.generation.context import USERS, Context
@@ -352,15 +352,7 @@ def proposer_messages(
 ) -> list[dict[str, str]]:
     """The chat messages asking for one blueprint, as detailed as ``budget`` (estimated prompt tokens)
     allows; :class:`PromptTooLong` when even the least detailed one is over it."""
-    for detail in DETAILS:
-        messages = _messages(context, feedback, detail)
-        size = messages_tokens(messages)
-        if size <= budget:
-            return messages
-    raise PromptTooLong(
-        f"prompt: the shortest proposer prompt for this context is about {size} tokens, over the "
-        f"budget of {budget} (raise --prompt-budget)"
-    )
+    return fitted(DETAILS, partial(_messages, context, feedback), budget, "proposer prompt for this context")
 
 
 class BlueprintDraft(BaseModel):

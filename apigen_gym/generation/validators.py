@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
@@ -26,8 +27,8 @@ from apigen_gym.generation.budget import (
     DEFAULT_PROMPT_BUDGET,
     PromptTooLong,
     clipped,
+    fitted,
     ids_in,
-    messages_tokens,
     trimmed,
 )
 from apigen_gym.generation.proposers import CUT_ANSWER, limited_complete, llm_failure, schema_errors
@@ -458,15 +459,8 @@ def judge_messages(
 ) -> list[dict[str, str]]:
     """The chat messages asking one judge to score ``blueprint``, as detailed as ``budget`` (estimated
     prompt tokens) allows; :class:`PromptTooLong` when even the least detailed one is over it."""
-    for detail in JUDGE_DETAILS:
-        messages = _judge_messages(domain, blueprint, session, policy, detail)
-        size = messages_tokens(messages)
-        if size <= budget:
-            return messages
-    raise PromptTooLong(
-        f"prompt: the shortest judges' prompt for this blueprint is about {size} tokens, over the "
-        f"budget of {budget} (raise --prompt-budget)"
-    )
+    render = partial(_judge_messages, domain, blueprint, session, policy)
+    return fitted(JUDGE_DETAILS, render, budget, "judges' prompt for this blueprint")
 
 
 class Committee:
