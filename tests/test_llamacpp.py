@@ -73,7 +73,7 @@ def assert_ended(results: list[EpisodeResult], count: int) -> None:
         assert result.termination in ("agent_stop", "user_stop", "transfer", "max_steps", "error")
         assert result.reward in (0.0, 1.0)
         if result.error is not None:
-            assert result.error.startswith(("infrastructure:", "request:"))
+            assert result.error.startswith(("infrastructure:", "request:", "model:"))
 
 
 def ask(server: LlamaCppServer, messages: list[dict[str, Any]], **kwargs: Any) -> Completion:
