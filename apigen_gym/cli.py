@@ -294,8 +294,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     errors = Counter(r.error for r in results if r.error)
     if results and errors.total() == len(results):
         label, count = errors.most_common(1)[0]
+        kinds = sorted({error.split(":", 1)[0] for error in errors})
         raise RunFailed(
-            f"every episode ({len(results)}) ended in an infrastructure error"
+            f"every episode ({len(results)}) ended in an error ({', '.join(kinds)})"
             + (f", e.g. {label}" if count < len(results) else f": {label}")
         )
     return 0

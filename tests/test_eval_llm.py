@@ -411,7 +411,7 @@ def test_report_prints_pass_k_and_infra_errors(
     tasks = [t.id for t in env.tasks[:4]]
     code, _, err = main(capsys, *eval_args(refused_url, down, tasks, "--max-retries", "0"))
     assert code == 1 and err.splitlines()[-1] == (
-        "apigen-gym: error: every episode (4) ended in an infrastructure error: "
+        "apigen-gym: error: every episode (4) ended in an error (infrastructure): "
         "infrastructure: APIConnectionError (connection refused) after 1 attempt"
     )
     code, out, err = main(capsys, "report", str(down))

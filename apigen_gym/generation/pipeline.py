@@ -122,11 +122,15 @@ def generate_main(
     return format_run(config, run_dir, generate(config, run_dir, progress=progress))
 
 
+_OUTAGES = {"infrastructure": "an infrastructure error", "model_error": "an unreadable model answer"}
+"""Phase 2 failure labels that mean no model call gave a usable answer."""
+
+
 def outage(stats: GenerationStats) -> str | None:
     """Why a run verified nothing when every model call it made failed (``None`` when it is not so).
 
     Phase 1 counts when every proposal round ended in an LLM error and no task was accepted; Phase 2
-    when every episode ended in an infrastructure error.
+    when every episode ended in an infrastructure error or an answer the model could not make readable.
     """
     phase1 = stats.phase1 or {}
     rounds = int(phase1.get("proposals") or 0)
@@ -134,8 +138,10 @@ def outage(stats: GenerationStats) -> str | None:
     if rounds and llm_errors == rounds and not stats.phase1_summary.accepted:
         return f"phase 1 accepted nothing: all {rounds} proposal rounds ended in an LLM error"
     phase2 = stats.phase2
-    if phase2.episodes and not phase2.dialogues and set(phase2.failures) == {"infrastructure"}:
-        return f"phase 2 verified nothing: all {phase2.episodes} episodes ended in an infrastructure error"
+    failed = set(phase2.failures)
+    if phase2.episodes and not phase2.dialogues and failed and failed <= set(_OUTAGES):
+        how = " or ".join(_OUTAGES[kind] for kind in sorted(failed))
+        return f"phase 2 verified nothing: all {phase2.episodes} episodes ended in {how}"
     return None
 
 
