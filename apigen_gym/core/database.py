@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import cached_property
+from json.encoder import encode_basestring_ascii
 from typing import Any, NoReturn, TypeVar
 
 import orjson
@@ -32,35 +33,17 @@ def _read_only(*_: Any, **__: Any) -> NoReturn:
 
 
 class FrozenDict(dict):  # type: ignore[type-arg]
-    """A dict that refuses mutation; still a ``dict`` for ``json`` and ``==``."""
+    """A dict that refuses mutation; still a ``dict`` for ``json`` and ``==``.
 
-    __slots__ = ()
+    It never changes, so its JSON text is made once, when first asked for.
+    """
+
+    __slots__ = ("_text",)
+    _text: str
     __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _read_only
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (FrozenDict, (dict(self),))
-
-
-class FrozenList(list):  # type: ignore[type-arg]
-    """A list that refuses mutation; still a ``list`` for ``json`` and ``==``."""
-
-    __slots__ = ()
-    __setitem__ = __delitem__ = append = extend = insert = pop = remove = clear = _read_only
-    sort = reverse = __iadd__ = __imul__ = _read_only
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (FrozenList, (list(self),))
-
-
-class FrozenRecord(FrozenDict):
-    """A record of a base table. It never changes, so its JSON text is made once, when first asked for."""
-
-    __slots__ = ("_text", "_plain")
-    _text: str
-    _plain: bool
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (FrozenRecord, (dict(self),))
 
     def json_text(self) -> str:
         """``json.dumps(self)``, made on the first call and kept."""
@@ -69,6 +52,33 @@ class FrozenRecord(FrozenDict):
         except AttributeError:
             text = self._text = jsonio.dumps(self)
             return text
+
+
+class FrozenList(list):  # type: ignore[type-arg]
+    """A list that refuses mutation; still a ``list`` for ``json`` and ``==``.
+
+    It never changes, so its JSON text is made once, when first asked for.
+    """
+
+    __slots__ = ("_text",)
+    _text: str
+    __setitem__ = __delitem__ = append = extend = insert = pop = remove = clear = _read_only
+    sort = reverse = __iadd__ = __imul__ = _read_only
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenList, (list(self),))
+
+    json_text = FrozenDict.json_text
+
+
+class FrozenRecord(FrozenDict):
+    """A record of a base table: a :class:`FrozenDict` that also makes mutable copies quickly."""
+
+    __slots__ = ("_plain",)
+    _plain: bool
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenRecord, (dict(self),))
 
     def mutable_copy(self) -> Record:
         """A deep mutable copy: parsed from the JSON text (in C) when that gives the very same values."""
@@ -83,6 +93,32 @@ class FrozenRecord(FrozenDict):
 
 _ATOMS = frozenset({str, int, float, bool, type(None)})
 """Leaf types, returned as they are without a call (most values of a record)."""
+_FROZEN = frozenset({FrozenDict, FrozenList, FrozenRecord})
+"""Read-only containers of a base, whose JSON texts are kept once made."""
+
+
+def json_text(value: Any) -> str:
+    """Exactly ``json.dumps(value)``, reusing the kept texts of the base's read-only parts inside it.
+
+    A record copied along a path to change it (:meth:`Fork.write_path`) holds its unchanged parts as
+    the base's own read-only containers: only the parts that changed are encoded.
+    """
+    kind = type(value)
+    if kind is str:
+        return encode_basestring_ascii(value)  # type: ignore[no-any-return]
+    if kind in _FROZEN:
+        return value.json_text()  # type: ignore[no-any-return]
+    if kind is dict:
+        if not _FROZEN.isdisjoint(map(type, value.values())):
+            parts = []
+            for key, item in value.items():
+                if type(key) is not str:  # a key JSON turns into a string its own way
+                    return jsonio.dumps(value)
+                parts.append(f"{encode_basestring_ascii(key)}: {json_text(item)}")
+            return "{" + ", ".join(parts) + "}"
+    elif kind is list and not _FROZEN.isdisjoint(map(type, value)):
+        return "[" + ", ".join([json_text(item) for item in value]) + "]"
+    return jsonio.dumps(value)
 
 
 def freeze(value: Any) -> Any:

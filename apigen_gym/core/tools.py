@@ -27,20 +27,15 @@ from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, SchemaValidator, core_schema
 
-from apigen_gym.core.database import Fork, FrozenRecord
-from apigen_gym.util import jsonio
+from apigen_gym.core.database import Fork, json_text
 
 ERROR_PREFIX = "Error: "
 
 
-def dumps(obj: Any) -> str:
-    """A tool's JSON output, serialised like τ-bench's tools: default separators, keys in insertion order.
-
-    An unchanged base record is serialised once and its text reused.
-    """
-    if type(obj) is FrozenRecord:
-        return obj.json_text()
-    return jsonio.dumps(obj)
+dumps = json_text
+"""A tool's JSON output, exactly ``json.dumps(obj)`` like τ-bench's tools (default separators, keys in
+insertion order). A base record, or any read-only part of the base, is serialised once and its text
+reused: a record copied along a path to change a few fields costs the encoding of what changed."""
 
 
 class ToolKind(str, Enum):

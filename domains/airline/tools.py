@@ -150,12 +150,14 @@ def _change_method(db: Fork, reservation: Record, payment_id: str, amount: float
 
 def _charge_change(db: Fork, reservation_id: str, payment_id: str, amount: float) -> Record:
     """Charge (or refund, when negative) ``amount`` of a change; return the writable reservation."""
-    reservation = db.write("reservations", reservation_id)
+    reservation = db.write_path("reservations", reservation_id)
     user_id = reservation["user_id"]
     if db.get("users", user_id)["payment_methods"][payment_id]["source"] == "gift_card":
-        db.write("users", user_id)["payment_methods"][payment_id]["amount"] -= amount
+        db.write_path("users", user_id, "payment_methods", payment_id)["amount"] -= amount
     if amount != 0:
-        reservation["payment_history"].append({"payment_id": payment_id, "amount": amount})
+        db.write_path("reservations", reservation_id, "payment_history").append(
+            {"payment_id": payment_id, "amount": amount}
+        )
     return reservation
 
 
@@ -183,17 +185,15 @@ def _check_booking_payments(user: Record, payments: list[Payment], total: float)
         raise ToolError(f"payment amount does not add up, total price is {total}, but paid {paid}")
 
 
-def _pay_booking(db: Fork, user_id: str, payments: list[Payment]) -> Record:
+def _pay_booking(db: Fork, user_id: str, payments: list[Payment]) -> None:
     """Take the booking's payments: gift cards are debited, certificates are used up."""
-    user = db.write("users", user_id)
-    methods = user["payment_methods"]
     for payment in payments:
-        method = methods.get(payment["payment_id"])
+        payment_id = payment["payment_id"]
+        method = db.get("users", user_id)["payment_methods"].get(payment_id)
         if method is not None and method["source"] == "gift_card":
-            method["amount"] -= payment["amount"]
+            db.write_path("users", user_id, "payment_methods", payment_id)["amount"] -= payment["amount"]
         elif method is not None and method["source"] == "certificate":
-            del methods[payment["payment_id"]]
-    return user
+            del db.write_path("users", user_id, "payment_methods")[payment_id]
 
 
 # --- tools ---------------------------------------------------------------------------------------
@@ -253,7 +253,8 @@ def book_reservation(
         "nonfree_baggages": nonfree_baggages,
         "insurance": insurance,
     }
-    _pay_booking(db, user_id, payment_methods)["reservations"].append(reservation_id)
+    _pay_booking(db, user_id, payment_methods)
+    db.write_path("users", user_id, "reservations").append(reservation_id)
     return dumps(db.insert("reservations", reservation_id, reservation))
 
 
@@ -265,8 +266,8 @@ def cancel_reservation(db: Fork, reservation_id: str) -> str:
         reservation_id: the reservation id, e.g. 'ZFA04Y'.
     """
     _reservation(db, reservation_id)
-    reservation = db.write("reservations", reservation_id)
-    history = reservation["payment_history"]
+    reservation = db.write_path("reservations", reservation_id)
+    history = db.write_path("reservations", reservation_id, "payment_history")
     history.extend([{"payment_id": p["payment_id"], "amount": -p["amount"]} for p in history])
     reservation["status"] = "cancelled"
     return dumps(reservation)
@@ -368,7 +369,7 @@ def send_certificate(db: Fork, user_id: str, amount: Number) -> str:
     if payment_id is None:
         raise ToolError("too many certificates")
     certificate = {"source": "certificate", "amount": amount, "id": payment_id}
-    db.write("users", user_id)["payment_methods"][payment_id] = certificate
+    db.write_path("users", user_id, "payment_methods")[payment_id] = certificate
     return f"Certificate {payment_id} added to user {user_id} with amount {amount}."
 
 
@@ -428,7 +429,7 @@ def update_reservation_passengers(db: Fork, reservation_id: str, passengers: Pas
     reservation = _reservation(db, reservation_id)
     if len(passengers) != len(reservation["passengers"]):
         raise ToolError("number of passengers does not match")
-    db.write("reservations", reservation_id)["passengers"] = passengers
+    db.write_path("reservations", reservation_id)["passengers"] = passengers
     return dumps(db.get("reservations", reservation_id))
 
 

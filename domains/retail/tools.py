@@ -12,10 +12,11 @@ from apigen_gym.kit.common_tools import calculate, think, transfer_to_human_agen
 CANCEL_REASONS = ("no longer needed", "ordered by mistake")
 
 
-def _order(db: Fork, order_id: str, *, writable: bool = False) -> Record:
-    if db.get("orders", order_id) is None:
+def _order(db: Fork, order_id: str) -> Record:
+    order = db.get("orders", order_id)
+    if order is None:
         raise ToolError("order not found")
-    return db.write("orders", order_id) if writable else db.get("orders", order_id)
+    return order  # type: ignore[no-any-return]
 
 
 def _payment_method(db: Fork, user_id: str, payment_method_id: str) -> Any:
@@ -27,7 +28,7 @@ def _payment_method(db: Fork, user_id: str, payment_method_id: str) -> Any:
 
 def _credit_gift_card(db: Fork, user_id: str, payment_method_id: str, amount: float) -> None:
     """Add ``amount`` (negative to charge) to a gift card balance, rounded to cents."""
-    method = db.write("users", user_id)["payment_methods"][payment_method_id]
+    method = db.write_path("users", user_id, "payment_methods", payment_method_id)
     method["balance"] = round(method["balance"] + amount, 2)
 
 
@@ -109,7 +110,6 @@ def cancel_pending_order(
         raise ToolError("non-pending order cannot be cancelled")
     if reason not in CANCEL_REASONS:
         raise ToolError("invalid reason")
-    order = db.write("orders", order_id)
     refunds = [
         {"transaction_type": "refund", "amount": p["amount"], "payment_method_id": p["payment_method_id"]}
         for p in order["payment_history"]
@@ -117,9 +117,10 @@ def cancel_pending_order(
     for refund in refunds:
         if "gift_card" in refund["payment_method_id"]:
             _credit_gift_card(db, order["user_id"], refund["payment_method_id"], refund["amount"])
+    order = db.write_path("orders", order_id)
     order["status"] = "cancelled"
     order["cancel_reason"] = reason
-    order["payment_history"].extend(refunds)
+    db.write_path("orders", order_id, "payment_history").extend(refunds)
     return dumps(order)
 
 
@@ -141,7 +142,7 @@ def exchange_delivered_order_items(
     if order["status"] != "delivered":
         raise ToolError("non-delivered order cannot be exchanged")
     difference, _ = _priced_swap(db, order, item_ids, new_item_ids, payment_method_id, exchange=True)
-    order = db.write("orders", order_id)
+    order = db.write_path("orders", order_id)
     order["status"] = "exchange requested"
     order["exchange_items"] = sorted(item_ids)
     order["exchange_new_items"] = sorted(new_item_ids)
@@ -244,7 +245,7 @@ def modify_pending_order_address(
     order = _order(db, order_id)
     if order["status"] != "pending":
         raise ToolError("non-pending order cannot be modified")
-    order = db.write("orders", order_id)
+    order = db.write_path("orders", order_id)
     order["address"] = _address(address1, address2, city, state, country, zip)
     return dumps(order)
 
@@ -265,8 +266,8 @@ def modify_pending_order_items(
     if order["status"] != "pending":
         raise ToolError("non-pending order cannot be modified")
     difference, method = _priced_swap(db, order, item_ids, new_item_ids, payment_method_id, exchange=False)
-    order = db.write("orders", order_id)
-    order["payment_history"].append(
+    order = db.write_path("orders", order_id)
+    db.write_path("orders", order_id, "payment_history").append(
         {
             "transaction_type": "payment" if difference > 0 else "refund",
             "amount": abs(difference),
@@ -275,8 +276,10 @@ def modify_pending_order_items(
     )
     if method["source"] == "gift_card":
         _credit_gift_card(db, order["user_id"], payment_method_id, -difference)
+    items = db.write_path("orders", order_id, "items")
     for item_id, new_item_id in zip(item_ids, new_item_ids):
-        item = next(i for i in order["items"] if i["item_id"] == item_id)
+        position = next(n for n, i in enumerate(items) if i["item_id"] == item_id)
+        item = db.write_path("orders", order_id, "items", position)
         variant = db.get("products", item["product_id"])["variants"][new_item_id]
         item["item_id"] = new_item_id
         item["price"] = variant["price"]
@@ -306,8 +309,7 @@ def modify_pending_order_payment(db: Fork, order_id: str, payment_method_id: str
     amount = history[0]["amount"]
     if method["source"] == "gift_card" and method["balance"] < amount:
         raise ToolError("insufficient gift card balance to pay for the order")
-    order = db.write("orders", order_id)
-    order["payment_history"].extend(
+    db.write_path("orders", order_id, "payment_history").extend(
         [
             {"transaction_type": "payment", "amount": amount, "payment_method_id": payment_method_id},
             {"transaction_type": "refund", "amount": amount, "payment_method_id": old_method_id},
@@ -317,7 +319,7 @@ def modify_pending_order_payment(db: Fork, order_id: str, payment_method_id: str
         _credit_gift_card(db, order["user_id"], payment_method_id, -amount)
     if "gift_card" in old_method_id:
         _credit_gift_card(db, order["user_id"], old_method_id, amount)
-    return dumps(order)
+    return dumps(db.get("orders", order_id))
 
 
 @tool(ToolKind.WRITE)
@@ -337,7 +339,7 @@ def modify_user_address(
     """
     if db.get("users", user_id) is None:
         raise ToolError("user not found")
-    user = db.write("users", user_id)
+    user = db.write_path("users", user_id)
     user["address"] = _address(address1, address2, city, state, country, zip)
     return dumps(user)
 
@@ -359,7 +361,7 @@ def return_delivered_order_items(db: Fork, order_id: str, item_ids: list[str], p
     if "gift_card" not in payment_method_id and payment_method_id != original:
         raise ToolError("payment method should be either the original payment method or a gift card")
     _check_items_in_order(order, item_ids, error="some item not found")
-    order = db.write("orders", order_id)
+    order = db.write_path("orders", order_id)
     order["status"] = "return requested"
     order["return_items"] = sorted(item_ids)
     order["return_payment_method_id"] = payment_method_id
