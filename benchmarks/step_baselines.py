@@ -58,7 +58,7 @@ class PlainState:
             node = node[step]
         return node
 
-    def insert(self, table: str, key: str, record: Record) -> Record:
+    def insert(self, table: str, key: str, record: Record, *, handed_over: bool = False) -> Record:
         if key in self.tables[table]:
             raise KeyError(f"{table}/{key} already exists")
         self.tables[table][key] = record

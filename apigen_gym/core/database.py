@@ -100,25 +100,39 @@ _FROZEN = frozenset({FrozenDict, FrozenList, FrozenRecord})
 def json_text(value: Any) -> str:
     """Exactly ``json.dumps(value)``, reusing the kept texts of the base's read-only parts inside it.
 
-    A record copied along a path to change it (:meth:`Fork.write_path`) holds its unchanged parts as
-    the base's own read-only containers: only the parts that changed are encoded.
+    A record copied along a path to change it (:meth:`Fork.write_path`) keeps its unchanged fields as
+    the base's own read-only containers: their texts are reused, and only what changed is encoded
+    (one level down too: a copied list of base records). What holds no base part goes to the encoder
+    whole.
     """
     kind = type(value)
-    if kind is str:
-        return encode_basestring_ascii(value)  # type: ignore[no-any-return]
     if kind in _FROZEN:
         return value.json_text()  # type: ignore[no-any-return]
-    if kind is dict:
-        if not _FROZEN.isdisjoint(map(type, value.values())):
-            parts = []
-            for key, item in value.items():
-                if type(key) is not str:  # a key JSON turns into a string its own way
-                    return jsonio.dumps(value)
-                parts.append(f"{encode_basestring_ascii(key)}: {json_text(item)}")
-            return "{" + ", ".join(parts) + "}"
-    elif kind is list and not _FROZEN.isdisjoint(map(type, value)):
-        return "[" + ", ".join([json_text(item) for item in value]) + "]"
-    return jsonio.dumps(value)
+    if kind is list and not _FROZEN.isdisjoint(map(type, value)):
+        return _list_text(value)
+    if kind is not dict or _FROZEN.isdisjoint(map(type, value.values())):
+        return jsonio.dumps(value)
+    parts = []
+    for key, item in value.items():
+        if type(key) is not str:  # a key JSON turns into a string its own way: the encoder decides
+            return jsonio.dumps(value)
+        kind = type(item)
+        if kind is str:
+            text = encode_basestring_ascii(item)
+        elif kind in _FROZEN:
+            text = item.json_text()
+        elif kind is int:
+            text = int.__repr__(item)
+        elif kind is list and not _FROZEN.isdisjoint(map(type, item)):
+            text = _list_text(item)
+        else:
+            text = jsonio.dumps(item)
+        parts.append(f"{encode_basestring_ascii(key)}: {text}")
+    return "{" + ", ".join(parts) + "}"
+
+
+def _list_text(items: list[Any]) -> str:
+    return "[" + ", ".join([v.json_text() if type(v) in _FROZEN else jsonio.dumps(v) for v in items]) + "]"
 
 
 def freeze(value: Any) -> Any:
@@ -432,11 +446,12 @@ class Fork(StateView):
             node = child
         return node
 
-    def insert(self, table: str, key: str, record: Record) -> Record:
-        """Add a new record (a copy of ``record``). KeyError if the key exists."""
+    def insert(self, table: str, key: str, record: Record, *, handed_over: bool = False) -> Record:
+        """Add a new record: a copy of ``record``, or ``record`` itself when it is ``handed_over`` (made
+        for this record and kept nowhere else, so the fork may change it). KeyError if the key exists."""
         if self.get(table, key) is not None:
             raise KeyError(f"{table}/{key} already exists")
-        return self._own(table, key, thaw(record))
+        return self._own(table, key, record if handed_over else thaw(record))
 
     def delete(self, table: str, key: str) -> None:
         if self.get(table, key) is None:

@@ -129,6 +129,9 @@ class _KeptAsSent:
         declared = frozenset(source.__required_keys__ | source.__optional_keys__)
 
         def keep(value: Any, validate: core_schema.ValidatorFunctionWrapHandler) -> Any:
+            if type(value) is dict and declared.issuperset(value):  # no other key: the usual case
+                checked = validate(value)
+                return checked if list(checked) == list(value) else {k: checked[k] for k in value}
             if not isinstance(value, Mapping):
                 return validate(value)  # the TypedDict's own error
             checked = validate({k: v for k, v in value.items() if k in declared})

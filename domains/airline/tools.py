@@ -255,7 +255,7 @@ def book_reservation(
     }
     _pay_booking(db, user_id, payment_methods)
     db.write_path("users", user_id, "reservations").append(reservation_id)
-    return dumps(db.insert("reservations", reservation_id, reservation))
+    return dumps(db.insert("reservations", reservation_id, reservation, handed_over=True))
 
 
 @tool(ToolKind.WRITE)
