@@ -51,22 +51,23 @@ def _call_from(raw: Any) -> ToolCall:
     if not isinstance(name, str) or not name:
         return ToolCall(name="", id=call_id, error="malformed tool call: missing tool name")
     arguments = body.get("arguments")  # absent: no arguments
-    if isinstance(arguments, str):
-        try:
-            arguments = jsonio.loads(arguments) if arguments.strip() else {}
-        except json.JSONDecodeError as exc:
-            return ToolCall(name, id=call_id, error=f"arguments of {name} are not valid JSON ({exc.msg})")
-        except RecursionError:
-            return ToolCall(name, id=call_id, error=f"arguments of {name} are nested too deeply")
-    if arguments is None:
-        arguments = {}
-    if not isinstance(arguments, dict):
-        return ToolCall(name, id=call_id, error=f"arguments of {name} must be a JSON object")
+    if type(arguments) is not dict:
+        if isinstance(arguments, str):
+            try:
+                arguments = jsonio.loads(arguments) if arguments.strip() else {}
+            except json.JSONDecodeError as exc:
+                return ToolCall(name, id=call_id, error=f"arguments of {name} are not valid JSON ({exc.msg})")
+            except RecursionError:
+                return ToolCall(name, id=call_id, error=f"arguments of {name} are nested too deeply")
+        if arguments is None:
+            arguments = {}
+        if not isinstance(arguments, dict):
+            return ToolCall(name, id=call_id, error=f"arguments of {name} must be a JSON object")
     try:
         text = jsonio.dumps(arguments)  # proves the arguments are JSON values, and is the transcript's copy
     except (TypeError, ValueError, RecursionError):
         return ToolCall(name, id=call_id, error=f"arguments of {name} must be JSON values")
-    return ToolCall(name, arguments, call_id, arguments_json=text)
+    return ToolCall(name, arguments, call_id, None, text)
 
 
 def _from_dict(action: dict[str, Any]) -> AgentTurn:

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple, SupportsFloat, TypeVar
 
 import gymnasium as gym
 
-from apigen_gym.core.actions import AgentTurn, ToolCall, parse_action
+from apigen_gym.core.actions import AgentTurn, parse_action
 from apigen_gym.core.database import Database, Diff, thaw
 from apigen_gym.core.domain import DataError, Domain, load_domain
 from apigen_gym.core.policy import Violation
@@ -302,27 +302,31 @@ class ApigenEnv(gym.Env[str, str]):
         return _AgentMessage(text)
 
     def _run_tools(self, turn: AgentTurn) -> StepResult:
-        messages, session, calls = self.messages, self._session, turn.tool_calls
+        messages, session, calls, steps = self.messages, self._session, turn.tool_calls, self._steps
         message_index = len(messages)
-        ids = [call.id or f"call_{self._steps}_{i}" for i, call in enumerate(calls)]
         requests = [
             {
-                "id": call_id,
+                "id": call.id or f"call_{steps}_{i}",
                 "type": "function",
-                "function": {"name": call.name, "arguments": _arguments(call)},
+                "function": {
+                    "name": call.name,
+                    "arguments": call.arguments_json or jsonio.dumps(call.arguments),
+                },
             }
-            for call_id, call in zip(ids, calls)
+            for i, call in enumerate(calls)
         ]
         messages.append({"role": "assistant", "content": turn.content, "tool_calls": requests})
         outputs = []
-        for call_id, call in zip(ids, calls):
+        for call, request in zip(calls, requests):
             if session.transferred:
                 output = f"{ERROR_PREFIX}not executed: the conversation was transferred"
             elif call.error is not None:
                 output = f"{ERROR_PREFIX}{call.error}"
             else:
                 output = session.call(call.name, call.arguments, message_index).output
-            messages.append({"role": "tool", "tool_call_id": call_id, "name": call.name, "content": output})
+            messages.append(
+                {"role": "tool", "tool_call_id": request["id"], "name": call.name, "content": output}
+            )
             outputs.append(output)
         observation = outputs[0] if len(outputs) == 1 else "\n\n".join(outputs)
         if session.transferred:
@@ -402,10 +406,6 @@ class ApigenEnv(gym.Env[str, str]):
             print(format_transcript(self.messages[self._rendered :]), end="")
             self._rendered = len(self.messages)
         return None
-
-
-def _arguments(call: ToolCall) -> str:
-    return call.arguments_json or jsonio.dumps(call.arguments)
 
 
 def format_transcript(messages: list[dict[str, Any]]) -> str:
