@@ -312,11 +312,18 @@ def _or(position: int | None, fallback: int) -> int:
 class StateView:
     """Read access to a database state: the base seen through an overlay of changed records."""
 
-    __slots__ = ("_base", "_overlay")
+    __slots__ = ("_base", "_tables", "_overlay")
 
     def __init__(self, base: Database, overlay: dict[str, dict[str, Any]]):
         self._base = base
+        self._tables = base._tables  # the base's tables, read without a call
         self._overlay = overlay
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return self._base, self._overlay
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        StateView.__init__(self, *state)
 
     @property
     def base(self) -> Database:
@@ -327,7 +334,7 @@ class StateView:
         changed = self._overlay.get(table)
         if changed is not None and key in changed:
             return changed[key]
-        return self._base.table(table).get(key)
+        return self._tables[table].get(key)
 
     def __contains__(self, item: tuple[str, str]) -> bool:
         table, key = item
@@ -400,6 +407,15 @@ class Fork(StateView):
         since then is this fork's alone, so an id reused by a newer one is still right)."""
         self._snapshot: StateView | None = None
 
+    def __getstate__(self) -> tuple[Any, ...]:
+        """What was copied since the last snapshot is not carried: it is copied again when written."""
+        return self._base, self._overlay, self._snapshot
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        base, overlay, snapshot = state
+        Fork.__init__(self, base)
+        self._overlay, self._snapshot = overlay, snapshot
+
     def write(self, table: str, key: str) -> Record:
         """A mutable record for ``key``, copied into this fork on first write. KeyError if absent."""
         if (table, key) in self._owned:
@@ -422,12 +438,15 @@ class Fork(StateView):
         only the returned container's own entries; :meth:`write` gives a copy to change anywhere.
         Containers already copied since the last snapshot are not copied again. KeyError if absent.
         """
-        if (table, key) in self._owned:
-            node: Any = self._overlay[table][key]  # wholly this fork's: change it in place
-            for step in path:
-                node = node[step]
-            return node
-        node = self.get(table, key)
+        changed = self._overlay.get(table)
+        if changed is not None and key in changed:
+            node: Any = changed[key]
+            if (table, key) in self._owned:  # wholly this fork's: change it in place
+                for step in path:
+                    node = node[step]
+                return node
+        else:
+            node = self._tables[table].get(key)
         if node is None:
             raise KeyError(f"{table}/{key}")
         fresh = self._fresh
@@ -436,13 +455,12 @@ class Fork(StateView):
             fresh.add(id(node))
             self._overlay.setdefault(table, {})[key] = node
             self._snapshot = None
-        for step in path:
+        for step in path:  # copied after the last snapshot, so the snapshot is already let go
             child = node[step]
             if id(child) not in fresh:
                 child = dict(child) if isinstance(child, dict) else list(child)
                 fresh.add(id(child))
                 node[step] = child
-                self._snapshot = None
             node = child
         return node
 

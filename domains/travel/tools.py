@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 from typing_extensions import TypedDict
@@ -412,13 +412,13 @@ def _adjust_credit(db: Fork, user_id: str, method_id: str, delta: float) -> None
 def _charge(db: Fork, trip: Record, method_id: str, amount: float, item: str) -> None:
     if amount > 0:
         _adjust_credit(db, trip["user_id"], method_id, -amount)
-        trip["payments"].append(bk.payment("charge", amount, method_id, item))
+        _writable_part(db, trip, "payments").append(bk.payment("charge", amount, method_id, item))
 
 
 def _refund(db: Fork, trip: Record, method_id: str, amount: float, item: str) -> None:
     if amount > 0:
         _adjust_credit(db, trip["user_id"], method_id, amount)
-        trip["payments"].append(bk.payment("refund", amount, method_id, item))
+        _writable_part(db, trip, "payments").append(bk.payment("refund", amount, method_id, item))
 
 
 def _settle(db: Fork, trip: Record, net: float, pay_with: str, refund_to: str, item: str) -> None:
@@ -450,7 +450,30 @@ def _cars(db: Fork, rental: Record, delta: int) -> None:
 
 
 def _writable(db: Fork, trip: Record) -> Record:
-    return db.write("trips", trip["trip_id"])
+    """The trip's top level, to change; its lists are copied when they change (:func:`_writable_part`)."""
+    return db.write_path("trips", trip["trip_id"])  # type: ignore[no-any-return]
+
+
+def _writable_part(db: Fork, trip: Record, kind: str) -> list[Record]:
+    """The trip's list ``kind`` ("payments", "hotels", ...), to change."""
+    return db.write_path("trips", trip["trip_id"], kind)  # type: ignore[no-any-return]
+
+
+def _writable_component(db: Fork, trip: Record, kind: str, key: str, component_id: Any) -> Record:
+    """The flight segment, stay or rental ``component_id`` of ``trip``, to change."""
+    for position, found in enumerate(trip[kind]):
+        if found[key] == component_id:
+            return db.write_path("trips", trip["trip_id"], kind, position)  # type: ignore[no-any-return]
+    return bk.component(trip, kind, key, component_id)  # not part of the trip: its error
+
+
+def _writable_active(db: Fork, trip: Record, kind: str) -> list[Record]:
+    """The components of ``kind`` still booked, to change."""
+    return [
+        db.write_path("trips", trip["trip_id"], kind, position)
+        for position, found in enumerate(trip[kind])
+        if found["status"] == bk.ACTIVE
+    ]
 
 
 def _close_if_empty(trip: Record) -> None:
@@ -504,6 +527,7 @@ def book_trip(
             "insurance": bk.insurance_record(len(traveller_ids), payment_method_id) if insurance else None,
             "payments": [],
         },
+        handed_over=True,
     )
     for leg in plan.legs:
         _seats(db, leg.flight["flight_number"], leg.day, cabin, -len(traveller_ids))
@@ -541,7 +565,7 @@ def add_hotel_stay(
     stay = bk.stay_record(
         db, bk.next_id("H", (s["stay_id"] for s in trip["hotels"])), plan, payment_method_id
     )
-    trip["hotels"].append(stay)
+    _writable_part(db, trip, "hotels").append(stay)
     _rooms(db, stay, -1)
     _charge(db, trip, payment_method_id, stay["total"], stay["stay_id"])
     return dumps(trip)
@@ -572,7 +596,7 @@ def add_car_rental(
     trip = _writable(db, plan.trip)
     rental_id = bk.next_id("C", (c["rental_id"] for c in trip["cars"]))
     rental = bk.rental_record(rental_id, plan, payment_method_id)
-    trip["cars"].append(rental)
+    _writable_part(db, trip, "cars").append(rental)
     _cars(db, rental, -1)
     _charge(db, trip, payment_method_id, rental["total"], rental_id)
     return dumps(trip)
@@ -622,7 +646,7 @@ def change_flight(
     plan = bk.plan_flight_change(db, trip_id, segment_id, new_flight_number, new_date)
     bk.usable_method(bk.trip_owner(db, plan.trip), payment_method_id, plan.net)
     trip = _writable(db, plan.trip)
-    segment = bk.component(trip, "flights", "segment_id", segment_id)
+    segment = _writable_component(db, trip, "flights", "segment_id", segment_id)
     n, cabin = plan.travellers, segment["cabin"]
     _seats(db, segment["flight_number"], segment["date"], cabin, n)
     _seats(db, plan.leg.flight["flight_number"], plan.leg.day, cabin, -n)
@@ -650,7 +674,7 @@ def change_cabin(db: Fork, trip_id: str, cabin: terms.Cabin, payment_method_id: 
     n = len(trip["travellers"])
     changed = []
     for old, fare in plan.new_fares:
-        segment = bk.component(trip, "flights", "segment_id", old["segment_id"])
+        segment = _writable_component(db, trip, "flights", "segment_id", old["segment_id"])
         _seats(db, segment["flight_number"], segment["date"], segment["cabin"], n)
         _seats(db, segment["flight_number"], segment["date"], cabin, -n)
         segment.update(cabin=cabin, fare=fare)
@@ -708,7 +732,7 @@ def cancel_flight(db: Fork, trip_id: str, segment_id: str) -> str:
     trip = _active_component(db, trip_id, "flights", "segment_id", segment_id)
     bk.changeable_segment(db, trip, segment_id)
     trip = _writable(db, trip)
-    _cancel_segment(db, trip, bk.component(trip, "flights", "segment_id", segment_id))
+    _cancel_segment(db, trip, _writable_component(db, trip, "flights", "segment_id", segment_id))
     _close_if_empty(trip)
     return dumps(trip)
 
@@ -726,7 +750,7 @@ def cancel_hotel_stay(db: Fork, trip_id: str, stay_id: str) -> str:
     if bk.started(bk.component(trip, "hotels", "stay_id", stay_id)["check_in"]):
         raise ToolError(f"stay {stay_id} has already begun")
     trip = _writable(db, trip)
-    _cancel_stay(db, trip, bk.component(trip, "hotels", "stay_id", stay_id))
+    _cancel_stay(db, trip, _writable_component(db, trip, "hotels", "stay_id", stay_id))
     _close_if_empty(trip)
     return dumps(trip)
 
@@ -743,7 +767,7 @@ def cancel_car_rental(db: Fork, trip_id: str, rental_id: str) -> str:
     if bk.started(bk.component(trip, "cars", "rental_id", rental_id)["pickup_date"]):
         raise ToolError(f"rental {rental_id} has already begun")
     trip = _writable(db, trip)
-    _cancel_rental(db, trip, bk.component(trip, "cars", "rental_id", rental_id))
+    _cancel_rental(db, trip, _writable_component(db, trip, "cars", "rental_id", rental_id))
     _close_if_empty(trip)
     return dumps(trip)
 
@@ -771,11 +795,11 @@ def cancel_trip(db: Fork, trip_id: str) -> str:
         raise ToolError(f"trip {trip_id} has already started; cancel its remaining parts one by one")
     within_grace = terms.within_grace(trip["created_at"])
     trip = _writable(db, trip)
-    for segment in bk.active(trip["flights"]):
+    for segment in _writable_active(db, trip, "flights"):
         _cancel_segment(db, trip, segment)
-    for stay in bk.active(trip["hotels"]):
+    for stay in _writable_active(db, trip, "hotels"):
         _cancel_stay(db, trip, stay)
-    for rental in bk.active(trip["cars"]):
+    for rental in _writable_active(db, trip, "cars"):
         _cancel_rental(db, trip, rental)
     if trip["insurance"] and within_grace:
         _refund(db, trip, trip["insurance"]["payment_method_id"], trip["insurance"]["total"], "insurance")
