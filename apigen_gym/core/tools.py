@@ -16,11 +16,12 @@ import importlib
 import inspect
 import re
 import sys
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
-from typing import Annotated, Any, TypeVar, get_type_hints
+from typing import Annotated, Any, TypeVar, get_args, get_origin, get_type_hints
 
 import pydantic
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
@@ -123,28 +124,110 @@ class Number(float):
 
 
 class _KeptAsSent:
-    """Validates a TypedDict's declared keys, then gives back the object as sent (see :data:`AsSent`)."""
+    """Validates a TypedDict's declared keys (of each item, for a list of them), then gives back the
+    objects as sent (see :data:`AsSent`)."""
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
-        declared = frozenset(source.__required_keys__ | source.__optional_keys__)
+        many = get_origin(source) is list
+        item = get_args(source)[0] if many else source
+        declared = frozenset(item.__required_keys__ | item.__optional_keys__)
+        schema = handler(source)  # the TypedDict's own checks: undeclared keys refused
+        typed = handler.resolve_ref_schema(schema["items_schema"] if many else schema)
+        if typed["type"] != "typed-dict":
+            raise TypeError(f"AsSent needs a TypedDict or a list of them, not {source!r}")
+        in_order = tuple(typed["fields"])
+
+        def declared_only(sent: Any) -> Any:
+            return {k: v for k, v in sent.items() if k in declared} if isinstance(sent, Mapping) else sent
+
+        def as_sent(sent: Mapping[str, Any], checked: dict[str, Any]) -> dict[str, Any]:
+            return {
+                k: checked[k] if k in declared else v if type(v) in _ATOMS else copy.deepcopy(v)
+                for k, v in sent.items()
+            }
 
         def keep(value: Any, validate: core_schema.ValidatorFunctionWrapHandler) -> Any:
-            if type(value) is dict and declared.issuperset(value):  # no other key: the usual case
-                checked = validate(value)
-                return checked if list(checked) == list(value) else {k: checked[k] for k in value}
-            if not isinstance(value, Mapping):
-                return validate(value)  # the TypedDict's own error
-            checked = validate({k: v for k, v in value.items() if k in declared})
-            return {k: checked[k] if k in declared else copy.deepcopy(v) for k, v in value.items()}
+            return as_sent(value, validate(declared_only(value)))  # (not a mapping: validate raised)
 
-        return core_schema.no_info_wrap_validator_function(keep, handler(source))
+        def keep_each(value: Any, validate: core_schema.ValidatorFunctionWrapHandler) -> Any:
+            if not isinstance(value, (list, tuple, Iterator)):
+                return validate(value)  # not a list: its own error
+            sent = list(value)
+            checked = validate([declared_only(item) for item in sent])
+            return [as_sent(item, got) for item, got in zip(sent, checked)]
+
+        chosen = keep_each if many else keep
+        _DECLARED_ORDER[chosen] = (in_order, many)
+        return core_schema.no_info_wrap_validator_function(chosen, schema)
+
+
+_DECLARED_ORDER: weakref.WeakKeyDictionary[Callable[..., Any], tuple[tuple[str, ...], bool]] = (
+    weakref.WeakKeyDictionary()
+)
+"""The validators of :data:`AsSent` arguments, with their TypedDict's keys in declared order and
+whether the argument is a list of them."""
+
+
+_ATOMS = frozenset({str, int, float, bool, type(None)})
+"""Values that are never copied."""
+
+
+def _as_declared(sent: Any, keys: tuple[str, ...], many: bool) -> bool:
+    """Whether ``sent`` (an :data:`AsSent` argument) is plain dicts with exactly ``keys``, in that order:
+    then its validated value is already the object as sent."""
+    if not many:
+        return type(sent) is dict and tuple(sent) == keys
+    if type(sent) is not list:
+        return False
+    for item in sent:  # noqa: SIM110 - a loop: quicker than all() over a generator, on every call
+        if type(item) is not dict or tuple(item) != keys:
+            return False
+    return True
+
+
+def _unwrapped(fields_schema: Any) -> tuple[Any, dict[str, tuple[tuple[str, ...], bool]]]:
+    """The model-fields schema with each :data:`AsSent` argument's own TypedDict checks in place of its
+    validator, and those arguments' declared keys."""
+    fields = dict(fields_schema["fields"])
+    orders = {}
+    for name, spec in fields.items():
+        inner = spec["schema"]
+        if inner["type"] != "function-wrap":
+            continue
+        order = _DECLARED_ORDER.get(inner["function"]["function"])
+        if order is not None:
+            fields[name] = {**spec, "schema": inner["schema"]}
+            orders[name] = order
+    return {**fields_schema, "fields": fields}, orders
+
+
+def _as_sent_first(
+    plain: Callable[[dict[str, Any]], Any],
+    full: Callable[[dict[str, Any]], Any],
+    orders: dict[str, tuple[tuple[str, ...], bool]],
+) -> Callable[[dict[str, Any]], Any]:
+    """Validation that tries ``plain`` (undeclared keys refused) and keeps its result when every
+    :data:`AsSent` argument came with its declared keys in order; otherwise ``full``, which restores
+    the agent's objects (and raises the same errors)."""
+
+    def validate(arguments: dict[str, Any]) -> Any:
+        try:
+            result = plain(arguments)
+        except pydantic.ValidationError:
+            return full(arguments)
+        for name, (keys, many) in orders.items():
+            if name in arguments and not _as_declared(arguments[name], keys, many):
+                return full(arguments)
+        return result
+
+    return validate
 
 
 _T = TypeVar("_T")
 AsSent = Annotated[_T, _KeptAsSent()]
-"""A nested object argument as τ-bench takes it: ``AsSent[Passenger]`` validates the TypedDict's keys
-(present, of their types) and passes the agent's object on with its other keys, in the agent's order.
-A plain TypedDict refuses keys it does not declare."""
+"""A nested object argument as τ-bench takes it: ``AsSent[Passenger]`` (or ``AsSent[list[Passenger]]``)
+validates the TypedDict's keys (present, of their types) and passes the agent's object on with its
+other keys, in the agent's order. A plain TypedDict refuses keys it does not declare."""
 
 
 @dataclass(frozen=True)
@@ -195,7 +278,12 @@ class Tool:
         """
         schema = self.arguments.__pydantic_core_schema__
         if schema["type"] == "model" and schema["schema"]["type"] == "model-fields":
-            return SchemaValidator(schema["schema"], schema.get("config")).validate_python  # type: ignore[no-any-return]
+            config = schema.get("config")
+            full = SchemaValidator(schema["schema"], config).validate_python
+            plain, orders = _unwrapped(schema["schema"])
+            if not orders:
+                return full  # type: ignore[no-any-return]
+            return _as_sent_first(SchemaValidator(plain, config).validate_python, full, orders)
         validate = self.arguments.__pydantic_validator__.validate_python
         return lambda arguments: (validate(arguments).__dict__, None, None)
 

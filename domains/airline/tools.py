@@ -54,11 +54,11 @@ class Payment(TypedDict):
     amount: Annotated[Number, Field(description="the amount this method pays")]
 
 
-Flights = list[AsSent[FlightRef]]
+Flights = AsSent[list[FlightRef]]
 """The flights of an itinerary, in order."""
-Passengers = list[AsSent[Passenger]]
+Passengers = AsSent[list[Passenger]]
 """The passengers of a reservation."""
-Payments = list[AsSent[Payment]]
+Payments = AsSent[list[Payment]]
 """The payment methods of a booking and what each pays."""
 
 
