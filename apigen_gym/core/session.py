@@ -25,17 +25,21 @@ class Session:
         """Run one call on the fork and record it; the recorded step (its ``output``, ``ok``)."""
         fork = self.fork
         tool = self.tools.get(name) if isinstance(name, str) else None
-        args, given = own_arguments(arguments)
+        if type(arguments) is dict:
+            args = given = dict(arguments)
+        else:
+            args, given = own_arguments(arguments)
         before = fork.snapshot()
         if tool is None:
-            output, after = unknown_tool(name), before
+            output, after, kind = unknown_tool(name), before, None
         else:
+            kind = tool.kind
             output = tool.apply(fork, given)
-            after = fork.snapshot() if tool.kind is ToolKind.WRITE else before
+            after = fork.snapshot() if kind is ToolKind.WRITE else before
         steps = self.trace.steps
         step = Step(len(steps), str(name), args, output, before, after, message_index)
         steps.append(step)
-        self.transferred = tool is not None and tool.kind is ToolKind.TERMINAL and step.ok
+        self.transferred = kind is ToolKind.TERMINAL and step.ok
         return step
 
     def ended_by_terminal_tool(self) -> bool:
