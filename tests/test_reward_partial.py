@@ -6,11 +6,13 @@ from typing import Any
 
 import gymnasium as gym
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import apigen_gym  # noqa: F401 - registers the envs
 from apigen_gym.core.database import Database, Diff
 from apigen_gym.core.policy import Violation
-from apigen_gym.core.reward import score
+from apigen_gym.core.reward import differing_records, score, state_credit
 from apigen_gym.players.oracle import OracleAgent
 
 BASE = Database(
@@ -105,6 +107,76 @@ def test_the_reward_is_floored_at_zero_and_the_penalty_still_applies() -> None:
         GOLD, GOLD, SAID_ALL, OUTPUTS, [VIOLATION], violation_penalty=0.5, reward_mode="partial", base=BASE
     )
     assert info.reward == 0.25  # 3/4, then 0.5 per violation
+
+
+_MISSING = object()
+
+
+def _by_unit(diff: Diff, gold: Diff) -> tuple[int, int, int]:
+    """(units, reached, extra writes) counted one unit at a time, from the definition."""
+
+    def final(state: Diff, table: str, key: str) -> Any:
+        return state[table][key] if key in state.get(table, {}) else BASE.table(table).get(key)
+
+    def field(record: Any, name: str) -> Any:
+        return _MISSING if record is None else record.get(name, _MISSING)
+
+    def changed(before: Any, after: Any) -> set[str]:
+        names = set(before or ()) | set(after or ())
+        return {name for name in names if field(before, name) != field(after, name)}
+
+    units = reached = extra = 0
+    for table, records in gold.items():
+        for key, record in records.items():
+            mine, before = final(diff, table, key), BASE.table(table).get(key)
+            if record is None:  # a deletion is one unit
+                units, reached = units + 1, reached + (mine is None)
+                continue
+            for name in changed(before, record):
+                units, reached = units + 1, reached + (field(mine, name) == field(record, name))
+    for table, records in diff.items():
+        for key, mine in records.items():
+            before, wanted = BASE.table(table).get(key), final(gold, table, key)
+            if wanted is None and key in gold.get(table, {}):  # gold deletes it: the deletion is all
+                continue
+            if (mine is None) != (before is None):  # created or deleted: one write
+                extra += wanted == before
+            elif mine is not None:
+                extra += sum(field(wanted, name) == field(before, name) for name in changed(before, mine))
+    return units, reached, extra
+
+
+_RECORDS = {**{("orders", k): r for k, r in BASE.table("orders").items()}, ("orders", "o3"): None}
+_RECORDS |= {("users", k): r for k, r in BASE.table("users").items()}
+_VALUES = st.sampled_from(["pending", "cancelled", "Ann", "Bob", "10001", "10002", 7, None])
+
+
+@st.composite
+def _diffs(draw: st.DrawFn) -> Diff:
+    """A diff of BASE: records changed field by field, deleted, or created."""
+    diff: Diff = {}
+    for (table, key), record in _RECORDS.items():
+        kind = draw(st.sampled_from(["same", "same", "change", "delete"]))
+        if kind == "same" or (kind == "delete" and record is None):
+            continue
+        after = None
+        if kind == "change":
+            after = dict(record or {})
+            for name in draw(st.lists(st.sampled_from(["status", "name", "zip", "note"]), max_size=3)):
+                after[name] = draw(_VALUES)
+            for name in draw(st.lists(st.sampled_from(list(after) or ["x"]), max_size=1)):
+                after.pop(name, None)
+        if after != record:
+            diff.setdefault(table, {})[key] = after
+    return diff
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(_diffs(), _diffs())
+def test_partial_credit_counts_each_unit_by_its_definition(diff: Diff, gold: Diff) -> None:
+    credit = state_credit(diff, gold, BASE)
+    assert (credit.units, credit.reached, credit.extra_writes) == _by_unit(diff, gold)
+    assert credit.differing == differing_records(diff, gold)  # the binary reward's pass
 
 
 def test_the_partial_reward_needs_the_base_and_a_known_mode() -> None:

@@ -365,11 +365,11 @@ class ApigenEnv(gym.Env[str, str]):
 
     def compute_reward(self) -> RewardInfo:
         """Score the current state against the task's gold replay (cached per task)."""
-        gold = GOLD.diff(self.domain.tools, self.database, self.task)
+        gold = GOLD.entry(self.domain.tools, self.database, self.task)
         said = [str(m["content"]) for m in self.messages if m["role"] == "assistant" and m.get("content")]
         return score(
             self._session.diff(),
-            gold,
+            gold.diff,
             said,
             self.task.outputs,
             self.violations(),
@@ -377,9 +377,7 @@ class ApigenEnv(gym.Env[str, str]):
             self.violation_penalty,
             self.reward_mode,
             self.database,
-            GOLD.units(self.domain.tools, self.database, self.task)
-            if self.reward_mode == "partial"
-            else None,
+            gold.units(self.database) if self.reward_mode == "partial" else None,
         )
 
     # --- close ----------------------------------------------------------------------------------

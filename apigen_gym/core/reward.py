@@ -132,13 +132,22 @@ def _changed_fields(before: Mapping[str, Any] | None, after: Mapping[str, Any] |
     return changed + [name for name in before if name not in after]
 
 
-def gold_units(gold: Diff, base: Database) -> dict[RecordKey, int]:
-    """Per record the gold replay changes: the fields it writes (a deleted record counts one)."""
-    return {
-        (table, key): 1 if record is None else len(_changed_fields(base.table(table).get(key), record))
+class GoldUnits(NamedTuple):
+    """What the gold replay writes, counted for the partial reward."""
+
+    fields: dict[RecordKey, tuple[str, ...] | None]
+    """Per record gold changes: the fields it writes, or ``None`` for a record it deletes (one unit)."""
+    total: int
+
+
+def gold_units(gold: Diff, base: Database) -> GoldUnits:
+    """The units of ``gold`` against ``base``: each field it writes, each record it deletes."""
+    fields = {
+        (table, key): None if record is None else tuple(_changed_fields(base.table(table).get(key), record))
         for table, records in gold.items()
         for key, record in records.items()
     }
+    return GoldUnits(fields, sum(1 if names is None else len(names) for names in fields.values()))
 
 
 class StateCredit(NamedTuple):
@@ -149,47 +158,44 @@ class StateCredit(NamedTuple):
     extra_writes: int
 
 
-def state_credit(
-    diff: Diff, gold: Diff, base: Database, units_by_record: Mapping[RecordKey, int] | None = None
-) -> StateCredit:
-    """The final state's partial credit against the gold one, in one pass over the records touched.
+def state_credit(diff: Diff, gold: Diff, base: Database, units: GoldUnits | None = None) -> StateCredit:
+    """The final state's partial credit against the gold one.
 
     A unit is a field the gold replay writes (its value must end as gold's), or a record gold deletes.
     An extra write is a field the agent changed where gold kept the base value; a record the agent
-    creates or deletes where gold kept it as it was counts once. ``units_by_record`` is
-    :func:`gold_units` of ``gold`` (computed when not given).
+    creates or deletes where gold kept it as it was counts once. ``units`` is :func:`gold_units` of
+    ``gold`` (computed when not given).
+
+    It is the binary reward's pass (:func:`differing_records`) plus field counting on the records that
+    pass finds different: every other gold unit is reached, so on the gold state nothing is counted.
     """
-    per_record = gold_units(gold, base) if units_by_record is None else units_by_record
-    differing: dict[str, list[str]] = {}
-    reached = extra = 0
-    for table in sorted(set(diff) | set(gold)):
-        mine, theirs = diff.get(table, {}), gold.get(table, {})
-        for key in set(mine) | set(theirs):
-            if key in mine and key in theirs and mine[key] == theirs[key]:  # the record ends as gold's
-                reached += per_record[(table, key)]
-                continue
-            differing.setdefault(table, []).append(key)
+    if units is None:
+        units = gold_units(gold, base)
+    differing = differing_records(diff, gold)
+    reached, extra = units.total, 0
+    for table, keys in differing.items():
+        mine, theirs, base_table = diff.get(table, {}), gold.get(table, {}), base.table(table)
+        for key in keys:
+            gold_changed = key in theirs
+            if gold_changed:  # not reached as a whole: count below what is
+                fields = units.fields[(table, key)]
+                reached -= 1 if fields is None else len(fields)
             if key not in mine:  # a record gold changes and the agent left as it was: nothing reached
                 continue
-            before = base.table(table).get(key)
-            want = theirs.get(key, before)
+            before: Any = base_table.get(key)
+            want: Any = theirs[key] if gold_changed else before
             have = mine[key]
-            if key in theirs:
-                if want is None:  # gold deletes the record
+            if gold_changed:
+                if fields is None:  # gold deletes the record
                     reached += have is None
                     continue
-                reached += sum(
-                    _value(have, name) == _value(want, name) for name in _changed_fields(before, want)
-                )
+                reached += sum([_value(have, name) == want.get(name, _ABSENT) for name in fields])
             if (have is None) != (before is None) and want == before:  # a record created or deleted
                 extra += 1
-            elif have is not None and before is not None:
-                extra += sum(
-                    _value(want, name) == _value(before, name) for name in _changed_fields(before, have)
-                )
-    for keys in differing.values():
-        keys.sort()
-    return StateCredit(differing, sum(per_record.values()), reached, extra)
+            elif have is not None and before is not None:  # (and so is want)
+                changed = _changed_fields(before, have)
+                extra += sum([want.get(name, _ABSENT) == before.get(name, _ABSENT) for name in changed])
+    return StateCredit(differing, units.total, reached, extra)
 
 
 def score(
@@ -202,7 +208,7 @@ def score(
     violation_penalty: float = 0.0,
     reward_mode: RewardMode = "binary",
     base: Database | None = None,
-    units_by_record: Mapping[RecordKey, int] | None = None,
+    units: GoldUnits | None = None,
 ) -> RewardInfo:
     """The reward under ``reward_mode``, minus an optional penalty per violation.
 
@@ -214,17 +220,19 @@ def score(
     if reward_mode == "partial":
         if base is None:
             raise ValueError("the partial reward needs the base state the diffs were taken from")
-        credit = state_credit(diff, gold, base, units_by_record)
+        credit = state_credit(diff, gold, base, units)
         differing = credit.differing
-        partial = PartialCredit.model_construct(  # counts computed here: nothing to validate
-            units=credit.units + len(checks),
-            reached=credit.reached + sum(c.found for c in checks),
-            extra_writes=credit.extra_writes,
-            violations=len(violations),
-        )
-        total = partial.units or 1  # nothing to do: leaving things as they are is the one unit
-        reached = partial.reached if partial.units else 1
-        reward = max(0.0, (reached - partial.extra_writes - partial.violations) / total)
+        total = credit.units + len(checks)
+        reached = credit.reached + sum(c.found for c in checks)
+        partial = {
+            "units": total,
+            "reached": reached,
+            "extra_writes": credit.extra_writes,
+            "violations": len(violations),
+        }
+        if not total:  # nothing to do: leaving things as they are is the one unit
+            total = reached = 1
+        reward = max(0.0, (reached - credit.extra_writes - len(violations)) / total)
     elif reward_mode == "binary":
         differing = differing_records(diff, gold)
         reward = float(not differing and all(c.found for c in checks))
@@ -246,39 +254,38 @@ def score(
     )
 
 
-class _Gold:
+class GoldEntry:
     """One task's gold final diff on one database, and its partial-reward units once asked for."""
 
-    __slots__ = ("task", "diff", "units")
+    __slots__ = ("task", "diff", "_units")
 
     def __init__(self, task: Task, diff: Diff):
         self.task = task  # kept alive, so ids stay unique
         self.diff = diff
-        self.units: dict[RecordKey, int] | None = None
+        self._units: GoldUnits | None = None
+
+    def units(self, base: Database) -> GoldUnits:
+        """:func:`gold_units` of the diff against ``base`` (the database it came from), computed once."""
+        if self._units is None:
+            self._units = gold_units(self.diff, base)
+        return self._units
 
 
 class GoldCache:
     """Gold final diffs, computed once per (database, task) by replaying the task's gold actions."""
 
     def __init__(self) -> None:
-        self._by_db: weakref.WeakKeyDictionary[Database, dict[int, _Gold]] = weakref.WeakKeyDictionary()
+        self._by_db: weakref.WeakKeyDictionary[Database, dict[int, GoldEntry]] = weakref.WeakKeyDictionary()
 
-    def _entry(self, tools: ToolSet, database: Database, task: Task) -> _Gold:
+    def entry(self, tools: ToolSet, database: Database, task: Task) -> GoldEntry:
         per_db = self._by_db.setdefault(database, {})
         entry = per_db.get(id(task))
         if entry is None or entry.task is not task:
-            entry = per_db[id(task)] = _Gold(task, replay(tools, database, task.actions).diff())
+            entry = per_db[id(task)] = GoldEntry(task, replay(tools, database, task.actions).diff())
         return entry
 
     def diff(self, tools: ToolSet, database: Database, task: Task) -> Diff:
-        return self._entry(tools, database, task).diff
-
-    def units(self, tools: ToolSet, database: Database, task: Task) -> dict[RecordKey, int]:
-        """:func:`gold_units` of the task's gold diff, computed once."""
-        entry = self._entry(tools, database, task)
-        if entry.units is None:
-            entry.units = gold_units(entry.diff, database)
-        return entry.units
+        return self.entry(tools, database, task).diff
 
     def clear(self) -> None:
         self._by_db.clear()
