@@ -104,4 +104,13 @@ def parse_action(action: Any) -> AgentTurn:
         return _malformed(f"invalid JSON ({exc.msg} at position {exc.pos})")
     except RecursionError:
         return _malformed("JSON nested too deeply")
+    if type(parsed) is dict and len(parsed) == 2:  # the usual {"name": ..., "arguments": {...}}, directly
+        name, arguments = parsed.get("name"), parsed.get("arguments")
+        if type(name) is str and name and type(arguments) is dict:
+            try:
+                arguments_json = jsonio.dumps(arguments)  # the transcript's copy
+            except RecursionError:
+                pass  # the general path below says so
+            else:
+                return AgentTurn(None, (ToolCall(name, arguments, None, None, arguments_json),))
     return _from_dict(parsed) if isinstance(parsed, dict) else _malformed("expected a JSON object")
