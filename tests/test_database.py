@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apigen_gym.core.database import Database, Fork, FrozenRecord
+from apigen_gym.core.database import Database, Fork, FrozenRecord, freeze, json_text
 
 TABLES: dict[str, dict[str, Any]] = {
     "users": {
@@ -53,6 +53,33 @@ def test_base_records_serialise_once_and_copy_from_their_text(db: Database) -> N
         assert copy_["nan"] != copy_["nan"]
 
 
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(max_size=4) | st.integers(0, 3), inner, max_size=4)
+    ),
+    max_leaves=24,
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(_JSON, st.data())
+def test_json_text_is_json_dumps_with_read_only_parts_reused(value: Any, data: st.DataObject) -> None:
+    """A value mixing plain and read-only (base) parts, as a record copied along a path is."""
+
+    def mixed(node: Any) -> Any:
+        if isinstance(node, dict | list):
+            inner = (
+                {k: mixed(v) for k, v in node.items()} if isinstance(node, dict) else [mixed(v) for v in node]
+            )
+            return freeze(inner) if data.draw(st.booleans()) else inner
+        return node
+
+    value = mixed(value)
+    assert json_text(value) == json.dumps(value) == json_text(value)  # the second time from kept texts
+
+
 def test_write_path_copies_along_the_path_only(db: Database) -> None:
     fork = db.fork()
     before = fork.snapshot()
@@ -82,6 +109,33 @@ def test_write_path_copies_along_the_path_only(db: Database) -> None:
     tags.append("t")
     assert fork.get("users", "u2") == {"name": {"first": "A", "last": "B"}, "tags": ["t"], "balance": 0}
     assert db.table("users")["u2"]["tags"] == []
+
+
+def test_snapshots_share_tables_until_the_fork_changes_them(db: Database) -> None:
+    fork = db.fork()
+    fork.write_path("users", "u1", "name")["first"] = "Augusta"
+    first = fork.snapshot()
+    fork.write_path("orders", "#1")["status"] = "cancelled"  # another table: users stays shared
+    second = fork.snapshot()
+    fork.write_path("users", "u2", "name")["first"] = "Alonzo"
+    fork.delete("orders", "#2")
+    for view in (first, second):
+        assert view.get("users", "u1")["name"]["first"] == "Augusta"
+        assert view.get("users", "u2")["name"]["first"] == "Alan" and view.get("orders", "#2") is not None
+    assert (
+        first.get("orders", "#1")["status"] == "pending"
+        and second.get("orders", "#1")["status"] == "cancelled"
+    )
+    twin, kept = pickle.loads(pickle.dumps((fork, second)))  # as an env travels to another process
+    twin.write_path("users", "u1", "name")["first"] = "Ada"
+    twin.write_path("orders", "#1")["status"] = "returned"
+    assert (
+        kept.get("users", "u1")["name"]["first"] == "Augusta"
+        and kept.get("orders", "#1")["status"] == "cancelled"
+    )
+    fork.restore(first)
+    fork.write_path("users", "u1", "name")["first"] = "Grace"  # the restored tables are the view's: copied
+    assert first.get("users", "u1")["name"]["first"] == "Augusta" and fork.get("orders", "#2") is not None
 
 
 def test_building_pauses_the_collector_and_a_permanent_base_is_frozen() -> None:

@@ -396,7 +396,7 @@ class StateView:
 class Fork(StateView):
     """A mutable, copy-on-write view of a :class:`Database` for one episode."""
 
-    __slots__ = ("_fresh", "_owned", "_snapshot")
+    __slots__ = ("_fresh", "_kept", "_owned", "_snapshot")
 
     def __init__(self, base: Database):
         super().__init__(base, {})
@@ -406,15 +406,18 @@ class Fork(StateView):
         """Ids of the containers :meth:`write_path` copied since the last snapshot (any container made
         since then is this fork's alone, so an id reused by a newer one is still right)."""
         self._snapshot: StateView | None = None
+        self._kept: dict[str, dict[str, Any]] = {}
+        """The tables of the last snapshot (or restored view): a table of the overlay that is one of
+        them is shared with it, and copied before it changes."""
 
     def __getstate__(self) -> tuple[Any, ...]:
         """What was copied since the last snapshot is not carried: it is copied again when written."""
-        return self._base, self._overlay, self._snapshot
+        return self._base, self._overlay, self._snapshot, self._kept
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        base, overlay, snapshot = state
+        base, overlay, snapshot, kept = state
         Fork.__init__(self, base)
-        self._overlay, self._snapshot = overlay, snapshot
+        self._overlay, self._snapshot, self._kept = overlay, snapshot, kept
 
     def write(self, table: str, key: str) -> Record:
         """A mutable record for ``key``, copied into this fork on first write. KeyError if absent."""
@@ -453,7 +456,7 @@ class Fork(StateView):
         if id(node) not in fresh:
             node = dict(node)
             fresh.add(id(node))
-            self._overlay.setdefault(table, {})[key] = node
+            self._table(table)[key] = node
             self._snapshot = None
         for step in path:  # copied after the last snapshot, so the snapshot is already let go
             child = node[step]
@@ -475,19 +478,30 @@ class Fork(StateView):
         if self.get(table, key) is None:
             raise KeyError(f"{table}/{key}")
         self._snapshot = None
-        self._overlay.setdefault(table, {})[key] = _DELETED
+        self._table(table)[key] = _DELETED
         self._owned.discard((table, key))
 
     def _own(self, table: str, key: str, record: Record) -> Record:
         self._snapshot = None
-        self._overlay.setdefault(table, {})[key] = record
+        self._table(table)[key] = record
         self._owned.add((table, key))
         return record
 
+    def _table(self, table: str) -> dict[str, Any]:
+        """The overlay's ``table``, to change: copied first if the last snapshot keeps it."""
+        changed = self._overlay.get(table)
+        if changed is None:
+            changed = self._overlay[table] = {}
+        elif self._kept.get(table) is changed:
+            changed = self._overlay[table] = dict(changed)
+        return changed
+
     def snapshot(self) -> StateView:
-        """A frozen view of the current state, O(touched). Later writes copy records again."""
+        """A frozen view of the current state, O(tables touched): it shares the fork's tables, and
+        the fork copies a table, and each record, before changing it."""
         if self._snapshot is None:
-            self._snapshot = StateView(self._base, {t: dict(c) for t, c in self._overlay.items()})
+            kept = self._kept = dict(self._overlay)
+            self._snapshot = StateView(self._base, kept)
             self._owned.clear()
             self._fresh.clear()
         return self._snapshot
@@ -496,7 +510,8 @@ class Fork(StateView):
         """Return to a state taken by :meth:`snapshot` of this fork."""
         if view.base is not self._base:
             raise ValueError("snapshot of another database")
-        self._overlay = {t: dict(c) for t, c in view._overlay.items()}
+        self._kept = view._overlay
+        self._overlay = dict(view._overlay)
         self._owned.clear()
         self._fresh.clear()
         self._snapshot = view
