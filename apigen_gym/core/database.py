@@ -341,13 +341,19 @@ class StateView:
         return self.get(table, key) is not None
 
     def keys(self, table: str) -> Iterator[str]:
-        for key, _ in self.items(table):
-            yield key
+        if not self._overlay.get(table):  # the base's own: iterated in C
+            return iter(self._tables[table])
+        return (key for key, _ in self._merged(table))
 
     def items(self, table: str) -> Iterator[tuple[str, Any]]:
         """Records in base order, then records added by the overlay."""
-        base = self._base.table(table)
-        changed = self._overlay.get(table, {})
+        if not self._overlay.get(table):  # the base's own: iterated in C
+            return iter(self._tables[table].items())
+        return self._merged(table)
+
+    def _merged(self, table: str) -> Iterator[tuple[str, Any]]:
+        base = self._tables[table]
+        changed = self._overlay[table]
         for key, record in base.items():
             if key in changed:
                 record = changed[key]
