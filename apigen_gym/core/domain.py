@@ -8,6 +8,7 @@ Databases and task lists are loaded once per process and shared by every env.
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -41,7 +42,10 @@ class Domain:
     api_graph: ApiGraph | None = field(default=None, repr=False)
 
     def resolve(self, data_dir: str | Path | None) -> Path:
-        return (Path(data_dir) if data_dir is not None else self.home).resolve()
+        """The folder ``data_dir`` names (its local copy, in a worker it was shipped to)."""
+        if data_dir is None:
+            return self.home.resolve()
+        return _copies.get(os.fspath(Path(data_dir))) or Path(data_dir).resolve()
 
     def database(self, data_dir: str | Path | None = None) -> Database:
         """The immutable base database of ``data_dir`` (default: the shipped one), cached."""
@@ -64,6 +68,17 @@ class Domain:
     def tasks(self, split: str = "test", data_dir: str | Path | None = None) -> list[Task]:
         """The tasks of ``split`` in ``data_dir`` (default: the shipped ones), cached."""
         return list(_load_tasks(self.resolve(data_dir), split))
+
+
+_copies: dict[str, Path] = {}
+"""Data folders read from a local copy in this process, by each name they go by."""
+
+
+def read_data_from(folder: str | os.PathLike[str], copy: Path, *names: str | os.PathLike[str]) -> None:
+    """In this process, read the data folder ``folder`` (also called ``names``, such as the relative path a
+    user gave) from ``copy``: a worker on another machine gets the driver's data folder this way."""
+    for name in (folder, *names):
+        _copies[os.fspath(Path(name))] = copy.resolve()
 
 
 @lru_cache(maxsize=16)

@@ -12,7 +12,8 @@ import asyncio
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from apigen_gym.core.env import ApigenEnv
 from apigen_gym.llm.types import LLMError, Usage
 from apigen_gym.players.agent import Agent
 from apigen_gym.util import jsonio, runconfig
+from apigen_gym.util.executors import Executor, Job, LocalExecutor, OnStep, stream
 from apigen_gym.util.jsonio import JsonlAppender, read_models
 
 if TYPE_CHECKING:
@@ -165,6 +167,45 @@ class ResultsWriter(JsonlAppender):
         super().__init__(Path(out_dir) / RESULTS_FILE)
 
 
+class EpisodeWorker:
+    """The per-shard code of an evaluation: (task, trial) pairs played as episodes, ``concurrency`` at a
+    time (shared by the shards it plays at once). The same in the driver's process and in a Ray worker.
+    """
+
+    def __init__(
+        self,
+        make_env: Callable[[], ApigenEnv],
+        make_agent: Callable[[], Agent],
+        concurrency: int = 1,
+        clients: Sequence[LLMClient] = (),
+    ):
+        self.make_env = make_env
+        self.make_agent = make_agent
+        self.concurrency = max(1, concurrency)
+        self.clients = clients
+        self.gate = asyncio.Semaphore(self.concurrency)
+
+    def run(
+        self, shard: Sequence[tuple[str, int]], on_step: OnStep | None = None
+    ) -> AsyncIterator[list[EpisodeResult]]:
+        async def play(item: tuple[str, int]) -> AsyncIterator[EpisodeResult]:
+            task_id, trial = item
+            env, agent = self.make_env(), self.make_agent()
+            yield await run_episode_async(env, agent, task_id, trial, seed=trial, on_step=on_step)
+
+        return stream(shard, play, self.gate, self.concurrency)
+
+    async def aclose(self) -> None:
+        for client in dict.fromkeys(self.clients):
+            await client.aclose()
+
+
+def in_flight_limit(clients: Iterable[LLMClient]) -> int | None:
+    """The smallest ``max_in_flight`` of the clients (``None``: no limit): a run has no more workers."""
+    limits = [c.settings.max_in_flight for c in clients if c.settings.max_in_flight is not None]
+    return min(limits) if limits else None
+
+
 def evaluate(
     make_env: Callable[[], ApigenEnv],
     make_agent: Callable[[], Agent],
@@ -176,19 +217,32 @@ def evaluate(
     clients: Sequence[LLMClient] = (),
     retry_errors: bool = False,
     settings: Mapping[str, Any] | None = None,
+    executor: Executor | None = None,
 ) -> list[EpisodeResult]:
     """Run every (task, trial) not already in ``out_dir``; return all results, old and new.
 
     ``make_env`` and ``make_agent`` are called once per episode, so episodes in flight share nothing.
     The LLM ``clients`` they use are closed at the end. ``settings`` adds to what binds the folder
     (:func:`run_settings`); a folder bound to other settings raises
-    :class:`~apigen_gym.util.runconfig.SettingsMismatch` before anything runs.
+    :class:`~apigen_gym.util.runconfig.SettingsMismatch` before anything runs. ``executor`` says where
+    episodes are played (default: this process; ``apigen_gym.integrations.ray.RayExecutor``: a Ray
+    cluster, ``concurrency`` per worker); the results are the same either way.
     """
 
     async def run_and_close() -> list[EpisodeResult]:
         try:
             return await run_async(
-                make_env, make_agent, out_dir, task_ids, trials, concurrency, progress, retry_errors, settings
+                make_env,
+                make_agent,
+                out_dir,
+                task_ids,
+                trials,
+                concurrency,
+                progress,
+                retry_errors,
+                settings,
+                executor=executor,
+                clients=clients,
             )
         finally:
             for client in dict.fromkeys(clients):
@@ -207,11 +261,16 @@ async def run_async(
     progress: bool = False,
     retry_errors: bool = False,
     settings: Mapping[str, Any] | None = None,
+    *,
+    executor: Executor | None = None,
+    clients: Sequence[LLMClient] = (),
 ) -> list[EpisodeResult]:
-    """:func:`evaluate` inside a running event loop: ``concurrency`` episodes in flight.
+    """:func:`evaluate` inside a running event loop: ``concurrency`` episodes in flight (per worker).
 
     Episodes that ended in an infrastructure error count as finished (a failure) unless
-    ``retry_errors``: then their rows are removed and they run again.
+    ``retry_errors``: then their rows are removed and they run again. Only this process writes
+    ``results.jsonl``, whichever ``executor`` plays the episodes. ``clients``: the LLM clients the
+    players use (their ``max_in_flight`` caps the number of workers; the worker closes them).
     """
     probe = make_env()
     runconfig.bind(out_dir, run_settings(probe, make_agent(), settings))
@@ -221,22 +280,24 @@ async def run_async(
         _drop_error_rows(Path(out_dir) / RESULTS_FILE)
     ids = list(task_ids) if task_ids is not None else [t.id for t in probe.tasks]
     todo = [(t, k) for k in range(trials) for t in ids if (t, k) not in done]
-    queue: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
-    for item in todo:
-        queue.put_nowait(item)
     with ResultsWriter(out_dir) as writer, _Progress(len(todo), progress) as bar:
 
-        async def worker() -> None:
-            while not queue.empty():
-                task_id, trial = queue.get_nowait()
-                result = await run_episode_async(
-                    make_env(), make_agent(), task_id, trial, seed=trial, on_step=bar.step
-                )
-                writer.write(result)
-                done[(task_id, trial)] = result
-                bar.update(result)
+        def record(result: EpisodeResult) -> None:
+            writer.write(result)
+            done[(result.task_id, result.trial)] = result
+            bar.update(result)
 
-        await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(todo))))))
+        job: Job[tuple[str, int], EpisodeResult] = Job(
+            partial(EpisodeWorker, make_env, make_agent, concurrency, clients),
+            record,
+            rebuild=lambda item: None if item in done else item,
+            data_dirs=[probe.data_dir] if probe.data_dir is not None else [],
+            concurrency=concurrency,
+            max_workers=in_flight_limit(clients),
+            on_step=bar.step,
+        )
+        async with (executor or LocalExecutor()).pool(job) as pool:
+            await pool.run(todo)
     return [done[(t, k)] for k in range(trials) for t in ids if (t, k) in done]
 
 

@@ -49,6 +49,18 @@ class Deduplicator:
         for task in tasks:
             self.add(task)
 
+    @classmethod
+    def of(cls, seen: Mapping[str, str]) -> Deduplicator:
+        """A deduplicator that remembers what another one had :attr:`seen`."""
+        made = cls()
+        made._seen = dict(seen)
+        return made
+
+    @property
+    def seen(self) -> dict[str, str]:
+        """The accepted tasks' ids by signature (compact: what a worker needs to know of them)."""
+        return dict(self._seen)
+
     def duplicate_of(self, task: Task) -> str | None:
         """The id of an accepted task equal to ``task``, if any."""
         return self._seen.get(signature(task))

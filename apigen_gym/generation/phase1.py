@@ -13,8 +13,8 @@ import asyncio
 import importlib
 import random
 import time
-from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -44,6 +44,7 @@ from apigen_gym.generation.store import JsonlAppender, RunPaths, read_models
 from apigen_gym.generation.validators import Committee, RuleCheck, check_rules, feedback_summary
 from apigen_gym.kit.sampling import bucket
 from apigen_gym.llm.types import Usage
+from apigen_gym.util.executors import Executor, Job, LocalExecutor, OnStep, Pool, stream
 from apigen_gym.util.jsonio import read_json, write_json
 from apigen_gym.util.version import VERSION
 
@@ -133,18 +134,20 @@ def generation_users(domain: Domain, database: Database, config: GenerationConfi
     return [u for u in users if bucket(u) not in held_out] or users
 
 
+def example_split(domain: Domain, config: GenerationConfig) -> str | None:
+    """The shipped split the proposer's examples come from: train, else one not evaluated on."""
+    shipped = [s for s in domain.splits() if s not in config.decontaminate_against]
+    return FEW_SHOT_SPLIT if FEW_SHOT_SPLIT in shipped else next(iter(shipped), None)
+
+
 def few_shot_pool(domain: Domain, config: GenerationConfig, accepted: Sequence[Task]) -> list[Task]:
     """Examples for the proposer: the train split, else a split not evaluated on, else accepted tasks."""
-    shipped = [s for s in domain.splits() if s not in config.decontaminate_against]
-    if FEW_SHOT_SPLIT in shipped:
-        return domain.tasks(FEW_SHOT_SPLIT)
-    if shipped:
-        return domain.tasks(shipped[0])
-    return list(accepted)
+    split = example_split(domain, config)
+    return domain.tasks(split) if split is not None else list(accepted)
 
 
 def provenance(
-    run: Phase1Run,
+    run: Phase1Worker,
     blueprint: Blueprint,
     context: ContextSummary | None,
     round_: int,
@@ -179,12 +182,70 @@ class Settled:
     removal: RemovedRecord | None = None
 
 
-class Phase1Run:
-    """One phase-1 run over a run folder: state read back from its files, then extended."""
+@dataclass(frozen=True)
+class ProposalItem:
+    """Blueprint ``index`` to decide, going on after the rounds already recorded for it."""
 
-    def __init__(self, config: GenerationConfig, paths: RunPaths, proposer: Proposer | None = None):
+    index: int
+    earlier: tuple[ProposalRecord, ...] = ()
+
+
+@dataclass(frozen=True)
+class RecombinationItem:
+    """One recombination to try: the ``position``-th candidate group of accepted tasks."""
+
+    position: int
+    group: tuple[Task, ...]
+
+
+Phase1Item = ProposalItem | RecombinationItem
+
+
+def _key(item: Phase1Item | ProposalRecord) -> tuple[str, int]:
+    """What a row or an item decides: (``proposal``, index) or (``recombination``, position)."""
+    if isinstance(item, ProposalRecord):
+        return item.kind, item.index
+    if isinstance(item, ProposalItem):
+        return "proposal", item.index
+    return "recombination", item.position
+
+
+def in_parallel(config: GenerationConfig, proposer: Proposer | None = None) -> bool:
+    """Whether blueprints are decided ``concurrency`` at a time (models answer them), or one by one."""
+    custom = proposer is not None and not isinstance(proposer, TemplateProposer)
+    return config.proposer is not None or bool(config.judges) or custom
+
+
+def in_flight_limit(config: GenerationConfig) -> int | None:
+    """The smallest ``max_in_flight`` of the Phase 1 models (``None``: no limit)."""
+    limits = [m.max_in_flight for m in (config.proposer, *config.judges) if m is not None]
+    return min((n for n in limits if n is not None), default=None)
+
+
+def duplicate(task: Task, same: str) -> RemovedRecord:
+    return RemovedRecord(
+        task=task, reason="duplicate", detail=f"same user, gold actions and outputs as {same}", overlaps=same
+    )
+
+
+class Phase1Worker:
+    """The per-shard code of Phase 1: proposes and validates blueprints (feedback rounds included) and
+    tries recombinations, yielding one row per round. The same in the driver's process and in a Ray
+    worker.
+
+    Duplicates are checked against the tasks accepted when the run started (``seen``: signature → id);
+    a blueprint that passes is accepted provisionally, and the driver, which knows what was accepted
+    since, admits it or removes it as a duplicate (:meth:`Phase1Run.admit`).
+    """
+
+    def __init__(
+        self,
+        config: GenerationConfig,
+        seen: Mapping[str, str] | None = None,
+        examples: Sequence[Task] = (),
+        proposer: Proposer | None = None,
+    ):
         self.config = config
-        self.paths = paths
         self.domain = load_domain(config.domain)
         self.database = self.domain.database(config.data_dir)
         self.limiter = asyncio.Semaphore(config.concurrency)
@@ -212,20 +273,12 @@ class Phase1Run:
         self.recombiner = Recombiner(
             proposer_client, self.limiter, config.max_tokens.cap("recombine", config.proposer)
         )
-        self.parallel = bool(self.clients) or not isinstance(self.proposer, TemplateProposer)
-        self.rows = list(read_models(paths.proposals, ProposalRecord))
-        self.unfinished: dict[int, list[ProposalRecord]] = {}
-        """Rounds of blueprints an interrupted run did not finish, by index."""
-        for row in self.rows:
-            if row.kind == "proposal" and not row.final:
-                self.unfinished.setdefault(row.index, []).append(row)
-        self.accepted = {t.id: t for t in read_models(paths.accepted, Task)}
-        self.removed_ids = {r.task.id for r in read_models(paths.removed, RemovedRecord)}
-        self.dedup = Deduplicator(self.accepted.values())
+        self.width = config.concurrency if in_parallel(config, proposer) else 1
+        self.gate = asyncio.Semaphore(self.width)
+        self.dedup = Deduplicator.of(seen or {})
         self.decontaminator = Decontaminator(self.domain, evaluation_splits(self.domain, config))
-        self.sampler = ContextSampler(
-            self.domain, self.database, few_shot_pool(self.domain, config, list(self.accepted.values()))
-        )
+        pool = few_shot_pool(self.domain, config, examples)
+        self.sampler = ContextSampler(self.domain, self.database, pool)
         self.users = generation_users(self.domain, self.database, config)
         self.pairing = PAIR_SHARE if config.recombine > 0 else 0.0
 
@@ -236,28 +289,27 @@ class Phase1Run:
         self.clients.append(client)
         return client
 
-    # --- bookkeeping ----------------------------------------------------------------------------
+    def run(
+        self, shard: Sequence[Phase1Item], on_step: OnStep | None = None
+    ) -> AsyncIterator[list[ProposalRecord]]:
+        async def work(item: Phase1Item) -> AsyncIterator[ProposalRecord]:
+            if isinstance(item, ProposalItem):
+                async for row in self.decide(item):
+                    yield row
+            else:
+                yield await self.recombine(item)
 
-    def restore(self, accepted: JsonlAppender, removed: JsonlAppender) -> None:
-        """Put back tasks that a killed run decided but did not get to write."""
-        for row in self.rows:
-            if row.outcome == "accepted" and row.task is not None and row.task.id not in self.accepted:
-                self._accept(row.task, accepted)
-            if row.removal is not None and row.removal.task.id not in self.removed_ids:
-                removed.write(row.removal)
-                self.removed_ids.add(row.removal.task.id)
+        return stream(shard, work, self.gate, self.width)
 
-    def _accept(self, task: Task, accepted: JsonlAppender) -> None:
-        accepted.write(task)
-        self.accepted[task.id] = task
-        self.dedup.add(task)
+    async def aclose(self) -> None:
+        for client in self.clients:
+            await client.aclose()
 
     def admit(self, task: Task) -> tuple[Outcome, RemovedRecord | None]:
         """Accepted, or removed as a duplicate of an accepted task or overlapping an evaluation task."""
         same = self.dedup.duplicate_of(task)
         if same is not None:
-            detail = f"same user, gold actions and outputs as {same}"
-            return "duplicate", RemovedRecord(task=task, reason="duplicate", detail=detail, overlaps=same)
+            return "duplicate", duplicate(task, same)
         overlap = self.decontaminator.overlap(task)
         if overlap is not None:
             removal = RemovedRecord(
@@ -269,17 +321,6 @@ class Phase1Run:
             )
             return "contaminated", removal
         return "accepted", None
-
-    def record(self, row: ProposalRecord, files: tuple[JsonlAppender, JsonlAppender, JsonlAppender]) -> None:
-        """Write the row first, then the task it accepts or removes (so a kill can always be repaired)."""
-        proposals, accepted, removed = files
-        proposals.write(row)
-        self.rows.append(row)
-        if row.outcome == "accepted" and row.task is not None:
-            self._accept(row.task, accepted)
-        if row.removal is not None:
-            removed.write(row.removal)
-            self.removed_ids.add(row.removal.task.id)
 
     # --- proposals ------------------------------------------------------------------------------
 
@@ -322,12 +363,11 @@ class Phase1Run:
             verdicts.append(await self.committee.review(self.domain, proposal, check.session, policy))
             if not verdicts[-1].passed:
                 return Settled(verdicts)
-            outcome, removal = self.admit(as_task())  # again: a concurrent proposal may have won meanwhile
         task = as_task()
         return Settled(verdicts, outcome, task if removal is None else None, removal)
 
     def task_id(self, index: int, recombined: bool = False) -> str:
-        return f"{self.domain.name}-gen-{self.config.seed}-{'r' if recombined else ''}{index:05d}"
+        return task_id(self.domain.name, self.config.seed, index, recombined)
 
     def make_task(self, task_id: str, blueprint: Blueprint, meta: dict[str, Any]) -> Task:
         return Task(
@@ -340,12 +380,13 @@ class Phase1Run:
             meta={"split": "generated", "source": blueprint.source, **blueprint.meta, "provenance": meta},
         )
 
-    async def decide(self, index: int, files: tuple[JsonlAppender, JsonlAppender, JsonlAppender]) -> None:
+    async def decide(self, item: ProposalItem) -> AsyncIterator[ProposalRecord]:
         """Propose blueprint ``index`` round after round until it is accepted, removed or out of rounds."""
+        index = item.index
         context = self.context(index)
         summary = context.summary()
         policy = "\n\n".join(f"## {s.title}\n{s.text}" for s in context.policy)
-        earlier = sorted(self.unfinished.get(index, []), key=lambda r: r.round)
+        earlier = sorted(item.earlier, key=lambda r: r.round)
         feedback = [r.summary or "" for r in earlier]
         for round_ in range(len(earlier) + 1, self.config.rounds() + 1):
             rng = random.Random(f"{self.config.seed}/{index}/{round_}")
@@ -367,25 +408,24 @@ class Phase1Run:
                 cost=proposal.cost + sum(v.cost for v in verdicts),
             )
             if settled.outcome is not None:
-                update = {"outcome": settled.outcome, "task": settled.task, "removal": settled.removal}
-                self.record(row.model_copy(update=update), files)
+                yield row.model_copy(
+                    update={"outcome": settled.outcome, "task": settled.task, "removal": settled.removal}
+                )
                 return
             text = feedback_summary(proposal, verdicts)
-            self.record(row.model_copy(update={"summary": text}), files)
+            yield row.model_copy(update={"summary": text})
             feedback.append(text)
 
-    async def recombine(
-        self, position: int, group: Sequence[Task], files: tuple[JsonlAppender, JsonlAppender, JsonlAppender]
-    ) -> None:
+    async def recombine(self, item: RecombinationItem) -> ProposalRecord:
         """Try one recombination: re-executed from the initial state, re-checked, reviewed."""
-        blueprint, note = await self.recombiner.blueprint(self.domain, group)
+        blueprint, note = await self.recombiner.blueprint(self.domain, item.group)
         writes = [a.name for a in blueprint.actions]
         policy = "\n\n".join(f"## {s.title}\n{s.text}" for s in self.sampler.policy.relevant(writes))
-        settled = await self.settle(blueprint, policy, self.task_id(position, recombined=True), None)
+        settled = await self.settle(blueprint, policy, self.task_id(item.position, recombined=True), None)
         verdicts = settled.verdicts
         row = ProposalRecord(
             kind="recombination",
-            index=position,
+            index=item.position,
             source="recombined",
             model=blueprint.model,
             blueprint=blueprint,
@@ -400,78 +440,183 @@ class Phase1Run:
         )
         if settled.outcome is None and note is None:
             row = row.model_copy(update={"summary": feedback_summary(blueprint, verdicts)})
-        self.record(row, files)
+        return row
 
     @staticmethod
     def _source(error: ProposalError) -> Source:
         return "llm" if error.model else "template"
 
-    # --- the run --------------------------------------------------------------------------------
 
-    async def _batch(self, jobs: Sequence[Callable[[], Awaitable[None]]]) -> None:
-        """Run jobs one by one offline, else concurrently (at most ``concurrency`` at a time)."""
-        if not self.parallel:
-            for job in jobs:
-                await job()
+def task_id(domain: str, seed: int, index: int, recombined: bool = False) -> str:
+    return f"{domain}-gen-{seed}-{'r' if recombined else ''}{index:05d}"
+
+
+Files = tuple[JsonlAppender, JsonlAppender, JsonlAppender]
+
+
+class Phase1Run:
+    """One phase-1 run over a run folder, as its driver: state read back from its files, extended with
+    the rows its workers send, written by this process alone.
+
+    Blueprints are decided in batches (as many as are still wanted). Rounds that go on are written as
+    they come; a row that decides its blueprint waits until every lower index of the batch is decided,
+    so that which of two equal tasks is kept depends on the index, not on which worker was faster.
+    """
+
+    def __init__(
+        self,
+        config: GenerationConfig,
+        paths: RunPaths,
+        proposer: Proposer | None = None,
+        executor: Executor | None = None,
+    ):
+        self.config = config
+        self.paths = paths
+        self.domain = load_domain(config.domain)
+        self.proposer = proposer
+        self.executor = executor or LocalExecutor()
+        self.rows = list(read_models(paths.proposals, ProposalRecord))
+        self.unfinished: dict[int, list[ProposalRecord]] = {}
+        """Rounds of blueprints not decided yet, by index (an interrupted run's, a dead worker's)."""
+        for row in self.rows:
+            if row.kind == "proposal" and not row.final:
+                self.unfinished.setdefault(row.index, []).append(row)
+        self.accepted = {t.id: t for t in read_models(paths.accepted, Task)}
+        self.removed_ids = {r.task.id for r in read_models(paths.removed, RemovedRecord)}
+        self.dedup = Deduplicator(self.accepted.values())
+        self.splits = {name: len(t) for name, t in evaluation_splits(self.domain, config).items()}
+        self.waiting: deque[tuple[str, int]] = deque()
+        """The items of the batch in flight, in order, until their deciding row is recorded."""
+        self.decided: dict[tuple[str, int], ProposalRecord] = {}
+        """Deciding rows received, waiting for the items before them."""
+        self.files: Files | None = None
+
+    # --- bookkeeping ----------------------------------------------------------------------------
+
+    def restore(self, accepted: JsonlAppender, removed: JsonlAppender) -> None:
+        """Put back tasks that a killed run decided but did not get to write."""
+        for row in self.rows:
+            if row.outcome == "accepted" and row.task is not None and row.task.id not in self.accepted:
+                self._accept(row.task, accepted)
+            if row.removal is not None and row.removal.task.id not in self.removed_ids:
+                removed.write(row.removal)
+                self.removed_ids.add(row.removal.task.id)
+
+    def _accept(self, task: Task, accepted: JsonlAppender) -> None:
+        accepted.write(task)
+        self.accepted[task.id] = task
+        self.dedup.add(task)
+
+    def admit(self, row: ProposalRecord) -> ProposalRecord:
+        """A worker's accepted blueprint, unless it repeats a task accepted since that worker started."""
+        if row.outcome != "accepted" or row.task is None:
+            return row
+        same = self.dedup.duplicate_of(row.task)
+        if same is None:
+            return row
+        removal = duplicate(row.task, same)
+        return row.model_copy(update={"outcome": "duplicate", "task": None, "removal": removal})
+
+    def record(self, row: ProposalRecord) -> None:
+        """Write the row first, then the task it accepts or removes (so a kill can always be repaired)."""
+        assert self.files is not None
+        proposals, accepted, removed = self.files
+        proposals.write(row)
+        self.rows.append(row)
+        if row.outcome == "accepted" and row.task is not None:
+            self._accept(row.task, accepted)
+        if row.removal is not None:
+            removed.write(row.removal)
+            self.removed_ids.add(row.removal.task.id)
+
+    def take(self, row: ProposalRecord) -> None:
+        """A row from a worker: a round that goes on is written now, a deciding one in index order."""
+        if row.kind == "proposal" and not row.final:
+            self.record(row)
+            self.unfinished.setdefault(row.index, []).append(row)
             return
-        gate = asyncio.Semaphore(self.config.concurrency)
+        self.decided[_key(row)] = row
+        while self.waiting and self.waiting[0] in self.decided:
+            self.record(self.admit(self.decided.pop(self.waiting.popleft())))
 
-        async def bounded(job: Callable[[], Awaitable[None]]) -> None:
-            async with gate:
-                await job()
+    def rebuild(self, item: Phase1Item) -> Phase1Item | None:
+        """What is left of an item whose worker died: ``None`` once decided, else its next round."""
+        key = _key(item)
+        if key in self.decided or key not in self.waiting:
+            return None
+        if isinstance(item, ProposalItem):
+            return ProposalItem(item.index, tuple(self.unfinished.get(item.index, ())))
+        return item
 
-        await asyncio.gather(*(bounded(job) for job in jobs))
+    async def _play(self, pool: Pool[Phase1Item], items: Sequence[Phase1Item]) -> None:
+        self.waiting.extend(_key(item) for item in items)
+        await pool.run(items)
 
     def _count(self, recombined: bool) -> int:
         return sum((t.meta.get("source") == "recombined") == recombined for t in self.accepted.values())
 
+    # --- the run --------------------------------------------------------------------------------
+
+    def job(self) -> Job[Phase1Item, ProposalRecord]:
+        """The workers' recipe: the run's config, the tasks accepted so far (by signature), few-shot
+        examples when the domain has none of its own."""
+        shipped = example_split(self.domain, self.config) is not None
+        examples = () if shipped else tuple(self.accepted.values())
+        return Job(
+            partial(Phase1Worker, self.config, self.dedup.seen, examples, self.proposer),
+            self.take,
+            rebuild=self.rebuild,
+            data_dirs=[self.config.data_dir] if self.config.data_dir is not None else [],
+            concurrency=self.config.concurrency if in_parallel(self.config, self.proposer) else 1,
+            max_workers=in_flight_limit(self.config),
+        )
+
     async def run(self) -> Phase1Stats:
         started = time.perf_counter()
         bind_run(self.config, self.paths.root)
-        files = (
+        files = self.files = (
             JsonlAppender(self.paths.proposals),
             JsonlAppender(self.paths.accepted),
             JsonlAppender(self.paths.removed),
         )
         try:
             self.restore(files[1], files[2])
-            await self._proposals(files)
-            await self._recombinations(files)
+            async with self.executor.pool(self.job()) as pool:
+                await self._proposals(pool)
+                await self._recombinations(pool)
         finally:
             for handle in files:
                 handle.close()
-            for client in self.clients:
-                await client.aclose()
-        stats = compute_stats(self.config, self.paths, self.decontaminator.sizes)
+        stats = compute_stats(self.config, self.paths, self.splits)
         stats.seconds = round(time.perf_counter() - started, 3)
         save_stats(self.paths, stats)
         return stats
 
-    async def _proposals(self, files: tuple[JsonlAppender, JsonlAppender, JsonlAppender]) -> None:
+    async def _proposals(self, pool: Pool[Phase1Item]) -> None:
         decided = {r.index for r in self.rows if r.kind == "proposal" and r.final}
         limit = self.config.n * MAX_BLUEPRINTS_PER_TASK
         index = 0
         while self._count(recombined=False) < self.config.n and index < limit:
-            batch: list[int] = []
+            batch: list[Phase1Item] = []
             while len(batch) < self.config.n - self._count(recombined=False) and index < limit:
                 if index not in decided:
-                    batch.append(index)
+                    batch.append(ProposalItem(index, tuple(self.unfinished.get(index, ()))))
                 index += 1
-            await self._batch([partial(self.decide, i, files) for i in batch])
+            await self._play(pool, batch)
 
-    async def _recombinations(self, files: tuple[JsonlAppender, JsonlAppender, JsonlAppender]) -> None:
+    async def _recombinations(self, pool: Pool[Phase1Item]) -> None:
         target = round(self.config.recombine * self.config.n)
         base = [t for t in self.accepted.values() if t.meta.get("source") != "recombined"]
         done = {tuple(r.parents) for r in self.rows if r.kind == "recombination"}
         todo = [
-            (position, group)
+            RecombinationItem(position, tuple(group))
             for position, group in enumerate(candidates(base, random.Random(f"{self.config.seed}/recombine")))
             if tuple(t.id for t in group) not in done
         ]
         while todo and self._count(recombined=True) < target:
             need = target - self._count(recombined=True)
             batch, todo = todo[:need], todo[need:]
-            await self._batch([partial(self.recombine, p, g, files) for p, g in batch])
+            await self._play(pool, batch)
 
 
 def compute_stats(config: GenerationConfig, paths: RunPaths, splits: dict[str, int]) -> Phase1Stats:
@@ -536,12 +681,25 @@ def save_stats(paths: RunPaths, stats: Phase1Stats) -> None:
 
 
 async def run_phase1_async(
-    config: GenerationConfig, paths: RunPaths, *, proposer: Proposer | None = None
+    config: GenerationConfig,
+    paths: RunPaths,
+    *,
+    proposer: Proposer | None = None,
+    executor: Executor | None = None,
 ) -> Phase1Stats:
     """:func:`run_phase1` for callers already inside an event loop."""
-    return await Phase1Run(config, paths, proposer).run()
+    return await Phase1Run(config, paths, proposer, executor).run()
 
 
-def run_phase1(config: GenerationConfig, paths: RunPaths, *, proposer: Proposer | None = None) -> Phase1Stats:
-    """Run (or resume) phase 1 into ``paths``: ``config.n`` accepted tasks, then recombinations."""
-    return asyncio.run(run_phase1_async(config, paths, proposer=proposer))
+def run_phase1(
+    config: GenerationConfig,
+    paths: RunPaths,
+    *,
+    proposer: Proposer | None = None,
+    executor: Executor | None = None,
+) -> Phase1Stats:
+    """Run (or resume) phase 1 into ``paths``: ``config.n`` accepted tasks, then recombinations.
+
+    ``executor``: where blueprints are decided (default: this process); only this process writes.
+    """
+    return asyncio.run(run_phase1_async(config, paths, proposer=proposer, executor=executor))

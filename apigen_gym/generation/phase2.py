@@ -2,9 +2,10 @@
 
 For each accepted task, up to ``config.attempts`` episodes are played (an env on the task, a user
 simulator, an agent) with the evaluation runner's episode loop, ``config.concurrency`` tasks at a
-time. The first episode with reward 1 and no policy violation is kept in ``phase2/dialogues.jsonl``
-and the task is done; every other episode goes to ``phase2/failures.jsonl`` with a label, for DPO or
-RL. Re-running resumes: (task, attempt) pairs already recorded are skipped.
+time (per worker, when an executor spreads them over several). The first episode with reward 1 and
+no policy violation is kept in ``phase2/dialogues.jsonl`` and the task is done; every other episode
+goes to ``phase2/failures.jsonl`` with a label, for DPO or RL. Re-running resumes: (task, attempt)
+pairs already recorded are skipped.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import asyncio
 import hashlib
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -34,6 +36,7 @@ from apigen_gym.players.llm_users import BestOfNUser, LLMUser
 from apigen_gym.players.model_agents import ToolCallingAgent
 from apigen_gym.players.oracle import OracleAgent
 from apigen_gym.players.scripted_user import ScriptedUser
+from apigen_gym.util.executors import Executor, Job, LocalExecutor, OnStep, stream
 from apigen_gym.util.jsonio import digest, read_jsonl, write_jsonl
 from apigen_gym.util.version import VERSION
 
@@ -278,11 +281,14 @@ class _Ledger:
         self.kept: dict[str, str] = {}
         for path in (paths.dialogues, paths.failures):
             for row in read_models(path, _Done):
-                self.attempts.setdefault(row.task_id, set()).add(row.attempt)
-                if row.label in VERIFIED:
-                    self.verified.add(row.task_id)
-                if row.label == "success" and row.digest:
-                    self.kept.setdefault(row.digest, f"{row.task_id}#{row.attempt}")
+                self.note(row)
+
+    def note(self, row: _Done | DialogueRecord) -> None:
+        self.attempts.setdefault(row.task_id, set()).add(row.attempt)
+        if row.label in VERIFIED:
+            self.verified.add(row.task_id)
+        if row.label == "success" and row.digest:
+            self.kept.setdefault(row.digest, f"{row.task_id}#{row.attempt}")
 
     def todo(self, task: Task, attempts: int) -> list[int]:
         """The attempts still to play for ``task`` (none once it is verified)."""
@@ -292,18 +298,102 @@ class _Ledger:
         return [a for a in range(1, attempts + 1) if a not in done]
 
 
-class _Phase2Run:
-    """One pass over the accepted tasks: schedules, plays, labels and writes episodes."""
+Phase2Item = tuple[Task, list[int]]
+"""A task and the attempts still to play for it."""
 
-    def __init__(self, config: GenerationConfig, paths: RunPaths, max_steps: int | None, progress: bool):
+
+class DialogueWorker:
+    """The per-shard code of Phase 2: plays a task's attempts until one verifies, ``concurrency`` tasks
+    at a time, and labels each episode (whether a verified one repeats a kept conversation is the
+    driver's call). The same in the driver's process and in a Ray worker."""
+
+    def __init__(self, config: GenerationConfig, max_steps: int | None = None):
         self.config = config
-        self.paths = paths
         self.domain = load_domain(config.domain)
         self.database = self.domain.database(config.data_dir)
         self.max_steps = max_steps
-        self.progress = progress
         self.players = Players(config, self.domain)
         self.env_id = f"apigen/{self.domain.name}-v0"
+        self.gate = asyncio.Semaphore(config.concurrency)
+
+    def _env(self, task: Task) -> ApigenEnv:
+        kwargs: dict[str, Any] = {} if self.max_steps is None else {"max_steps": self.max_steps}
+        return ApigenEnv(
+            self.domain, database=self.database, tasks=[task], user=self.players.user(), **kwargs
+        )
+
+    def _record(self, task: Task, attempt: int, seed: int, result: EpisodeResult) -> DialogueRecord:
+        provenance = task.meta.get("provenance")
+        return DialogueRecord(
+            task_id=task.id,
+            attempt=attempt,
+            label=label_of(result),
+            reward=result.reward,
+            messages=result.messages,
+            tools=self.domain.tools.schemas,
+            reward_info=result.reward_info,
+            termination=result.termination,
+            steps=result.steps,
+            error=result.error,
+            models=self.players.models,
+            seeds=Seeds(run=self.config.seed, episode=seed, agent=seed),
+            env_id=self.env_id,
+            env_version=self.domain.version,
+            harness_version=VERSION,
+            usage=result.usage,
+            cost=result.cost,
+            seconds=result.seconds,
+            digest=conversation_digest(result.messages),
+            task=task,
+            provenance=provenance if isinstance(provenance, dict) else {},
+        )
+
+    def run(
+        self, shard: Sequence[Phase2Item], on_step: OnStep | None = None
+    ) -> AsyncIterator[list[DialogueRecord]]:
+        async def play(item: Phase2Item) -> AsyncIterator[DialogueRecord]:
+            task, attempts = item
+            for attempt in attempts:
+                seed = episode_seed(self.config.seed, task.id, attempt)
+                agent = self.players.agent(seed)
+                result = await run_episode_async(
+                    self._env(task), agent, task.id, attempt, seed=seed, on_step=on_step
+                )
+                record = self._record(task, attempt, seed, result)
+                yield record
+                if record.label in VERIFIED:
+                    return
+
+        return stream(shard, play, self.gate, self.config.concurrency)
+
+    async def aclose(self) -> None:
+        await self.players.aclose()
+
+
+def in_flight_limit(config: GenerationConfig) -> int | None:
+    """The smallest ``max_in_flight`` of the run's models (``None``: no limit): a run has no more workers."""
+    models = [config.proposer, config.user, config.critic, config.agent, *config.judges]
+    limits = [m.max_in_flight for m in models if m is not None and m.max_in_flight is not None]
+    return min(limits) if limits else None
+
+
+class _Phase2Run:
+    """One pass over the accepted tasks, as the driver: schedules them on an executor's workers, keeps
+    the first of equal conversations, writes every episode."""
+
+    def __init__(
+        self,
+        config: GenerationConfig,
+        paths: RunPaths,
+        max_steps: int | None,
+        progress: bool,
+        executor: Executor | None = None,
+    ):
+        self.config = config
+        self.paths = paths
+        self.max_steps = max_steps
+        self.progress = progress
+        self.executor = executor or LocalExecutor()
         self.ledger = _Ledger(paths)
         self.labels: Counter[str] = Counter()
         self.usage = Usage()
@@ -321,91 +411,53 @@ class _Phase2Run:
         kept = self.labels["success"]
         bar.set_postfix(kept=kept, failed=sum(self.labels.values()) - kept, steps=self.steps)
 
-    def _env(self, task: Task) -> ApigenEnv:
-        kwargs: dict[str, Any] = {} if self.max_steps is None else {"max_steps": self.max_steps}
-        return ApigenEnv(
-            self.domain, database=self.database, tasks=[task], user=self.players.user(), **kwargs
-        )
-
-    def _record(self, task: Task, attempt: int, seed: int, result: EpisodeResult) -> DialogueRecord:
-        label = label_of(result)
-        key = conversation_digest(result.messages)
-        duplicate_of = None
-        if label == "success":
-            duplicate_of = self.ledger.kept.get(key)
-            if duplicate_of is None:
-                self.ledger.kept[key] = f"{task.id}#{attempt}"
-            else:
-                label = "duplicate"
-        provenance = task.meta.get("provenance")
-        return DialogueRecord(
-            task_id=task.id,
-            attempt=attempt,
-            label=label,
-            reward=result.reward,
-            messages=result.messages,
-            tools=self.domain.tools.schemas,
-            reward_info=result.reward_info,
-            termination=result.termination,
-            steps=result.steps,
-            error=result.error,
-            models=self.players.models,
-            seeds=Seeds(run=self.config.seed, episode=seed, agent=seed),
-            env_id=self.env_id,
-            env_version=self.domain.version,
-            harness_version=VERSION,
-            usage=result.usage,
-            cost=result.cost,
-            seconds=result.seconds,
-            digest=key,
-            duplicate_of=duplicate_of,
-            task=task,
-            provenance=provenance if isinstance(provenance, dict) else {},
-        )
-
-    async def _play(
-        self, task: Task, attempts: list[int], dialogues: JsonlAppender, failures: JsonlAppender
-    ) -> None:
-        for attempt in attempts:
-            seed = episode_seed(self.config.seed, task.id, attempt)
-            agent = self.players.agent(seed)
-            result = await run_episode_async(
-                self._env(task), agent, task.id, attempt, seed=seed, on_step=self._stepped
-            )
-            record = self._record(task, attempt, seed, result)
-            (dialogues if record.label == "success" else failures).write(record)
-            self.labels[record.label] += 1
-            self.usage = self.usage + record.usage
-            self.cost += record.cost
-            if record.label in VERIFIED:
-                break
+    def _keep(self, record: DialogueRecord) -> DialogueRecord:
+        """A verified episode whose conversation is already kept becomes a ``duplicate``."""
+        if record.label != "success":
+            return record
+        first = self.ledger.kept.get(record.digest)
+        if first is None or first == record.ref:
+            return record
+        return record.model_copy(update={"label": "duplicate", "duplicate_of": first})
 
     async def run(self) -> Phase2Stats:
         started, cpu = time.perf_counter(), time.process_time()
         tasks = accepted_tasks(self.paths)
         todo = [(t, a) for t in tasks if (a := self.ledger.todo(t, self.config.attempts))]
-        queue: asyncio.Queue[tuple[Task, list[int]]] = asyncio.Queue()
-        for item in todo:
-            queue.put_nowait(item)
         bar = self.bar = tqdm(total=len(todo), unit="task", disable=not self.progress, dynamic_ncols=True)
-        try:
-            with (
-                JsonlAppender(self.paths.dialogues) as dialogues,
-                JsonlAppender(self.paths.failures) as failures,
-            ):
+        with (
+            JsonlAppender(self.paths.dialogues) as dialogues,
+            JsonlAppender(self.paths.failures) as failures,
+            bar,
+        ):
 
-                async def worker() -> None:
-                    while not queue.empty():
-                        task, attempts = queue.get_nowait()
-                        await self._play(task, attempts, dialogues, failures)
-                        self._show(bar)
-                        bar.update()
+            def record(played: DialogueRecord) -> None:
+                kept = self._keep(played)
+                (dialogues if kept.label == "success" else failures).write(kept)
+                self.ledger.note(kept)
+                self.labels[kept.label] += 1
+                self.usage = self.usage + kept.usage
+                self.cost += kept.cost
+                if kept.label in VERIFIED or kept.attempt == self.config.attempts:
+                    self._show(bar)
+                    bar.update()
 
-                workers = max(1, min(self.config.concurrency, len(todo)))
-                await asyncio.gather(*(worker() for _ in range(workers)))
-        finally:
-            bar.close()
-            await self.players.aclose()
+            def rebuild(item: Phase2Item) -> Phase2Item | None:
+                task = item[0]
+                left = [a for a in self.ledger.todo(task, self.config.attempts) if a in item[1]]
+                return (task, left) if left else None
+
+            job: Job[Phase2Item, DialogueRecord] = Job(
+                partial(DialogueWorker, self.config, self.max_steps),
+                record,
+                rebuild=rebuild,
+                data_dirs=[self.config.data_dir] if self.config.data_dir is not None else [],
+                concurrency=self.config.concurrency,
+                max_workers=in_flight_limit(self.config),
+                on_step=self._stepped,
+            )
+            async with self.executor.pool(job) as pool:
+                await pool.run(todo)
         return Phase2Stats(
             tasks=len(tasks),
             already_done=len(tasks) - len(todo),
@@ -422,17 +474,30 @@ class _Phase2Run:
 
 
 async def run_phase2_async(
-    config: GenerationConfig, paths: RunPaths, *, max_steps: int | None = None, progress: bool = False
+    config: GenerationConfig,
+    paths: RunPaths,
+    *,
+    max_steps: int | None = None,
+    progress: bool = False,
+    executor: Executor | None = None,
 ) -> Phase2Stats:
     """:func:`run_phase2` inside a running event loop."""
-    return await _Phase2Run(config, paths, max_steps, progress).run()
+    return await _Phase2Run(config, paths, max_steps, progress, executor).run()
 
 
 def run_phase2(
-    config: GenerationConfig, paths: RunPaths, *, max_steps: int | None = None, progress: bool = False
+    config: GenerationConfig,
+    paths: RunPaths,
+    *,
+    max_steps: int | None = None,
+    progress: bool = False,
+    executor: Executor | None = None,
 ) -> Phase2Stats:
     """Play the accepted tasks not yet done; keep verified dialogues, label the rest; resumable.
 
     ``max_steps``: agent actions before an episode is cut (``turn_limit``); default: the env's.
+    ``executor``: where the episodes are played (default: this process); only this process writes.
     """
-    return asyncio.run(run_phase2_async(config, paths, max_steps=max_steps, progress=progress))
+    return asyncio.run(
+        run_phase2_async(config, paths, max_steps=max_steps, progress=progress, executor=executor)
+    )

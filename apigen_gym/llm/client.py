@@ -16,7 +16,8 @@
   each try noted ``unreadable``; then :class:`LLMError` labelled ``model``, which callers count
   apart from infrastructure errors.
 - Backpressure: ``max_in_flight`` bounds the requests sent at once to one server by every client of
-  the process, so that a server with one slot is not handed a queue that outlasts the timeout.
+  the process, so that a server with one slot is not handed a queue that outlasts the timeout; a run
+  spread over worker processes gives each a share of it (:mod:`apigen_gym.llm.budget`).
 - Structured outputs: ``complete(..., schema=Model)`` asks for a ``json_schema`` response format
   generated from the pydantic model; a server that refuses it (a 4xx naming ``response_format``) is
   asked again without it, and remembered for the rest of the run (see :mod:`apigen_gym.llm.structured`).
@@ -45,6 +46,7 @@ from typing import Any
 
 import openai
 
+from apigen_gym.llm import budget
 from apigen_gym.llm.settings import DEFAULT_MAX_TOKENS, DEFAULT_RESAMPLES, RESAMPLES, LLMSettings, Role
 from apigen_gym.llm.shapes import UNREADABLE, normalize_message
 from apigen_gym.llm.structured import Schema, response_format
@@ -319,14 +321,15 @@ class LLMClient:
         raise AssertionError("unreachable")
 
     def _gate(self) -> asyncio.Semaphore | None:
-        """The bound on requests in flight to this client's server, shared in this event loop."""
+        """The bound on requests in flight to this client's server, shared in this event loop (this
+        process's share of it, when the run is spread over workers: :mod:`apigen_gym.llm.budget`)."""
         limit = self.settings.max_in_flight
         if limit is None:
             return None
         gates = _gates.setdefault(asyncio.get_running_loop(), {})
         gate = gates.get(self._server)
         if gate is None:
-            gate = gates[self._server] = asyncio.Semaphore(limit)
+            gate = gates[self._server] = asyncio.Semaphore(budget.share(limit))
         return gate
 
     async def _post(self, body: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
