@@ -36,6 +36,7 @@ from apigen_gym.players.random_agent import RandomAgent
 from apigen_gym.players.scripted_user import ScriptedUser
 from apigen_gym.util import runconfig
 from apigen_gym.util.argtypes import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, SHARE
+from apigen_gym.util.executors import Executor, ExecutorError, WorkerLost
 from apigen_gym.util.jsonio import UnreadableLines
 from apigen_gym.util.runconfig import RunFolderError
 
@@ -145,6 +146,51 @@ def _add_llm_arguments(parser: argparse.ArgumentParser) -> None:
         help="aiohttp: the openai client's request on a pooled session (default, cheapest); "
         "openai: through the client's own HTTP stack",
     )
+
+
+def _add_executor_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where ``eval`` and ``generate`` play their episodes and blueprints."""
+    parser.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        default="local",
+        help="local: this process (default); ray: a Ray cluster's workers, this process writes (pip "
+        "install 'apigen-gym[ray]'); a run may switch between resumes",
+    )
+    parser.add_argument(
+        "--ray-address",
+        help="the Ray cluster, HOST:PORT as 'ray start --head' prints it (default: RAY_ADDRESS, else the "
+        "cluster 'ray start' last started on this machine, else a new local one)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=POSITIVE_INT,
+        help="Ray workers (default: one per CPU of the cluster), each with --concurrency of its own "
+        "and a share of --max-in-flight",
+    )
+
+
+def _executor(args: argparse.Namespace) -> Executor | None:
+    """The executor the flags ask for, connected (``None``: this process)."""
+    if args.executor == "local":
+        for flag, value in (("--ray-address", args.ray_address), ("--workers", args.workers)):
+            if value is not None:
+                raise UsageError(f"{flag} goes with --executor ray")
+        return None
+    try:
+        from apigen_gym.integrations.ray import RayExecutor
+    except ImportError as exc:
+        raise UsageError(f"--executor ray needs Ray: pip install 'apigen-gym[ray]' ({exc})") from None
+    try:
+        return RayExecutor(args.ray_address, args.workers).connect()
+    except ExecutorError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _close(executor: Executor | None) -> None:
+    close = getattr(executor, "close", None)
+    if close is not None:
+        close()
 
 
 def _settings(args: argparse.Namespace, model: str | None, flag: str = "--model") -> LLMSettings:
@@ -265,13 +311,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         runconfig.check(args.out, run_settings(make_env(), make_agent(), settings))
     except RunFolderError as exc:
         raise UsageError(str(exc)) from None
-    out = claim_folder(args.out)
-    print(
-        f"eval {args.env} split={args.split} agent={agent_label} user={user_label} trials={args.trials} "
-        f"concurrency={args.concurrency} → {out / RESULTS_FILE}",
-        file=sys.stderr,
-    )
+    executor = _executor(args)
     try:
+        out = claim_folder(args.out)
+        where = f" per worker, executor={executor.describe()}" if executor is not None else ""
+        print(
+            f"eval {args.env} split={args.split} agent={agent_label} user={user_label} trials={args.trials} "
+            f"concurrency={args.concurrency}{where} → {out / RESULTS_FILE}",
+            file=sys.stderr,
+        )
         results = evaluate(
             make_env,
             make_agent,
@@ -283,9 +331,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
             clients=args.clients,
             retry_errors=args.retry_errors,
             settings=settings,
+            executor=executor,
         )
     except RunFolderError as exc:
         raise UsageError(str(exc)) from None
+    except ExecutorError as exc:
+        raise RunFailed(str(exc)) from None
+    finally:
+        _close(executor)
     print(format_summary(results))
     failures = failure_rows(results)
     if failures:
@@ -435,12 +488,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
         )
     except ValidationError as exc:
         raise UsageError(one_line(exc)) from None
-    out = claim_folder(args.out)
+    executor = _executor(args)
     try:
-        stats = generate(config, out, progress=sys.stderr.isatty())
+        out = claim_folder(args.out)
+        stats = generate(config, out, progress=sys.stderr.isatty(), executor=executor)
+        print(format_run(config, out, stats, executor))
+    except ExecutorError as exc:
+        raise RunFailed(str(exc)) from None
     except (GenerationError, ValueError) as exc:
         raise UsageError(one_line(exc)) from None
-    print(format_run(config, out, stats))
+    finally:
+        _close(executor)
     failure = outage(stats)
     if failure:
         raise RunFailed(f"{failure} (see {out / 'stats.json'})")
@@ -530,6 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="on resume, run again the episodes that ended in an LLM error",
     )
+    _add_executor_arguments(ev)
 
     gen = sub.add_parser("generate", help="APIGen-MT: verified task blueprints, then verified dialogues")
     gen.add_argument("--domain", required=True, help="retail, airline or travel (or an env id)")
@@ -562,6 +621,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"at least {MIN_PROMPT_BUDGET})",
     )
     _add_llm_arguments(gen)
+    _add_executor_arguments(gen)
 
     export = sub.add_parser("export", help="a generation run's verified dialogues as training data")
     export.add_argument("run", help="the run folder")
@@ -633,7 +693,7 @@ def _one_line_warnings(show: Callable[..., None]) -> Callable[..., None]:
     (``apigen-gym: warning: ...``) and hands the others to ``show``."""
 
     def shown(message: Warning | str, category: type[Warning], *rest: Any, **kwargs: Any) -> None:
-        if issubclass(category, UnreadableLines):
+        if issubclass(category, (UnreadableLines, WorkerLost)):
             print(f"apigen-gym: warning: {message}", file=sys.stderr)
         else:
             show(message, category, *rest, **kwargs)
@@ -644,6 +704,7 @@ def _one_line_warnings(show: Callable[..., None]) -> Callable[..., None]:
 def main(argv: Sequence[str] | None = None) -> int:
     with warnings.catch_warnings():  # the project's warnings: every time, one line each
         warnings.simplefilter("always", UnreadableLines)
+        warnings.simplefilter("always", WorkerLost)
         warnings.showwarning = _one_line_warnings(warnings.showwarning)
         try:
             args = build_parser().parse_args(argv)

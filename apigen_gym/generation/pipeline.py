@@ -21,6 +21,7 @@ from apigen_gym.generation.export import FORMATS, Format, export
 from apigen_gym.generation.phase2 import run_phase2
 from apigen_gym.generation.stats import GenerationStats, compute_stats, format_stats, write_stats
 from apigen_gym.generation.store import RunPaths
+from apigen_gym.util.executors import Executor
 from apigen_gym.util.runconfig import RunFolderError
 
 PHASE1_MODULE = "apigen_gym.generation.phase1"
@@ -44,7 +45,7 @@ def prepare_run(config: GenerationConfig, run_dir: str | os.PathLike[str]) -> Ru
     return paths
 
 
-def _phase1() -> Callable[[GenerationConfig, RunPaths], Any]:
+def _phase1() -> Callable[..., Any]:
     """``run_phase1`` from the Phase 1 module, imported only when Phase 1 runs."""
     try:
         module = importlib.import_module(PHASE1_MODULE)
@@ -55,7 +56,7 @@ def _phase1() -> Callable[[GenerationConfig, RunPaths], Any]:
             f"Phase 1 is not available ({PHASE1_MODULE} is missing): run --phase 2 on a run folder "
             "whose phase1/accepted.jsonl exists"
         ) from None
-    run: Callable[[GenerationConfig, RunPaths], Any] = module.run_phase1
+    run: Callable[..., Any] = module.run_phase1
     return run
 
 
@@ -65,20 +66,25 @@ def generate(
     *,
     max_steps: int | None = None,
     progress: bool = False,
+    executor: Executor | None = None,
 ) -> GenerationStats:
-    """Run the phases ``config.phase`` asks for in ``run_dir`` (resuming), then write ``stats.json``."""
+    """Run the phases ``config.phase`` asks for in ``run_dir`` (resuming), then write ``stats.json``.
+
+    ``executor``: where blueprints and dialogues are made (default: this process); this process alone
+    writes the run folder, so a run may change executors between resumes.
+    """
     paths = prepare_run(config, run_dir)
     seconds: dict[str, float] = {}
     if config.phase in ("1", "all"):
         run_phase1 = _phase1()
         started = time.perf_counter()
-        run_phase1(config, paths)
+        run_phase1(config, paths, executor=executor)
         seconds["phase 1"] = time.perf_counter() - started
     if config.phase in ("2", "all"):
         if not paths.accepted.is_file():
             raise GenerationError(f"no accepted tasks in {paths.accepted}: run Phase 1 first (--phase 1)")
         started = time.perf_counter()
-        run_phase2(config, paths, max_steps=max_steps, progress=progress)
+        run_phase2(config, paths, max_steps=max_steps, progress=progress, executor=executor)
         seconds["phase 2"] = time.perf_counter() - started
     stats = compute_stats(config.domain, paths.root, seconds)
     write_stats(stats, paths.root)
@@ -106,10 +112,16 @@ def describe_backends(config: GenerationConfig) -> str:
     return ", ".join((proposer, judges, user, agent))
 
 
-def format_run(config: GenerationConfig, run_dir: str | os.PathLike[str], stats: GenerationStats) -> str:
+def format_run(
+    config: GenerationConfig,
+    run_dir: str | os.PathLike[str],
+    stats: GenerationStats,
+    executor: Executor | None = None,
+) -> str:
     """What ``apigen-gym generate`` prints: the run, its backends, its stats and where they are."""
+    where = f" executor={executor.describe()}" if executor is not None else ""
     header = (
-        f"generate {config.domain} n={config.n} phase={config.phase} → {Path(run_dir)}\n"
+        f"generate {config.domain} n={config.n} phase={config.phase}{where} → {Path(run_dir)}\n"
         f"{describe_backends(config)}"
     )
     return f"{header}\n\n{format_stats(stats)}\n\nstats: {RunPaths(Path(run_dir)).stats}"

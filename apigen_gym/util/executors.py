@@ -20,7 +20,6 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
 ItemT = TypeVar("ItemT")
@@ -146,6 +145,7 @@ async def stream(
             async with gate:
                 async for out in produce(item):
                     ready.put_nowait(out)
+                    await asyncio.sleep(0)  # hand it on now, even if the work never waits (offline)
 
     pullers = [asyncio.ensure_future(puller()) for _ in range(max(1, min(width, len(todo))))]
 
@@ -176,6 +176,9 @@ async def stream(
             await asyncio.gather(watcher, return_exceptions=True)
 
 
-def shipped_folders(folders: Iterable[str | os.PathLike[str] | None]) -> list[Path]:
-    """The distinct data folders of a run (``None``: the domain's shipped data, which needs no shipping)."""
-    return list(dict.fromkeys(Path(f) for f in folders if f is not None))
+class WorkerLost(UserWarning):
+    """A worker died mid-run; what it had not handed back runs again on another."""
+
+
+class ExecutorError(RuntimeError):
+    """The executor cannot run the job (a cluster out of reach, workers that keep dying): one line."""

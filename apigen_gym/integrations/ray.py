@@ -1,0 +1,411 @@
+"""Ray as the executor of ``apigen-gym eval`` and ``generate``: a run's items in shards on a Ray
+cluster's worker processes; the records stream back to the driver, which alone writes them.
+
+- One actor per worker (``num_cpus=1``; by default one per CPU of the cluster), built from the run's
+  recipe, plays shards with the run's own async code and concurrency, and takes share ``i`` of ``W``
+  of the run's limit on LLM requests in flight (:mod:`apigen_gym.llm.budget`).
+- The driver hands out shards, two at a time per worker so that none idles between shards, and
+  passes each record to the run (which writes it) as it arrives; records travel in batches of what a
+  worker finished within :data:`BATCH_SECONDS`.
+- A worker that dies (killed, out of memory, its machine gone) takes with it only what it had not
+  sent: the unfinished part of its shards (the run's ``rebuild`` says what is left) goes to a new
+  worker. A shard whose worker dies :data:`MAX_TRIES` times stops the run.
+- The data folders a run reads (``--data-dir``) are packed into the object store once and unpacked
+  once per machine, under the system's temporary folder: workers need only the installed package.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import os
+import shutil
+import socket
+import tempfile
+import time
+import warnings
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic
+
+import ray
+from ray.exceptions import ObjectLostError, RayActorError, RayTaskError
+
+from apigen_gym.core.domain import read_data_from
+from apigen_gym.llm import budget
+from apigen_gym.util.executors import ExecutorError, ItemT, Job, OutT, Pool, ShardWorker, WorkerLost
+
+MIN_SHARD = 16
+"""Items per shard at least (fewer only when a batch is too small to keep every worker busy)."""
+SHARDS_PER_WORKER = 2
+"""Shards given to a worker at once: the next one is already there when one ends."""
+BATCH_SECONDS = 0.02
+"""A worker sends what it finished within this long as one object (fewer, larger messages)."""
+MAX_TRIES = 3
+"""Times a shard may lose its worker before the run stops."""
+PROBE_SECONDS = 5.0
+DATA_FILES = ("db/*.json", "tasks/*.jsonl")
+"""What a data folder holds for the loaders (τ-bench layout): all that is shipped of it."""
+
+
+class ClusterUnreachable(ExecutorError):
+    """No Ray cluster answers at the address given."""
+
+
+# --- data folders -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Packed:
+    """A data folder as sent to workers: the names it goes by on the driver, and its files."""
+
+    names: tuple[str, ...]
+    digest: str
+    files: ray.ObjectRef  # dict[str, bytes]: relative path → content
+
+
+def pack(folder: Path) -> dict[str, bytes]:
+    """The loader's files of a data folder (:data:`DATA_FILES`), by relative path."""
+    files = {}
+    for pattern in DATA_FILES:
+        for path in sorted(folder.glob(pattern)):
+            files[path.relative_to(folder).as_posix()] = path.read_bytes()
+    return files
+
+
+def _digest(files: dict[str, bytes]) -> str:
+    hasher = hashlib.sha256()
+    for name in sorted(files):
+        hasher.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+    return hasher.hexdigest()
+
+
+def unpack(files: dict[str, bytes], digest: str) -> Path:
+    """The folder's copy on this machine (made by the first worker here that needs it)."""
+    home = Path(tempfile.gettempdir()) / "apigen-gym-data" / digest
+    if home.is_dir():
+        return home
+    home.parent.mkdir(parents=True, exist_ok=True)
+    draft = Path(tempfile.mkdtemp(dir=home.parent, prefix=f".{digest[:16]}."))
+    for name, data in files.items():
+        (draft / name).parent.mkdir(parents=True, exist_ok=True)
+        (draft / name).write_bytes(data)
+    try:
+        draft.rename(home)
+    except OSError:  # another worker on this machine was first
+        shutil.rmtree(draft, ignore_errors=True)
+    return home
+
+
+# --- the worker -------------------------------------------------------------------------------
+
+
+@ray.remote(num_cpus=1, max_restarts=0)
+class ShardActor:
+    """One worker: the run's recipe built in this process, playing the shards it is given."""
+
+    def __init__(self, recipe: list[ray.ObjectRef], folders: list[Packed], index: int, workers: int):
+        self.recipe = recipe[0]
+        self.folders = folders
+        budget.take_share(index, workers)
+        self.worker: ShardWorker[Any, Any] | None = None
+
+    async def ready(self) -> int:
+        """Build the worker: the data folders first (the recipe may name the driver's), then the recipe."""
+        if self.worker is None:
+            for folder in self.folders:
+                copy = unpack(await folder.files, folder.digest)
+                read_data_from(folder.names[0], copy, *folder.names[1:])
+            self.worker = (await self.recipe)()
+        return os.getpid()
+
+    async def run(self, shard: Sequence[Any]) -> AsyncIterator[list[Any]]:
+        """The shard's records, in batches of those finished within :data:`BATCH_SECONDS`."""
+        assert self.worker is not None, "ready() builds the worker"
+        source = aiter(self.worker.run(shard))
+        batch: list[Any] = []
+        started = 0.0
+        following: asyncio.Future[Sequence[Any]] | None = None
+        while True:
+            if following is None:
+                following = asyncio.ensure_future(anext(source))
+            wait = None if not batch else max(0.0, started + BATCH_SECONDS - time.monotonic())
+            await asyncio.wait({following}, timeout=wait)
+            if not following.done():  # the window closed: send what there is, keep waiting
+                yield batch
+                batch = []
+                continue
+            try:
+                outs = following.result()
+            except StopAsyncIteration:
+                break
+            following = None
+            if not batch:
+                started = time.monotonic()
+            batch.extend(outs)
+            if time.monotonic() - started >= BATCH_SECONDS:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    async def close(self) -> None:
+        if self.worker is not None:
+            await self.worker.aclose()
+
+
+# --- the driver -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Shard(Generic[ItemT]):
+    items: list[ItemT]
+    tries: int = 1
+
+
+class _Slot:
+    """Worker ``index`` of the pool: its actor (started when first needed, again after a death)."""
+
+    def __init__(self, index: int):
+        self.index = index
+        self.actor: Any = None
+        self.shards = 0
+        """Shards given to the actor and not finished."""
+        self.starting: asyncio.Future[None] | None = None
+
+
+class RayPool(Generic[ItemT, OutT]):
+    """Workers for one job on the cluster; the driver's side of the shards they play."""
+
+    def __init__(self, job: Job[ItemT, OutT], workers: int, folders: list[Packed], shard_size: int | None):
+        self.job = job
+        self.recipe = ray.put(job.recipe)
+        self.folders = folders
+        self.slots = [_Slot(i) for i in range(workers)]
+        self.shard_size = shard_size
+        self.deaths = 0
+
+    @property
+    def workers(self) -> int:
+        return len(self.slots)
+
+    async def _start(self, slot: _Slot) -> None:
+        """Start the slot's actor (again, if it dies while starting); a recipe that fails stops the run."""
+        for _ in range(MAX_TRIES):
+            actor = ShardActor.remote([self.recipe], self.folders, slot.index, self.workers)  # type: ignore[attr-defined]
+            try:
+                await actor.ready.remote()
+            except (
+                RayTaskError
+            ) as exc:  # the recipe's own error (bad data, say), as it would be raised locally
+                ray.kill(actor, no_restart=True)
+                raise exc.as_instanceof_cause() from None
+            except RayActorError as exc:
+                slot.actor = actor
+                self._lost(slot, actor, exc)
+                continue
+            slot.actor = actor
+            return
+        raise ExecutorError(f"a Ray worker died {MAX_TRIES} times while starting: stopping; see the Ray logs")
+
+    def _lost(self, slot: _Slot, actor: Any, error: Exception) -> None:
+        """``actor`` died: the slot gets a new one when next needed."""
+        if slot.actor is not actor:
+            return  # already replaced, after another of its shards failed
+        slot.actor = slot.starting = None
+        ray.kill(actor, no_restart=True)
+        self._warn(error)
+
+    def _warn(self, error: BaseException) -> None:
+        self.deaths += 1
+        pid = next(
+            (line.split(":", 1)[1].strip() for line in str(error).splitlines() if "pid:" in line), None
+        )
+        who = f"a Ray worker (pid {pid})" if pid else "a Ray worker"
+        warnings.warn(f"{who} died: its unfinished items run again on a new worker", WorkerLost, stacklevel=3)
+
+    def _size(self, count: int) -> int:
+        if self.shard_size is not None:
+            return self.shard_size
+        spread = math.ceil(count / (SHARDS_PER_WORKER * self.workers))
+        return max(1, min(max(self.job.concurrency, MIN_SHARD), spread))
+
+    async def _play(self, actor: Any, items: list[ItemT]) -> None:
+        async for ref in actor.run.remote(items):
+            for out in await ref:
+                self.job.sink(out)
+
+    async def run(self, items: Sequence[ItemT]) -> None:
+        size = self._size(len(items))
+        queue = deque(_Shard(list(items[i : i + size])) for i in range(0, len(items), size))
+        running: dict[asyncio.Future[None], tuple[_Slot, Any, _Shard[ItemT]]] = {}
+        try:
+            while queue or running:
+                for slot in sorted(self.slots, key=lambda s: s.shards):
+                    if not queue or slot.shards >= SHARDS_PER_WORKER:
+                        continue
+                    if slot.actor is None:  # started now, given shards when ready
+                        if slot.starting is None or slot.starting.done():
+                            slot.starting = asyncio.ensure_future(self._start(slot))
+                        continue
+                    shard = queue.popleft()
+                    running[asyncio.ensure_future(self._play(slot.actor, shard.items))] = (
+                        slot,
+                        slot.actor,
+                        shard,
+                    )
+                    slot.shards += 1
+                starting = {s.starting for s in self.slots if s.actor is None and s.starting is not None}
+                done, _ = await asyncio.wait({*running, *starting}, return_when=asyncio.FIRST_COMPLETED)
+                for future in done:
+                    if future not in running:
+                        future.result()  # a worker that could not start
+                        continue
+                    slot, actor, shard = running.pop(future)
+                    slot.shards -= 1
+                    error = future.exception()
+                    if error is not None:
+                        self._retry(queue, slot, actor, shard, error)
+        finally:
+            pending = [*running, *(s.starting for s in self.slots if s.starting is not None)]
+            for future in pending:
+                future.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    def _retry(
+        self, queue: deque[_Shard[ItemT]], slot: _Slot, actor: Any, shard: _Shard[ItemT], error: BaseException
+    ) -> None:
+        """A shard that failed: the run's own error is raised as it would be locally; after a worker's
+        death, what is left of the shard goes back to the front of the queue."""
+        if isinstance(error, RayTaskError):
+            raise error.as_instanceof_cause()
+        if not isinstance(error, (RayActorError, ObjectLostError)):
+            raise error
+        self._lost(slot, actor, error)
+        left = [rest for item in shard.items if (rest := self.job.rebuild(item)) is not None]
+        if not left:
+            return
+        if shard.tries >= MAX_TRIES:
+            raise ExecutorError(
+                f"{len(left)} items lost their Ray worker {shard.tries} times "
+                f"(first: {left[0]!r}): stopping; see the Ray logs"
+            )
+        queue.appendleft(_Shard(left, shard.tries + 1))
+
+    async def close(self) -> None:
+        actors = [slot.actor for slot in self.slots if slot.actor is not None]
+        if actors:
+            closing = asyncio.gather(*(a.close.remote() for a in actors), return_exceptions=True)
+            await asyncio.wait({asyncio.ensure_future(closing)}, timeout=10)
+        for actor in actors:
+            ray.kill(actor, no_restart=True)
+
+
+def _first_line(error: BaseException, skip: str = "") -> str:
+    """The first telling line of a Ray error (Ray's messages run over many lines)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    telling = [line for line in lines if not (skip and line.startswith(skip))]
+    return (telling or lines or [type(error).__name__])[0]
+
+
+def _probe(address: str) -> None:
+    """Fail fast, in one line, when nothing listens at ``host:port`` (Ray itself retries for minutes)."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterUnreachable(
+            f"--ray-address {address!r}: expected HOST:PORT (or auto, or ray://HOST:PORT)"
+        )
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_SECONDS):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ClusterUnreachable(f"cannot reach the Ray cluster at {address}: {reason.lower()}") from None
+
+
+class RayExecutor:
+    """Runs jobs on a Ray cluster; the driver (this process) receives every record and writes it.
+
+    ``address``: a cluster's ``HOST:PORT`` (as ``ray start --head`` prints it), ``auto``, or
+    ``ray://HOST:PORT``; default ``RAY_ADDRESS``, else the cluster ``ray start`` last started on this
+    machine, else a new local one. ``workers``: default one per CPU of the cluster (never more than the
+    run's ``max_in_flight``). A process already connected to Ray (``ray.init``) keeps its connection.
+    """
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, workers: int | None = None, shard_size: int | None = None):
+        if workers is not None and workers < 1:
+            raise ValueError("workers must be at least 1")
+        self.address = address
+        self.workers = workers
+        self.shard_size = shard_size
+        self.connected_here = False
+        self._packed: dict[Path, tuple[str, ray.ObjectRef]] = {}
+
+    def connect(self) -> RayExecutor:
+        """Join the cluster; :class:`ClusterUnreachable` (one line) when it cannot be reached."""
+        if ray.is_initialized():
+            return self
+        address = self.address or os.environ.get("RAY_ADDRESS") or None
+        if address not in (None, "auto", "local") and "://" not in address:
+            _probe(address)
+        try:
+            ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
+        except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
+            where = f" at {address}" if address else ""
+            raise ClusterUnreachable(f"cannot reach the Ray cluster{where}: {_first_line(exc)}") from None
+        self.connected_here = True
+        return self
+
+    def close(self) -> None:
+        """Leave the cluster (stopping it, if it was started here for this run)."""
+        if self.connected_here:
+            ray.shutdown()
+            self.connected_here = False
+        self._packed.clear()
+
+    def __enter__(self) -> RayExecutor:
+        return self.connect()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def cluster_workers(self) -> int:
+        """Workers a job gets: ``workers``, else one per CPU of the cluster."""
+        self.connect()
+        return self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+    def describe(self) -> str:
+        self.connect()
+        return f"ray ({ray.get_runtime_context().gcs_address}, {self.cluster_workers()} workers)"
+
+    def _ship(self, folder: str | os.PathLike[str]) -> Packed:
+        """A data folder in the object store (packed once per executor)."""
+        path = Path(folder)
+        resolved = path.resolve()
+        if resolved not in self._packed:
+            files = pack(resolved)
+            self._packed[resolved] = (_digest(files), ray.put(files))
+        digest, ref = self._packed[resolved]
+        return Packed((str(resolved), os.fspath(path)), digest, ref)
+
+    @asynccontextmanager
+    async def pool(self, job: Job[ItemT, OutT]) -> AsyncIterator[Pool[ItemT]]:
+        workers = self.cluster_workers()
+        if job.max_workers is not None:
+            workers = min(workers, job.max_workers)
+        folders = [self._ship(folder) for folder in dict.fromkeys(job.data_dirs)]
+        try:
+            made: RayPool[ItemT, OutT] = RayPool(job, workers, folders, self.shard_size)
+        except (TypeError, ValueError) as exc:  # a recipe that cannot be pickled
+            raise ExecutorError(f"the run cannot be sent to Ray workers: {_first_line(exc)}") from None
+        try:
+            yield made
+        finally:
+            await made.close()
