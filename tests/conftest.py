@@ -1,12 +1,19 @@
-"""Shared fixtures: where the τ-bench anchors are (skipping with a reason when absent), a refusing port."""
+"""Shared fixtures: where the τ-bench anchors are (skipping with a reason when absent), a refusing port.
+
+Ray runs in its single-machine mode in every test (read when ``ray`` is first imported, so set here):
+each address its processes bind or dial is 127.0.0.1, not this machine's network address.
+"""
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
 ANCHORS = Path(__file__).resolve().parents[1].parent / "shared" / "anchors" / "tau_bench"
 

@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -36,21 +35,20 @@ from apigen_gym.integrations import ray as ray_executor
 from apigen_gym.loopback.server import LoopbackServer, ServerConfig
 
 REPO = Path(__file__).resolve().parents[1]
-LOOPBACK_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-"""Ray's single-machine mode: every address it binds and dials is 127.0.0.1."""
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[str]:
     """A local Ray cluster shared by the module's tests; its address (HOST:PORT)."""
+    assert os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0", "conftest keeps Ray on 127.0.0.1"
     with pytest.MonkeyPatch.context() as patch:
-        for name, value in LOOPBACK_ONLY.items():
-            patch.setenv(name, value)
         for name in ("RAY_ADDRESS", "OPENAI_MODEL", "OPENAI_BASE_URL", "OPENAI_API_KEY"):
             patch.delenv(name, raising=False)
         ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR)
         try:
-            yield str(ray.get_runtime_context().gcs_address)
+            address = str(ray.get_runtime_context().gcs_address)
+            assert address.startswith("127.0.0.1:")
+            yield address
         finally:
             ray.shutdown()
 
@@ -225,10 +223,8 @@ def test_the_driver_killed_mid_run_resumes_on_either_executor(cluster: str, tmp_
     assert run_cli(*argv, "--executor", "ray") == 0 and episodes(out) == found  # nothing left to do
 
 
-def test_an_unreachable_cluster_is_one_line(tmp_path: Path) -> None:
-    with socket.socket() as free:  # a port where nothing listens
-        free.bind(("127.0.0.1", 0))
-        address = f"127.0.0.1:{free.getsockname()[1]}"
+def test_an_unreachable_cluster_is_one_line(tmp_path: Path, refused_url: str) -> None:
+    address = refused_url.removeprefix("http://").removesuffix("/v1")  # bound, not listening
     for command in (
         ["eval", "--env", "retail", "--agent", "oracle"],
         ["generate", "--domain", "retail", "-n", "2"],

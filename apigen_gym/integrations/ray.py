@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import logging
 import math
 import os
@@ -107,27 +108,32 @@ def unpack(files: dict[str, bytes], digest: str) -> Path:
 
 @ray.remote(num_cpus=1, max_restarts=0)
 class ShardActor:
-    """One worker: the run's recipe built in this process, playing the shards it is given."""
+    """One worker process: builds each job's worker from its recipe and plays the shards it is given.
 
-    def __init__(self, recipe: list[ray.ObjectRef], folders: list[Packed], index: int, workers: int):
-        self.recipe = recipe[0]
-        self.folders = folders
-        budget.take_share(index, workers)
-        self.worker: ShardWorker[Any, Any] | None = None
+    It outlives a job (a generation run's phases share it): modules, loaded databases and warm caches
+    stay; a job's worker is closed when the job ends.
+    """
+
+    def __init__(self) -> None:
+        self.workers: dict[int, ShardWorker[Any, Any]] = {}
 
     async def ready(self) -> int:
-        """Build the worker: the data folders first (the recipe may name the driver's), then the recipe."""
-        if self.worker is None:
-            for folder in self.folders:
-                copy = unpack(await folder.files, folder.digest)
-                read_data_from(folder.names[0], copy, *folder.names[1:])
-            self.worker = (await self.recipe)()
         return os.getpid()
 
-    async def run(self, shard: Sequence[Any]) -> AsyncIterator[list[Any]]:
+    async def load(
+        self, job: int, recipe: list[ray.ObjectRef], folders: list[Packed], index: int, workers: int
+    ) -> None:
+        """Build job ``job``'s worker as worker ``index`` of ``workers``: the data folders first (the
+        recipe may name the driver's), then the recipe."""
+        for folder in folders:
+            copy = unpack(await folder.files, folder.digest)
+            read_data_from(folder.names[0], copy, *folder.names[1:])
+        budget.take_share(index, workers)
+        self.workers[job] = (await recipe[0])()
+
+    async def run(self, job: int, shard: Sequence[Any]) -> AsyncIterator[list[Any]]:
         """The shard's records, in batches of those finished within :data:`BATCH_SECONDS`."""
-        assert self.worker is not None, "ready() builds the worker"
-        source = aiter(self.worker.run(shard))
+        source = aiter(self.workers[job].run(shard))
         batch: list[Any] = []
         started = 0.0
         following: asyncio.Future[Sequence[Any]] | None = None
@@ -154,9 +160,10 @@ class ShardActor:
         if batch:
             yield batch
 
-    async def close(self) -> None:
-        if self.worker is not None:
-            await self.worker.aclose()
+    async def unload(self, job: int) -> None:
+        worker = self.workers.pop(job, None)
+        if worker is not None:
+            await worker.aclose()
 
 
 # --- the driver -------------------------------------------------------------------------------
@@ -169,7 +176,7 @@ class _Shard(Generic[ItemT]):
 
 
 class _Slot:
-    """Worker ``index`` of the pool: its actor (started when first needed, again after a death)."""
+    """Worker ``index`` of a pool: its actor, once the job is loaded on it (again after a death)."""
 
     def __init__(self, index: int):
         self.index = index
@@ -180,54 +187,44 @@ class _Slot:
 
 
 class RayPool(Generic[ItemT, OutT]):
-    """Workers for one job on the cluster; the driver's side of the shards they play."""
+    """One job on the executor's workers; the driver's side of the shards they play."""
 
-    def __init__(self, job: Job[ItemT, OutT], workers: int, folders: list[Packed], shard_size: int | None):
+    def __init__(
+        self,
+        executor: RayExecutor,
+        job: Job[ItemT, OutT],
+        key: int,
+        workers: int,
+        folders: list[Packed],
+        shard_size: int | None,
+    ):
+        self.executor = executor
         self.job = job
+        self.key = key
         self.recipe = ray.put(job.recipe)
         self.folders = folders
         self.slots = [_Slot(i) for i in range(workers)]
         self.shard_size = shard_size
-        self.deaths = 0
 
     @property
     def workers(self) -> int:
         return len(self.slots)
 
     async def _start(self, slot: _Slot) -> None:
-        """Start the slot's actor (again, if it dies while starting); a recipe that fails stops the run."""
+        """Load the job on the slot's worker (a new one if it dies meanwhile); a recipe that fails
+        stops the run."""
         for _ in range(MAX_TRIES):
-            actor = ShardActor.remote([self.recipe], self.folders, slot.index, self.workers)  # type: ignore[attr-defined]
+            actor = await self.executor.actor(slot.index)
             try:
-                await actor.ready.remote()
-            except (
-                RayTaskError
-            ) as exc:  # the recipe's own error (bad data, say), as it would be raised locally
-                ray.kill(actor, no_restart=True)
+                await actor.load.remote(self.key, [self.recipe], self.folders, slot.index, self.workers)
+            except RayTaskError as exc:  # the recipe's own error (bad data, say), raised as locally
                 raise exc.as_instanceof_cause() from None
             except RayActorError as exc:
-                slot.actor = actor
-                self._lost(slot, actor, exc)
+                self.executor.lost(slot.index, actor, exc)
                 continue
             slot.actor = actor
             return
-        raise ExecutorError(f"a Ray worker died {MAX_TRIES} times while starting: stopping; see the Ray logs")
-
-    def _lost(self, slot: _Slot, actor: Any, error: Exception) -> None:
-        """``actor`` died: the slot gets a new one when next needed."""
-        if slot.actor is not actor:
-            return  # already replaced, after another of its shards failed
-        slot.actor = slot.starting = None
-        ray.kill(actor, no_restart=True)
-        self._warn(error)
-
-    def _warn(self, error: BaseException) -> None:
-        self.deaths += 1
-        pid = next(
-            (line.split(":", 1)[1].strip() for line in str(error).splitlines() if "pid:" in line), None
-        )
-        who = f"a Ray worker (pid {pid})" if pid else "a Ray worker"
-        warnings.warn(f"{who} died: its unfinished items run again on a new worker", WorkerLost, stacklevel=3)
+        raise ExecutorError(f"Ray workers died {MAX_TRIES} times while starting: stopping; see the Ray logs")
 
     def _size(self, count: int) -> int:
         if self.shard_size is not None:
@@ -236,7 +233,7 @@ class RayPool(Generic[ItemT, OutT]):
         return max(1, min(max(self.job.concurrency, MIN_SHARD), spread))
 
     async def _play(self, actor: Any, items: list[ItemT]) -> None:
-        async for ref in actor.run.remote(items):
+        async for ref in actor.run.remote(self.key, items):
             for out in await ref:
                 self.job.sink(out)
 
@@ -250,15 +247,12 @@ class RayPool(Generic[ItemT, OutT]):
                     if not queue or slot.shards >= SHARDS_PER_WORKER:
                         continue
                     if slot.actor is None:  # started now, given shards when ready
-                        if slot.starting is None or slot.starting.done():
+                        if slot.starting is None:
                             slot.starting = asyncio.ensure_future(self._start(slot))
                         continue
                     shard = queue.popleft()
-                    running[asyncio.ensure_future(self._play(slot.actor, shard.items))] = (
-                        slot,
-                        slot.actor,
-                        shard,
-                    )
+                    playing = asyncio.ensure_future(self._play(slot.actor, shard.items))
+                    running[playing] = (slot, slot.actor, shard)
                     slot.shards += 1
                 starting = {s.starting for s in self.slots if s.actor is None and s.starting is not None}
                 done, _ = await asyncio.wait({*running, *starting}, return_when=asyncio.FIRST_COMPLETED)
@@ -271,11 +265,10 @@ class RayPool(Generic[ItemT, OutT]):
                     error = future.exception()
                     if error is not None:
                         self._retry(queue, slot, actor, shard, error)
-        finally:
-            pending = [*running, *(s.starting for s in self.slots if s.starting is not None)]
-            for future in pending:
+        finally:  # nothing runs on after an error (a worker still starting may serve the next run)
+            for future in running:
                 future.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            await asyncio.gather(*running, return_exceptions=True)
 
     def _retry(
         self, queue: deque[_Shard[ItemT]], slot: _Slot, actor: Any, shard: _Shard[ItemT], error: BaseException
@@ -286,7 +279,9 @@ class RayPool(Generic[ItemT, OutT]):
             raise error.as_instanceof_cause()
         if not isinstance(error, (RayActorError, ObjectLostError)):
             raise error
-        self._lost(slot, actor, error)
+        if slot.actor is actor:  # the first of its shards to fail: the slot gets a new worker
+            slot.actor = slot.starting = None
+            self.executor.lost(slot.index, actor, error)
         left = [rest for item in shard.items if (rest := self.job.rebuild(item)) is not None]
         if not left:
             return
@@ -298,12 +293,15 @@ class RayPool(Generic[ItemT, OutT]):
         queue.appendleft(_Shard(left, shard.tries + 1))
 
     async def close(self) -> None:
+        """Close the job's workers on the actors (they stay for the executor's next job)."""
+        starting = [s.starting for s in self.slots if s.starting is not None and not s.starting.done()]
+        for future in starting:
+            future.cancel()
+        await asyncio.gather(*starting, return_exceptions=True)
         actors = [slot.actor for slot in self.slots if slot.actor is not None]
         if actors:
-            closing = asyncio.gather(*(a.close.remote() for a in actors), return_exceptions=True)
+            closing = asyncio.gather(*(a.unload.remote(self.key) for a in actors), return_exceptions=True)
             await asyncio.wait({asyncio.ensure_future(closing)}, timeout=10)
-        for actor in actors:
-            ray.kill(actor, no_restart=True)
 
 
 def _first_line(error: BaseException, skip: str = "") -> str:
@@ -346,7 +344,11 @@ class RayExecutor:
         self.workers = workers
         self.shard_size = shard_size
         self.connected_here = False
+        self.deaths = 0
+        """Workers lost so far."""
         self._packed: dict[Path, tuple[str, ray.ObjectRef]] = {}
+        self._actors: dict[int, Any] = {}
+        self._jobs = itertools.count()
 
     def connect(self) -> RayExecutor:
         """Join the cluster; :class:`ClusterUnreachable` (one line) when it cannot be reached."""
@@ -364,11 +366,38 @@ class RayExecutor:
         return self
 
     def close(self) -> None:
-        """Leave the cluster (stopping it, if it was started here for this run)."""
+        """Stop the workers and leave the cluster (stopping it, if it was started here)."""
+        for actor in self._actors.values():
+            ray.kill(actor, no_restart=True)
+        self._actors.clear()
+        self._packed.clear()
         if self.connected_here:
             ray.shutdown()
             self.connected_here = False
-        self._packed.clear()
+
+    async def actor(self, index: int) -> Any:
+        """Worker ``index``, started if needed (again, if it dies while starting)."""
+        for _ in range(MAX_TRIES):
+            actor = self._actors.get(index)
+            if actor is None:
+                actor = self._actors[index] = ShardActor.remote()  # type: ignore[attr-defined]
+            try:
+                await actor.ready.remote()
+            except RayActorError as exc:
+                self.lost(index, actor, exc)
+                continue
+            return actor
+        raise ExecutorError(f"a Ray worker died {MAX_TRIES} times while starting: stopping; see the Ray logs")
+
+    def lost(self, index: int, actor: Any, error: BaseException) -> None:
+        """Worker ``index`` died: the next job or shard that needs it gets a new one."""
+        if self._actors.get(index) is not actor:
+            return
+        ray.kill(self._actors.pop(index), no_restart=True)
+        self.deaths += 1
+        pids = [line.split(":", 1)[1].strip() for line in str(error).splitlines() if "pid:" in line]
+        who = f"a Ray worker (pid {pids[0]})" if pids else "a Ray worker"
+        warnings.warn(f"{who} died: its unfinished items run again on a new worker", WorkerLost, stacklevel=2)
 
     def __enter__(self) -> RayExecutor:
         return self.connect()
@@ -402,7 +431,7 @@ class RayExecutor:
             workers = min(workers, job.max_workers)
         folders = [self._ship(folder) for folder in dict.fromkeys(job.data_dirs)]
         try:
-            made: RayPool[ItemT, OutT] = RayPool(job, workers, folders, self.shard_size)
+            made = RayPool(self, job, next(self._jobs), workers, folders, self.shard_size)
         except (TypeError, ValueError) as exc:  # a recipe that cannot be pickled
             raise ExecutorError(f"the run cannot be sent to Ray workers: {_first_line(exc)}") from None
         try:
