@@ -4,7 +4,7 @@ cluster's worker processes; the records stream back to the driver, which alone w
 - One actor per worker (``num_cpus=1``; by default one per CPU of the cluster), built from the run's
   recipe, plays shards with the run's own async code and concurrency, and takes share ``i`` of ``W``
   of the run's limit on LLM requests in flight (:mod:`apigen_gym.llm.budget`).
-- The driver hands out shards, two at a time per worker so that none idles between shards, and
+- The driver hands out shards, three at a time per worker so that none idles between shards, and
   passes each record to the run (which writes it) as it arrives; records travel in batches of what a
   worker finished within :data:`BATCH_SECONDS`.
 - A worker that dies (killed, out of memory, its machine gone) takes with it only what it had not
@@ -42,9 +42,15 @@ from apigen_gym.llm import budget
 from apigen_gym.util.executors import ExecutorError, ItemT, Job, OutT, Pool, ShardWorker, WorkerLost
 
 MIN_SHARD = 16
-"""Items per shard at least (fewer only when a batch is too small to keep every worker busy)."""
-SHARDS_PER_WORKER = 2
-"""Shards given to a worker at once: the next one is already there when one ends."""
+"""Items per shard at least, and at least a worker's ``concurrency`` (fewer only when what is left,
+shared among the workers, is less)."""
+MAX_SHARD = 1024
+GUIDED = 4
+"""A shard takes 1 / (GUIDED × workers) of the items left: large ones first (little overhead per
+item), smaller towards the end (workers finish together)."""
+SHARDS_PER_WORKER = 3
+"""Shards given to a worker at once, each of at least ``concurrency`` items: while the oldest finishes
+its last (longest) items, the others keep every one of the worker's slots busy."""
 BATCH_SECONDS = 0.02
 """A worker sends what it finished within this long as one object (fewer, larger messages)."""
 MAX_TRIES = 3
@@ -226,11 +232,12 @@ class RayPool(Generic[ItemT, OutT]):
             return
         raise ExecutorError(f"Ray workers died {MAX_TRIES} times while starting: stopping; see the Ray logs")
 
-    def _size(self, count: int) -> int:
+    def _size(self, left: int) -> int:
+        """Items in the next shard, when ``left`` are still to hand out."""
         if self.shard_size is not None:
             return self.shard_size
-        spread = math.ceil(count / (SHARDS_PER_WORKER * self.workers))
-        return max(1, min(max(self.job.concurrency, MIN_SHARD), spread))
+        least = min(max(self.job.concurrency, MIN_SHARD), math.ceil(left / self.workers))
+        return max(1, min(max(math.ceil(left / (GUIDED * self.workers)), least), MAX_SHARD))
 
     async def _play(self, actor: Any, items: list[ItemT]) -> None:
         async for ref in actor.run.remote(self.key, items):
@@ -238,22 +245,31 @@ class RayPool(Generic[ItemT, OutT]):
                 self.job.sink(out)
 
     async def run(self, items: Sequence[ItemT]) -> None:
-        size = self._size(len(items))
-        queue = deque(_Shard(list(items[i : i + size])) for i in range(0, len(items), size))
+        todo = deque(items)
+        queue: deque[_Shard[ItemT]] = deque()
+        """Shards cut short by a worker's death, handed out before new ones."""
         running: dict[asyncio.Future[None], tuple[_Slot, Any, _Shard[ItemT]]] = {}
+
+        def next_shard() -> _Shard[ItemT]:
+            if queue:
+                return queue.popleft()
+            return _Shard([todo.popleft() for _ in range(min(self._size(len(todo)), len(todo)))])
+
         try:
-            while queue or running:
-                for slot in sorted(self.slots, key=lambda s: s.shards):
-                    if not queue or slot.shards >= SHARDS_PER_WORKER:
-                        continue
-                    if slot.actor is None:  # started now, given shards when ready
-                        if slot.starting is None:
-                            slot.starting = asyncio.ensure_future(self._start(slot))
-                        continue
-                    shard = queue.popleft()
-                    playing = asyncio.ensure_future(self._play(slot.actor, shard.items))
-                    running[playing] = (slot, slot.actor, shard)
-                    slot.shards += 1
+            while todo or queue or running:
+                for slot in self.slots:  # started now, given shards when ready
+                    if slot.actor is None and slot.starting is None and (todo or queue):
+                        slot.starting = asyncio.ensure_future(self._start(slot))
+                ready = [s for s in self.slots if s.actor is not None]
+                while (todo or queue) and ready:  # one shard to each worker in turn, up to its share
+                    ready = [s for s in ready if s.shards < SHARDS_PER_WORKER]
+                    for slot in sorted(ready, key=lambda s: s.shards):
+                        if not (todo or queue):
+                            break
+                        shard = next_shard()
+                        playing = asyncio.ensure_future(self._play(slot.actor, shard.items))
+                        running[playing] = (slot, slot.actor, shard)
+                        slot.shards += 1
                 starting = {s.starting for s in self.slots if s.actor is None and s.starting is not None}
                 done, _ = await asyncio.wait({*running, *starting}, return_when=asyncio.FIRST_COMPLETED)
                 for future in done:
