@@ -29,7 +29,7 @@ from apigen_gym.generation.budget import (
 )
 from apigen_gym.generation.config import GenerationConfig, deciding, saved_config
 from apigen_gym.generation.context import Context
-from apigen_gym.generation.phase1 import Phase1Run
+from apigen_gym.generation.phase1 import Phase1Worker
 from apigen_gym.generation.proposers import (
     DETAILS,
     LLMProposer,
@@ -39,7 +39,6 @@ from apigen_gym.generation.proposers import (
     proposer_messages,
 )
 from apigen_gym.generation.signatures import signature
-from apigen_gym.generation.store import RunPaths
 from apigen_gym.generation.validators import changed_fields, check_rules, judge_messages
 from apigen_gym.llm.client import LLMClient
 from apigen_gym.llm.settings import LLMSettings
@@ -48,14 +47,14 @@ DOMAINS = ["retail", "airline", "travel"]
 CONTEXTS = 24
 
 
-def contexts(domain: str, tmp_path: Path) -> tuple[Phase1Run, list[Context]]:
-    run = Phase1Run(GenerationConfig(domain=domain, n=1), RunPaths(tmp_path / domain))
+def contexts(domain: str) -> tuple[Phase1Worker, list[Context]]:
+    run = Phase1Worker(GenerationConfig(domain=domain, n=1))  # what samples the contexts
     return run, [run.context(i) for i in range(CONTEXTS)]
 
 
 @pytest.mark.parametrize("domain", DOMAINS)
-def test_proposer_prompts_fit_the_budget_and_keep_what_a_blueprint_needs(domain: str, tmp_path: Path) -> None:
-    run, sampled = contexts(domain, tmp_path)
+def test_proposer_prompts_fit_the_budget_and_keep_what_a_blueprint_needs(domain: str) -> None:
+    run, sampled = contexts(domain)
     for context in sampled:
         messages = proposer_messages(context, ["Rejected at format: unknown tool: x. " * 20] * 4)
         assert messages_tokens(messages) <= DEFAULT_PROMPT_BUDGET
@@ -77,8 +76,8 @@ def test_proposer_prompts_fit_the_budget_and_keep_what_a_blueprint_needs(domain:
         assert "Round 4:" in text  # the latest feedback round is always there
 
 
-def test_a_smaller_budget_shows_less_and_the_smallest_is_refused_before_any_call(tmp_path: Path) -> None:
-    _, sampled = contexts("retail", tmp_path)
+def test_a_smaller_budget_shows_less_and_the_smallest_is_refused_before_any_call() -> None:
+    _, sampled = contexts("retail")
     context = max(sampled, key=lambda c: len(json.dumps(c.rows)))
     roomy, tight = proposer_messages(context, [], 20_000), proposer_messages(context, [], 3000)
     assert messages_tokens(tight) <= 3000 < messages_tokens(roomy)
@@ -99,8 +98,8 @@ def test_details_go_from_most_to_least() -> None:
 
 
 @pytest.mark.parametrize("domain", DOMAINS)
-def test_the_response_schema_holds_the_contexts_tools_and_user(domain: str, tmp_path: Path) -> None:
-    run, sampled = contexts(domain, tmp_path)
+def test_the_response_schema_holds_the_contexts_tools_and_user(domain: str) -> None:
+    run, sampled = contexts(domain)
     template = TemplateProposer.for_domain(run.domain, run.database)
     checked = 0
     for index, context in enumerate(sampled):
@@ -129,8 +128,8 @@ def test_the_response_schema_holds_the_contexts_tools_and_user(domain: str, tmp_
 
 
 @pytest.mark.parametrize("domain", DOMAINS)
-def test_judge_prompts_fit_and_show_what_changed(domain: str, tmp_path: Path) -> None:
-    run, sampled = contexts(domain, tmp_path)
+def test_judge_prompts_fit_and_show_what_changed(domain: str) -> None:
+    run, sampled = contexts(domain)
     judged = 0
     for index, context in enumerate(sampled):
         blueprint = run.proposer.propose_now(context, random.Random(index))  # type: ignore[attr-defined]

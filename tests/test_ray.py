@@ -53,6 +53,16 @@ def cluster() -> Iterator[str]:
             ray.shutdown()
 
 
+@pytest.fixture(autouse=True)
+def idle_cluster(cluster: str) -> None:
+    """Each test starts with every CPU of the cluster free (a killed driver's workers take a moment
+    to be stopped)."""
+    deadline = time.monotonic() + 60
+    while ray.available_resources().get("CPU", 0) < ray.cluster_resources()["CPU"]:
+        assert time.monotonic() < deadline, f"the cluster stays busy: {ray.available_resources()}"
+        time.sleep(0.1)
+
+
 def run_cli(*argv: str | Path) -> int:
     return cli.main([str(a) for a in argv])
 
@@ -223,7 +233,7 @@ def test_the_driver_killed_mid_run_resumes_on_either_executor(cluster: str, tmp_
     assert run_cli(*argv, "--executor", "ray") == 0 and episodes(out) == found  # nothing left to do
 
 
-def test_an_unreachable_cluster_is_one_line(tmp_path: Path, refused_url: str) -> None:
+def test_an_unreachable_cluster_is_one_line(cluster: str, tmp_path: Path, refused_url: str) -> None:
     address = refused_url.removeprefix("http://").removesuffix("/v1")  # bound, not listening
     for command in (
         ["eval", "--env", "retail", "--agent", "oracle"],
