@@ -475,14 +475,27 @@ class Phase1Run:
         self.domain = load_domain(config.domain)
         self.proposer = proposer
         self.executor = executor or LocalExecutor()
-        self.rows = list(read_models(paths.proposals, ProposalRecord))
         self.unfinished: dict[int, list[ProposalRecord]] = {}
         """Rounds of blueprints not decided yet, by index (an interrupted run's, a dead worker's)."""
-        for row in self.rows:
+        self.decided_indices: set[int] = set()
+        """Blueprints whose deciding row is written."""
+        self.recombined_parents: set[tuple[str, ...]] = set()
+        """Groups of tasks whose recombination is written."""
+        self.accepted: dict[str, Task] = {}
+        self.kinds: Counter[bool] = Counter()
+        """Accepted tasks by whether they are recombined."""
+        for task in read_models(paths.accepted, Task):
+            self._keep(task)
+        self.removed_ids = {r.task.id for r in read_models(paths.removed, RemovedRecord)}
+        self.lost: list[ProposalRecord] = []
+        """Rows of a killed run whose accepted or removed task it did not get to write."""
+        for row in read_models(paths.proposals, ProposalRecord):  # not kept: the run's heap stays small
+            self._note(row)
             if row.kind == "proposal" and not row.final:
                 self.unfinished.setdefault(row.index, []).append(row)
-        self.accepted = {t.id: t for t in read_models(paths.accepted, Task)}
-        self.removed_ids = {r.task.id for r in read_models(paths.removed, RemovedRecord)}
+            accepted = row.outcome == "accepted" and row.task is not None and row.task.id not in self.accepted
+            if accepted or (row.removal is not None and row.removal.task.id not in self.removed_ids):
+                self.lost.append(row)
         self.dedup = Deduplicator(self.accepted.values())
         self.splits = {name: len(t) for name, t in evaluation_splits(self.domain, config).items()}
         self.waiting: deque[tuple[str, int]] = deque()
@@ -495,16 +508,27 @@ class Phase1Run:
 
     def restore(self, accepted: JsonlAppender, removed: JsonlAppender) -> None:
         """Put back tasks that a killed run decided but did not get to write."""
-        for row in self.rows:
+        for row in self.lost:
             if row.outcome == "accepted" and row.task is not None and row.task.id not in self.accepted:
                 self._accept(row.task, accepted)
             if row.removal is not None and row.removal.task.id not in self.removed_ids:
                 removed.write(row.removal)
                 self.removed_ids.add(row.removal.task.id)
+        self.lost = []
+
+    def _keep(self, task: Task) -> None:
+        self.accepted[task.id] = task
+        self.kinds[task.meta.get("source") == "recombined"] += 1
+
+    def _note(self, row: ProposalRecord) -> None:
+        if row.kind == "recombination":
+            self.recombined_parents.add(tuple(row.parents))
+        elif row.kind == "proposal" and row.final:
+            self.decided_indices.add(row.index)
 
     def _accept(self, task: Task, accepted: JsonlAppender) -> None:
         accepted.write(task)
-        self.accepted[task.id] = task
+        self._keep(task)
         self.dedup.add(task)
 
     def admit(self, row: ProposalRecord) -> ProposalRecord:
@@ -522,7 +546,7 @@ class Phase1Run:
         assert self.files is not None
         proposals, accepted, removed = self.files
         proposals.write(row)
-        self.rows.append(row)
+        self._note(row)
         if row.outcome == "accepted" and row.task is not None:
             self._accept(row.task, accepted)
         if row.removal is not None:
@@ -553,7 +577,7 @@ class Phase1Run:
         await pool.run(items)
 
     def _count(self, recombined: bool) -> int:
-        return sum((t.meta.get("source") == "recombined") == recombined for t in self.accepted.values())
+        return self.kinds[recombined]
 
     # --- the run --------------------------------------------------------------------------------
 
@@ -593,7 +617,7 @@ class Phase1Run:
         return stats
 
     async def _proposals(self, pool: Pool[Phase1Item]) -> None:
-        decided = {r.index for r in self.rows if r.kind == "proposal" and r.final}
+        decided = set(self.decided_indices)
         limit = self.config.n * MAX_BLUEPRINTS_PER_TASK
         index = 0
         while self._count(recombined=False) < self.config.n and index < limit:
@@ -607,7 +631,7 @@ class Phase1Run:
     async def _recombinations(self, pool: Pool[Phase1Item]) -> None:
         target = round(self.config.recombine * self.config.n)
         base = [t for t in self.accepted.values() if t.meta.get("source") != "recombined"]
-        done = {tuple(r.parents) for r in self.rows if r.kind == "recombination"}
+        done = set(self.recombined_parents)
         todo = [
             RecombinationItem(position, tuple(group))
             for position, group in enumerate(candidates(base, random.Random(f"{self.config.seed}/recombine")))

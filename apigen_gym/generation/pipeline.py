@@ -22,6 +22,7 @@ from apigen_gym.generation.phase2 import run_phase2
 from apigen_gym.generation.stats import GenerationStats, compute_stats, format_stats, write_stats
 from apigen_gym.generation.store import RunPaths
 from apigen_gym.util.executors import Executor
+from apigen_gym.util.gcbudget import gc_budget
 from apigen_gym.util.runconfig import RunFolderError
 
 PHASE1_MODULE = "apigen_gym.generation.phase1"
@@ -74,6 +75,17 @@ def generate(
     writes the run folder, so a run may change executors between resumes.
     """
     paths = prepare_run(config, run_dir)
+    with gc_budget():  # the run keeps its records: full collections on a time budget
+        return _generate(config, paths, max_steps, progress, executor)
+
+
+def _generate(
+    config: GenerationConfig,
+    paths: RunPaths,
+    max_steps: int | None,
+    progress: bool,
+    executor: Executor | None,
+) -> GenerationStats:
     seconds: dict[str, float] = {}
     if config.phase in ("1", "all"):
         run_phase1 = _phase1()

@@ -40,6 +40,7 @@ from ray.exceptions import ObjectLostError, RayActorError, RayTaskError
 
 from apigen_gym.core.domain import read_data_from
 from apigen_gym.llm import budget
+from apigen_gym.util import gcbudget
 from apigen_gym.util.executors import ExecutorError, ItemT, Job, OutT, Pool, ShardWorker, WorkerLost
 
 MIN_SHARD = 16
@@ -262,8 +263,13 @@ class RayPool(Generic[ItemT, OutT]):
         async for ref in actor.run.remote(self.key, items):
             for out in _decode(await ref):
                 self.job.sink(out)
+            gcbudget.tick()
 
     async def run(self, items: Sequence[ItemT]) -> None:
+        with gcbudget.gc_budget():  # the driver keeps what it writes: full collections on a budget
+            await self._run(items)
+
+    async def _run(self, items: Sequence[ItemT]) -> None:
         todo = deque(items)
         queue: deque[_Shard[ItemT]] = deque()
         """Shards cut short by a worker's death, handed out before new ones."""

@@ -22,6 +22,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
+from apigen_gym.util import gcbudget
+
 ItemT = TypeVar("ItemT")
 OutT = TypeVar("OutT")
 ItemC = TypeVar("ItemC", contravariant=True)
@@ -100,9 +102,11 @@ class _LocalPool(Generic[ItemT, OutT]):
     async def run(self, items: Sequence[ItemT]) -> None:
         if not items:
             return
-        async for outs in self.worker.run(items, self.job.on_step):
-            for out in outs:
-                self.job.sink(out)
+        with gcbudget.gc_budget():
+            async for outs in self.worker.run(items, self.job.on_step):
+                for out in outs:
+                    self.job.sink(out)
+                gcbudget.tick()
 
 
 class LocalExecutor:
