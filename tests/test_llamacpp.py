@@ -23,7 +23,7 @@ from apigen_gym.cli import main
 from apigen_gym.evaluation.runner import EpisodeResult, read_results
 from apigen_gym.generation.budget import DEFAULT_PROMPT_BUDGET, PromptTooLong, messages_tokens
 from apigen_gym.generation.config import GenerationConfig
-from apigen_gym.generation.phase1 import Phase1Run
+from apigen_gym.generation.phase1 import Phase1Worker
 from apigen_gym.generation.phase2 import read_records
 from apigen_gym.generation.pipeline import generate
 from apigen_gym.generation.proposers import proposer_messages
@@ -250,7 +250,7 @@ def test_generation_prompts_fit_the_budget_in_the_servers_own_tokens(
     server: LlamaCppServer, tmp_path: Path
 ) -> None:
     for domain in ("retail", "airline", "travel"):
-        run = Phase1Run(GenerationConfig(domain=domain, n=1), RunPaths(tmp_path / domain))
+        run = Phase1Worker(GenerationConfig(domain=domain, n=1))  # what samples the contexts
         for index in range(8):
             context = run.context(index)
             for budget in (BUDGET, DEFAULT_PROMPT_BUDGET):

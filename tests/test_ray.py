@@ -288,7 +288,7 @@ def test_a_data_dir_reaches_workers_that_cannot_see_it(
 def test_max_in_flight_is_a_limit_across_workers(cluster: str, tmp_path: Path) -> None:
     tasks = ",".join(t.id for t in load_domain("retail").tasks("test")[:12])
     common = ["eval", "--env", "retail", "--agent-model", "oracle", "--tasks", tasks, "--concurrency", "4"]
-    common += ["--trials", "3", "--executor", "ray", "--workers", "2"]  # shards left for a worker that starts late
+    common += ["--trials", "3", "--executor", "ray", "--workers", "2"]  # shards left for a late worker
     peaks = {}
     for limit in ("3", None):
         with LoopbackServer(ServerConfig(latency=0.05)) as server:
