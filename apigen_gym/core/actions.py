@@ -8,10 +8,18 @@ becomes a tool call carrying an error, which the env turns into an ``Error:`` ob
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from apigen_gym.util import jsonio
+
+_WS = r"[ \t\n\r]*"  # JSON's whitespace
+_USUAL_CALL = re.compile(
+    rf'{_WS}\{{{_WS}"name"{_WS}:{_WS}"([^"\\\x00-\x1f]+)"{_WS},{_WS}"arguments"{_WS}:{_WS}'
+)
+"""The usual JSON call up to its arguments: ``{"name": "<a name without escapes>", "arguments": ``."""
+_CLOSING = re.compile(rf"{_WS}\}}{_WS}\Z")
 
 
 @dataclass(slots=True)
@@ -22,8 +30,9 @@ class ToolCall:
     error: str | None = None
     """Why the call could not be understood; set instead of executing it."""
     arguments_json: str = ""
-    """``arguments`` as the JSON string of an OpenAI tool call, made once while parsing (it is the check
-    that they are JSON values) and reused for the transcript; empty: not made."""
+    """``arguments`` as the JSON string of an OpenAI tool call, for the transcript: the agent's own text
+    when it sent the arguments as JSON text, else their serialisation (the check that they are JSON
+    values); empty: not made."""
 
 
 @dataclass(slots=True)
@@ -53,12 +62,15 @@ def _call_from(raw: Any) -> ToolCall:
     arguments = body.get("arguments")  # absent: no arguments
     if type(arguments) is not dict:
         if isinstance(arguments, str):
+            sent = arguments
             try:
-                arguments = jsonio.loads(arguments) if arguments.strip() else {}
+                arguments = jsonio.loads(sent) if sent.strip() else {}
             except json.JSONDecodeError as exc:
                 return ToolCall(name, id=call_id, error=f"arguments of {name} are not valid JSON ({exc.msg})")
             except RecursionError:
                 return ToolCall(name, id=call_id, error=f"arguments of {name} are nested too deeply")
+            if type(arguments) is dict and type(sent) is str:  # the agent's own text is the transcript's
+                return ToolCall(name, arguments, call_id, None, sent)
         if arguments is None:
             arguments = {}
         if not isinstance(arguments, dict):
@@ -95,6 +107,9 @@ def parse_action(action: Any) -> AgentTurn:
             return _from_dict(action)
         if not isinstance(action, str):
             return _malformed(f"unsupported action type {type(action).__name__}")
+    usual = _usual_call(action)
+    if usual is not None:
+        return AgentTurn(None, (usual,))
     text = action.strip()
     if not text.startswith("{"):
         return AgentTurn(action)
@@ -104,13 +119,20 @@ def parse_action(action: Any) -> AgentTurn:
         return _malformed(f"invalid JSON ({exc.msg} at position {exc.pos})")
     except RecursionError:
         return _malformed("JSON nested too deeply")
-    if type(parsed) is dict and len(parsed) == 2:  # the usual {"name": ..., "arguments": {...}}, directly
-        name, arguments = parsed.get("name"), parsed.get("arguments")
-        if type(name) is str and name and type(arguments) is dict:
-            try:
-                arguments_json = jsonio.dumps(arguments)  # the transcript's copy
-            except RecursionError:
-                pass  # the general path below says so
-            else:
-                return AgentTurn(None, (ToolCall(name, arguments, None, None, arguments_json),))
     return _from_dict(parsed) if isinstance(parsed, dict) else _malformed("expected a JSON object")
+
+
+def _usual_call(text: str) -> ToolCall | None:
+    """The usual ``{"name": ..., "arguments": {...}}`` call read straight off the text, its arguments'
+    text kept for the transcript (one parse, no serialisation); ``None``: read it the general way."""
+    head = _USUAL_CALL.match(text)
+    if head is None:
+        return None
+    start = head.end()
+    try:
+        arguments, end = jsonio.scan(text, start)
+    except (StopIteration, json.JSONDecodeError, RecursionError):
+        return None  # the general way says what is wrong
+    if type(arguments) is not dict or (text[end:] != "}" and _CLOSING.match(text, end) is None):
+        return None
+    return ToolCall(head.group(1), arguments, None, None, text[start:end])

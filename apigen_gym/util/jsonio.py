@@ -46,6 +46,10 @@ _C_ENCODE = (
 )
 _SCAN = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
+scan: Any = _SCAN
+"""``scan(text, index) -> (value, end)``: the stdlib decoder's C scanner, reading the one JSON value that
+starts exactly at ``index`` (``StopIteration`` if none does, ``json.JSONDecodeError`` for a bad one)."""
+
 
 def dumps(obj: Any) -> str:
     """Exactly ``json.dumps(obj)`` (default separators, ASCII, keys in insertion order), made faster.
