@@ -81,3 +81,15 @@ def test_a_resumed_file_is_read_from_disk(tmp_path: Path) -> None:
     with jsonio.JsonlAppender(path) as appender:
         appender.write(Row(n=3))
     assert [r.n for r in jsonio.read_models(path, Row)] == [1, 3]
+
+
+def test_only_the_most_recent_files_are_kept_for_reading_back(tmp_path: Path) -> None:
+    kept = jsonio.WRITTEN_KEPT_FILES
+    first = [Row(n=0)]
+    paths = [tmp_path / f"run{i}.jsonl" for i in range(kept + 1)]
+    for i, path in enumerate(paths):
+        with jsonio.JsonlAppender(path) as appender:
+            appender.write(first[0] if i == 0 else Row(n=i))
+    oldest, newest = list(jsonio.read_models(paths[0], Row)), list(jsonio.read_models(paths[-1], Row))
+    assert oldest == first and oldest[0] is not first[0]  # let go of: read from its file, same rows
+    assert newest[0].n == kept and list(jsonio.read_models(paths[-1], Row))[0] is newest[0]

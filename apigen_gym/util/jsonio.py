@@ -167,6 +167,9 @@ class _Written:
 _WRITTEN: dict[Path, _Written] = {}
 WRITTEN_KEPT_BYTES = 32 * 2**20
 """A file this process writes is read back from memory while it is at most this large."""
+WRITTEN_KEPT_FILES = 8
+"""Files kept for reading back, the most recently started (a run's worth): a process that makes run
+after run does not keep every one in memory."""
 
 
 class UnreadableLines(UserWarning):
@@ -255,6 +258,8 @@ class JsonlAppender:
         _WRITTEN.pop(self._key, None)
         if self._handle.tell() == 0:  # a file this appender starts: its rows can be read back from memory
             self._written = _WRITTEN[self._key] = _Written(BaseModel, 0, [])
+            while len(_WRITTEN) > WRITTEN_KEPT_FILES:  # the oldest go
+                del _WRITTEN[next(iter(_WRITTEN))]
 
     def write(self, record: BaseModel) -> None:
         self._handle.write(record.model_dump_json().encode() + b"\n")
