@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from llm_calls import complete_once
 
 from apigen_gym.cli import main
 from apigen_gym.evaluation.runner import EpisodeResult, read_results
@@ -78,14 +79,7 @@ def assert_ended(results: list[EpisodeResult], count: int) -> None:
 
 def ask(server: LlamaCppServer, messages: list[dict[str, Any]], **kwargs: Any) -> Completion:
     client = LLMClient(LLMSettings(model=ALIAS, base_url=server.base_url, timeout=300, max_in_flight=1))
-
-    async def go() -> Completion:
-        try:
-            return await client.complete(messages, **kwargs)
-        finally:
-            await client.aclose()
-
-    return asyncio.run(go())
+    return complete_once(client, messages, **kwargs)
 
 
 # --- eval -------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from typing import Any, TypeVar, get_args
 
 import openai
 import pytest
+from llm_calls import complete_once
 
 from apigen_gym.core.env import ApigenEnv
 from apigen_gym.core.tools import ERROR_PREFIX
@@ -65,14 +66,7 @@ def settings(server: LoopbackServer | str, model: str = "echo", **kwargs: Any) -
 
 def call(client: LLMClient, messages: Any = HELLO, **kwargs: Any) -> Completion:
     """One ``complete`` on a fresh event loop, closing the client's HTTP pool afterwards."""
-
-    async def go() -> Completion:
-        try:
-            return await client.complete(messages, **kwargs)
-        finally:
-            await client.aclose()
-
-    return asyncio.run(go())
+    return complete_once(client, messages, **kwargs)
 
 
 def failure(client: LLMClient, messages: Any = HELLO, **kwargs: Any) -> LLMError:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from llm_calls import complete_once
 
 from apigen_gym.core.env import ApigenEnv
 from apigen_gym.evaluation.runner import evaluate
@@ -44,13 +45,7 @@ def settings(server: LoopbackServer, model: str, **kwargs: Any) -> LLMSettings:
 
 
 def ask(client: LLMClient, messages: list[dict[str, Any]], **kwargs: Any) -> Completion:
-    async def go() -> Completion:
-        try:
-            return await client.complete(messages, **kwargs)
-        finally:
-            await client.aclose()
-
-    return asyncio.run(go())
+    return complete_once(client, messages, **kwargs)
 
 
 # --- shapes, through the LLM layer ------------------------------------------------------------------
