@@ -282,8 +282,8 @@ async def run_async(
     todo = [(t, k) for k in range(trials) for t in ids if (t, k) not in done]
     with ResultsWriter(out_dir) as writer, _Progress(len(todo), progress) as bar:
 
-        def record(result: EpisodeResult) -> None:
-            writer.write(result)
+        def record(result: EpisodeResult, line: str | None = None) -> None:
+            writer.write(result, line)
             done[(result.task_id, result.trial)] = result
             bar.update(result)
 

@@ -500,7 +500,7 @@ class Phase1Run:
         self.splits = {name: len(t) for name, t in evaluation_splits(self.domain, config).items()}
         self.waiting: deque[tuple[str, int]] = deque()
         """The items of the batch in flight, in order, until their deciding row is recorded."""
-        self.decided: dict[tuple[str, int], ProposalRecord] = {}
+        self.decided: dict[tuple[str, int], tuple[ProposalRecord, str | None]] = {}
         """Deciding rows received, waiting for the items before them."""
         self.files: Files | None = None
 
@@ -541,11 +541,11 @@ class Phase1Run:
         removal = duplicate(row.task, same)
         return row.model_copy(update={"outcome": "duplicate", "task": None, "removal": removal})
 
-    def record(self, row: ProposalRecord) -> None:
+    def record(self, row: ProposalRecord, line: str | None = None) -> None:
         """Write the row first, then the task it accepts or removes (so a kill can always be repaired)."""
         assert self.files is not None
         proposals, accepted, removed = self.files
-        proposals.write(row)
+        proposals.write(row, line)
         self._note(row)
         if row.outcome == "accepted" and row.task is not None:
             self._accept(row.task, accepted)
@@ -553,15 +553,17 @@ class Phase1Run:
             removed.write(row.removal)
             self.removed_ids.add(row.removal.task.id)
 
-    def take(self, row: ProposalRecord) -> None:
+    def take(self, row: ProposalRecord, line: str | None = None) -> None:
         """A row from a worker: a round that goes on is written now, a deciding one in index order."""
         if row.kind == "proposal" and not row.final:
-            self.record(row)
+            self.record(row, line)
             self.unfinished.setdefault(row.index, []).append(row)
             return
-        self.decided[_key(row)] = row
+        self.decided[_key(row)] = (row, line)
         while self.waiting and self.waiting[0] in self.decided:
-            self.record(self.admit(self.decided.pop(self.waiting.popleft())))
+            row, line = self.decided.pop(self.waiting.popleft())
+            admitted = self.admit(row)
+            self.record(admitted, line if admitted is row else None)
 
     def rebuild(self, item: Phase1Item) -> Phase1Item | None:
         """What is left of an item whose worker died: ``None`` once decided, else its next round."""

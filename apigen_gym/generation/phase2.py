@@ -431,9 +431,10 @@ class _Phase2Run:
             bar,
         ):
 
-            def record(played: DialogueRecord) -> None:
+            def record(played: DialogueRecord, line: str | None = None) -> None:
                 kept = self._keep(played)
-                (dialogues if kept.label == "success" else failures).write(kept)
+                file = dialogues if kept.label == "success" else failures
+                file.write(kept, line if kept is played else None)  # the worker's line, if unchanged
                 self.ledger.note(kept)
                 self.labels[kept.label] += 1
                 self.usage = self.usage + kept.usage

@@ -36,6 +36,7 @@ from typing import Any, Generic
 
 import ray
 from pydantic import BaseModel
+from pydantic_core import from_json
 from ray.exceptions import ObjectLostError, RayActorError, RayTaskError
 
 from apigen_gym.core.domain import read_data_from
@@ -127,9 +128,13 @@ def _encode(records: list[Any]) -> Batch:
     return None, records
 
 
-def _decode(batch: Batch) -> list[Any]:
+def _decode(batch: Batch) -> list[tuple[Any, str | None]]:
+    """The records with the JSON lines they came as (``None`` for other kinds)."""
     kind, records = batch
-    return records if kind is None else [kind.model_validate_json(text) for text in records]
+    if kind is None:
+        return [(record, None) for record in records]
+    validate = kind.model_validate  # from parsed values: a third quicker than model_validate_json
+    return [(validate(from_json(text)), text) for text in records]
 
 
 @ray.remote(num_cpus=1, max_restarts=0)
@@ -261,8 +266,9 @@ class RayPool(Generic[ItemT, OutT]):
 
     async def _play(self, actor: Any, items: list[ItemT]) -> None:
         async for ref in actor.run.remote(self.key, items):
-            for out in _decode(await ref):
-                self.job.sink(out)
+            sink = self.job.sink
+            for out, line in _decode(await ref):
+                sink(out, line)
             gcbudget.tick()
 
     async def run(self, items: Sequence[ItemT]) -> None:

@@ -33,6 +33,15 @@ OnStep = Callable[[], None]
 """Called after every step of an episode: live progress, only where the worker shares the driver's process."""
 
 
+class Sink(Protocol[ItemC]):
+    """The driver's hands: records each finished record (writes it, counts it)."""
+
+    def __call__(self, record: ItemC, /, line: str | None = None) -> None:
+        """``line``: the record's JSON line as its worker made it, when it came from another process
+        (written as it is, unless the record is changed first: the driver need not make it again)."""
+        ...
+
+
 class ShardWorker(Protocol[ItemC, OutC]):
     """Plays shards of a run's items; several shards may run at once in one worker, sharing its limits."""
 
@@ -56,7 +65,7 @@ class Job(Generic[ItemT, OutT]):
 
     recipe: Callable[[], ShardWorker[ItemT, OutT]]
     """Builds one worker (in the worker's process: picklable by ``cloudpickle``)."""
-    sink: Callable[[OutT], None]
+    sink: Sink[OutT]
     """The driver's hands: records each finished record (writes it, counts it)."""
     rebuild: Callable[[ItemT], ItemT | None] = keep
     """What is left to do of an item whose worker died, from what ``sink`` has recorded (``None``: done)."""

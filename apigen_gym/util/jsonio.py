@@ -278,8 +278,9 @@ class JsonlAppender:
             while len(_WRITTEN) > WRITTEN_KEPT_FILES:  # the oldest go
                 del _WRITTEN[next(iter(_WRITTEN))]
 
-    def write(self, record: BaseModel) -> None:
-        self._handle.write(record.model_dump_json().encode() + b"\n")
+    def write(self, record: BaseModel, line: str | None = None) -> None:
+        """Append ``record``; ``line``: its ``model_dump_json()`` when already made (by a worker)."""
+        self._handle.write((record.model_dump_json() if line is None else line).encode() + b"\n")
         self._handle.flush()
         self._remember(record)
 
