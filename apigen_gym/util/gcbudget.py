@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-SHARE = 0.05
+SHARE = 0.02
 """Full collections take at most this share of the time inside the budget."""
 NEVER = 2**30
 """A third threshold no run reaches: no full collection triggered by allocations."""

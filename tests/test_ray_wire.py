@@ -1,0 +1,48 @@
+"""What travels between the Ray driver and its workers: shards of items out, records' JSON lines back.
+
+No cluster is needed: these are the encodings themselves (the Ray tests run them on a real cluster).
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+from apigen_gym.core.domain import load_domain
+from apigen_gym.core.env import ApigenEnv
+from apigen_gym.evaluation.runner import EpisodeResult, evaluate
+from apigen_gym.generation.phase1 import ProposalItem, RecombinationItem
+from apigen_gym.integrations import ray as ray_executor
+from apigen_gym.players.oracle import OracleAgent
+
+
+def test_a_shard_travels_with_its_models_as_json_and_comes_back_equal() -> None:
+    tasks = load_domain("airline").tasks("test")[:6]
+    items = [(task, [0, 2]) for task in tasks] + [RecombinationItem(4, tuple(tasks[:3])), ProposalItem(7)]
+    sent = ray_executor.pack_shard(items)
+    assert isinstance(sent, bytes)
+    assert sent.count(tasks[0].model_dump_json().encode()) == 1  # its JSON, once for both items holding it
+    back = ray_executor.unpack_shard(sent)
+    assert back == items and type(back[0][0]) is type(tasks[0])
+    assert len(sent) < len(pickle.dumps(items)) * 1.1
+
+
+def test_a_shard_plain_pickling_cannot_take_goes_as_it_is() -> None:
+    def local() -> int:
+        return 1
+
+    items = [local, 3]
+    assert ray_executor.pack_shard(items) is items
+    assert ray_executor.unpack_shard(items) is items
+
+
+def test_records_come_back_with_the_json_lines_their_worker_made(tmp_path: Path) -> None:
+    domain = load_domain("retail")
+    ids = [task.id for task in domain.tasks("test")[:3]]
+    results = evaluate(lambda: ApigenEnv(domain), lambda: OracleAgent(domain.tools), tmp_path, ids)
+    received = ray_executor._decode(ray_executor._encode(results))
+    assert [record for record, _ in received] == results
+    assert [line for _, line in received] == [r.model_dump_json() for r in results]
+    assert all(type(record) is EpisodeResult for record, _ in received)
+    plain = ray_executor._decode(ray_executor._encode([1, "two"]))  # not models: as they are, no line
+    assert plain == [(1, None), ("two", None)]
