@@ -19,7 +19,7 @@ _USUAL_CALL = re.compile(
     rf'{_WS}\{{{_WS}"name"{_WS}:{_WS}"([^"\\\x00-\x1f]+)"{_WS},{_WS}"arguments"{_WS}:{_WS}'
 )
 """The usual JSON call up to its arguments: ``{"name": "<a name without escapes>", "arguments": ``."""
-_JSON_SPACE = " \t\n\r"
+_CLOSING = re.compile(rf"{_WS}\}}{_WS}\Z")
 
 
 @dataclass(slots=True)
@@ -128,14 +128,11 @@ def _usual_call(text: str) -> ToolCall | None:
     head = _USUAL_CALL.match(text)
     if head is None:
         return None
-    body = text.rstrip(_JSON_SPACE)
-    if body[-1] != "}":
+    start = head.end()
+    try:
+        arguments, end = jsonio.scan(text, start)
+    except (StopIteration, json.JSONDecodeError, RecursionError):
+        return None  # the general way says what is wrong
+    if type(arguments) is not dict or (text[end:] != "}" and _CLOSING.match(text, end) is None):
         return None
-    sent = body[head.end() : -1].rstrip(_JSON_SPACE)
-    try:  # a JSON object here makes the whole text the usual call; anything else, the general way
-        arguments = jsonio.loads(sent)
-    except (json.JSONDecodeError, RecursionError):
-        return None
-    if type(arguments) is not dict:
-        return None
-    return ToolCall(head.group(1), arguments, None, None, sent)
+    return ToolCall(head.group(1), arguments, None, None, text[start:end])

@@ -46,6 +46,10 @@ _C_ENCODE = (
 )
 _SCAN = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
+scan: Any = _SCAN
+"""``scan(text, index) -> (value, end)``: the stdlib decoder's C scanner, reading the one JSON value that
+starts exactly at ``index`` (``StopIteration`` if none does, ``json.JSONDecodeError`` for a bad one)."""
+
 
 def dumps(obj: Any) -> str:
     """Exactly ``json.dumps(obj)`` (default separators, ASCII, keys in insertion order), made faster.
@@ -58,29 +62,8 @@ def dumps(obj: Any) -> str:
     return "".join(_C_ENCODE(obj, 0))
 
 
-_DIGITS_ONLY = bytes(48 if 48 <= b <= 57 else 46 for b in range(256))
-"""A ``bytes.translate`` table: digits become ``0``, every other byte ``.``."""
-_LONG_RUN = b"0" * 19
-"""19 digits in a row: where an integer may not fit in 64 bits, which orjson reads as a float."""
-
-
 def loads(text: str) -> Any:
-    """Exactly ``json.loads(text)`` for a ``str``, errors included.
-
-    orjson reads it (several times quicker) unless it refuses the text or the text has a run of 19
-    digits: orjson refuses what the stdlib reads its own way (``NaN``, ``1e400``, lone surrogates,
-    deep nesting) and reads integers past 64 bits as floats; the stdlib's C scanner reads those.
-    """
-    if type(text) is str and _LONG_RUN not in text.encode("utf-8", "surrogatepass").translate(_DIGITS_ONLY):
-        try:
-            return orjson.loads(text)
-        except orjson.JSONDecodeError:
-            pass  # the stdlib decides, and explains
-    return _stdlib_loads(text)
-
-
-def _stdlib_loads(text: str) -> Any:
-    """``json.loads(text)`` without its per-call set-up."""
+    """Exactly ``json.loads(text)`` for a ``str``, errors included, without its per-call set-up."""
     try:
         value, end = _SCAN(text, 0)
     except StopIteration:
