@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from hypothesis import given, settings
@@ -93,3 +94,41 @@ def test_only_the_most_recent_files_are_kept_for_reading_back(tmp_path: Path) ->
     oldest, newest = list(jsonio.read_models(paths[0], Row)), list(jsonio.read_models(paths[-1], Row))
     assert oldest == first and oldest[0] is not first[0]  # let go of: read from its file, same rows
     assert newest[0].n == kept and list(jsonio.read_models(paths[-1], Row))[0] is newest[0]
+
+
+class Nested(BaseModel):
+    row: Row
+    extra: dict[str, object] = {}
+    share: float = 0.0
+    label: Literal["a", "b"] = "a"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        Nested(
+            row=Row(n=3, tags=["é", "x"]), extra={"big": 2**80, "f": 1e-7, "l": [1, None]}
+        ).model_dump_json(),
+        '{"row": {"n": 1}, "share": 2, "label": "b"}',
+        '{"row": {"n": "1"}}',
+        '{"row": {"n": 1.5}}',
+        '{"row": {"n": 1}, "label": "c"}',
+        '{"row": {"n": 1}',
+        '{"row": {"n": 1}, "extra": {"x": NaN}}',
+        "[]",
+    ],
+)
+def test_model_from_json_reads_as_model_validate_json(text: str) -> None:
+    """Parsed first, then validated: the same record, or a ValueError where pydantic refuses the text."""
+    try:
+        expected: object = Nested.model_validate_json(text)
+    except ValueError:
+        expected = ValueError
+    try:
+        got: object = jsonio.model_from_json(Nested, text.encode())
+    except ValueError:
+        got = ValueError
+    if isinstance(expected, Nested) and isinstance(got, Nested):  # NaN is not equal to itself: as text
+        assert got.model_dump_json() == expected.model_dump_json() and repr(got) == repr(expected)
+    else:
+        assert got == expected

@@ -38,13 +38,13 @@ from typing import Any, Generic
 
 import ray
 from pydantic import BaseModel
-from pydantic_core import from_json
 from ray.exceptions import ObjectLostError, RayActorError, RayTaskError
 
 from apigen_gym.core.domain import read_data_from
 from apigen_gym.llm import budget
 from apigen_gym.util import gcbudget
 from apigen_gym.util.executors import ExecutorError, ItemT, Job, OutT, Pool, ShardWorker, WorkerLost
+from apigen_gym.util.jsonio import model_from_json
 
 MIN_SHARD = 16
 """Items per shard at least, and at least a worker's ``concurrency`` (fewer only when what is left,
@@ -168,8 +168,7 @@ def _decode(batch: Batch) -> list[tuple[Any, str | None]]:
     kind, records = batch
     if kind is None:
         return [(record, None) for record in records]
-    validate = kind.model_validate  # from parsed values: a third quicker than model_validate_json
-    return [(validate(from_json(text)), text) for text in records]
+    return [(model_from_json(kind, text), text) for text in records]
 
 
 @ray.remote(num_cpus=1, max_restarts=0)
