@@ -151,8 +151,9 @@ class _ShardPickler(pickle.Pickler):
 
 def pack_shard(items: Sequence[Any]) -> bytes | Sequence[Any]:
     """A shard's items as sent to a worker: pickled, with the pydantic models in them (tasks, rows) as
-    their JSON (several times quicker to make and to read than pickled models); the items themselves
-    (for Ray's own pickling) if plain pickling cannot take them."""
+    their JSON (several times quicker to make and to read than pickled models; their fields travel, as
+    in the files the run writes); the items themselves (for Ray's own pickling) if plain pickling
+    cannot take them."""
     buffer = io.BytesIO()
     try:
         _ShardPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(list(items))

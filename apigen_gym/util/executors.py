@@ -28,15 +28,16 @@ ItemT = TypeVar("ItemT")
 OutT = TypeVar("OutT")
 ItemC = TypeVar("ItemC", contravariant=True)
 OutC = TypeVar("OutC", covariant=True)
+RecordC = TypeVar("RecordC", contravariant=True)
 
 OnStep = Callable[[], None]
 """Called after every step of an episode: live progress, only where the worker shares the driver's process."""
 
 
-class Sink(Protocol[ItemC]):
+class Sink(Protocol[RecordC]):
     """The driver's hands: records each finished record (writes it, counts it)."""
 
-    def __call__(self, record: ItemC, /, line: str | None = None) -> None:
+    def __call__(self, record: RecordC, /, line: str | None = None) -> None:
         """``line``: the record's JSON line as its worker made it, when it came from another process
         (written as it is, unless the record is changed first: the driver need not make it again)."""
         ...
