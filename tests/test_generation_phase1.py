@@ -12,6 +12,8 @@ import json
 import random
 import threading
 from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +29,20 @@ from apigen_gym.generation.context import ContextSampler, split_policy
 from apigen_gym.generation.decontam import Decontaminator, footprint
 from apigen_gym.generation.personas import PERSONAS
 from apigen_gym.generation.phase1 import Phase1Stats, run_phase1
-from apigen_gym.generation.proposers import FEEDBACK_HEADER, blueprint_of, parse_draft, reword
+from apigen_gym.generation.proposers import (
+    FEEDBACK_HEADER,
+    TemplateProposer,
+    blueprint_of,
+    parse_draft,
+    reword,
+)
 from apigen_gym.generation.recombine import combine
 from apigen_gym.generation.store import RunPaths, read_models
 from apigen_gym.generation.validators import Committee, check_rules, forbidden_sequences
 from apigen_gym.kit.sampling import bucket
 from apigen_gym.llm.client import LLMClient
 from apigen_gym.llm.settings import LLMSettings
+from apigen_gym.util.executors import Job, LocalExecutor, Pool
 from apigen_gym.util.jsonio import canonical
 
 DOMAIN = load_domain("retail")
@@ -248,6 +257,58 @@ def test_offline_recombination_is_verified(tmp_path: Path) -> None:
         assert canonical(thaw(session.diff())) == canonical(provenance["state_change"])
         identities = [a for a in task.actions if a.name.startswith("find_user_id")]
         assert len(identities) == 1
+
+
+class CountingExecutor:
+    """The local executor, counting the batches a run hands it."""
+
+    name = "local"
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    @asynccontextmanager
+    async def pool(self, job: Job[Any, Any]) -> AsyncIterator[Pool[Any]]:
+        async with LocalExecutor().pool(job) as pool:
+            counting = self
+
+            class Counted:
+                workers = pool.workers
+
+                async def run(self, items: Sequence[Any]) -> None:
+                    counting.batches.append(len(items))
+                    await pool.run(items)
+
+            yield Counted()
+
+    def describe(self) -> str:
+        return "local, counted"
+
+
+class ThirdPartyProposer:
+    """The template proposer under another name: a run cannot tell that it costs nothing, so it tries
+    recombinations no faster than it needs them."""
+
+    def __init__(self) -> None:
+        self.inner = TemplateProposer.for_domain(DOMAIN, DATABASE)
+        self.model = self.inner.model
+
+    async def propose(self, context: Any, feedback: list[str], rng: random.Random) -> Any:
+        return await self.inner.propose(context, feedback, rng)
+
+
+def test_offline_recombinations_tried_ahead_keep_the_rows_of_one_batch_at_a_time(tmp_path: Path) -> None:
+    ahead, paced = CountingExecutor(), CountingExecutor()
+    fast, slow = RunPaths(tmp_path / "ahead"), RunPaths(tmp_path / "paced")
+    run_phase1(_config(n=200, recombine=0.05), fast, executor=ahead)
+    run_phase1(_config(n=200, recombine=0.05), slow, executor=paced, proposer=ThirdPartyProposer())
+    for name in ("proposals", "accepted", "removed"):
+        lines = [sorted(getattr(p, name).read_text().splitlines()) for p in (fast, slow)]
+        assert lines[0] == lines[1], name
+    assert any(t.meta["source"] == "recombined" for t in read_models(fast.accepted, Task))
+    recombination_batches = (len(ahead.batches) - 1, len(paced.batches) - 1)  # the proposals: one batch
+    assert 1 <= recombination_batches[0] < recombination_batches[1], (ahead.batches, paced.batches)
+    assert sum(ahead.batches) > sum(paced.batches)  # some were tried and not kept
 
 
 # --- LLM proposer with feedback -------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import socket
 from collections import Counter
 from collections.abc import Iterator
@@ -415,6 +416,25 @@ def test_whole_offline_pipeline_verifies_every_accepted_task(tmp_path: Path) -> 
         assert replay(record.messages, accepted[record.task_id], record.seeds.episode)[0] == 1.0
     again = generate(GenerationConfig(domain="retail", n=10, seed=3, concurrency=2), tmp_path)
     assert again.phase2.episodes == stats.phase2.episodes  # resumed: nothing replayed
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec(pipeline.PHASE1_MODULE) is None, reason="Phase 1 is not installed"
+)
+def test_run_stats_gathered_as_episodes_are_recorded_equal_those_read_from_the_files(tmp_path: Path) -> None:
+    """A run's stats come from what it holds (the episodes as recorded, the rows it wrote); read from a
+    copy of its folder, which no process holds, they are the same."""
+
+    def read_again(stats: GenerationStats) -> GenerationStats:
+        copy = shutil.copytree(tmp_path / "run", tmp_path / f"copy-{stats.phase2.episodes}")
+        return compute_stats("retail", copy, stats.seconds)
+
+    cut = generate(GenerationConfig(domain="retail", n=8, seed=4, attempts=2), tmp_path / "run", max_steps=3)
+    assert cut.phase2.failures and cut.phase2.episodes > cut.phase2.dialogues  # episodes cut short
+    assert cut == read_again(cut)
+    grown = generate(GenerationConfig(domain="retail", n=16, seed=4, attempts=3), tmp_path / "run")
+    assert grown.phase2.dialogues > cut.phase2.dialogues and grown.phase2.episodes > cut.phase2.episodes
+    assert grown == read_again(grown)  # the episodes of the first run count too
 
 
 # --- stats --------------------------------------------------------------------------------------

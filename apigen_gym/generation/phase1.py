@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import math
 import random
 import time
 from collections import Counter, deque
@@ -55,6 +56,9 @@ PAIR_SHARE = 0.5
 """Chance that an odd blueprint index serves the same user as the one before (recombination material)."""
 MAX_BLUEPRINTS_PER_TASK = 10
 """Blueprints tried per wanted task before a run gives up."""
+SPECULATION = 1.2
+"""An offline run tries this many times the recombinations it expects to need (at the acceptance rate
+seen so far), so that few batches, each waiting for its slowest item, are needed to reach the target."""
 FEW_SHOT_SPLIT = "train"
 
 
@@ -461,6 +465,9 @@ class Phase1Run:
     Blueprints are decided in batches (as many as are still wanted). Rounds that go on are written as
     they come; a row that decides its blueprint waits until every lower index of the batch is decided,
     so that which of two equal tasks is kept depends on the index, not on which worker was faster.
+    Deciding rows are recorded in that order until the target of their kind is met, and no further:
+    an offline run tries more recombinations at once than it needs (:data:`SPECULATION`) and keeps
+    the same rows as one that tries them a batch at a time.
     """
 
     def __init__(
@@ -484,6 +491,10 @@ class Phase1Run:
         self.accepted: dict[str, Task] = {}
         self.kinds: Counter[bool] = Counter()
         """Accepted tasks by whether they are recombined."""
+        self.targets = {False: config.n, True: round(config.recombine * config.n)}
+        """Accepted tasks wanted, by whether they are recombined."""
+        self.recombinations: Counter[bool] = Counter()
+        """Recombinations recorded, by whether they were accepted."""
         for task in read_models(paths.accepted, Task):
             self._keep(task)
         self.removed_ids = {r.task.id for r in read_models(paths.removed, RemovedRecord)}
@@ -523,6 +534,7 @@ class Phase1Run:
     def _note(self, row: ProposalRecord) -> None:
         if row.kind == "recombination":
             self.recombined_parents.add(tuple(row.parents))
+            self.recombinations[row.outcome == "accepted"] += 1
         elif row.kind == "proposal" and row.final:
             self.decided_indices.add(row.index)
 
@@ -562,6 +574,9 @@ class Phase1Run:
         self.decided[_key(row)] = (row, line)
         while self.waiting and self.waiting[0] in self.decided:
             row, line = self.decided.pop(self.waiting.popleft())
+            recombined = row.kind == "recombination"
+            if self._count(recombined) >= self.targets[recombined]:
+                continue  # tried ahead of need (offline): not recorded, as if never tried
             admitted = self.admit(row)
             self.record(admitted, line if admitted is row else None)
 
@@ -630,8 +645,17 @@ class Phase1Run:
                 index += 1
             await self._play(pool, batch)
 
+    def _recombination_batch(self, need: int) -> int:
+        """Recombinations to try for ``need`` more accepted ones: ``need`` when they cost model calls,
+        else :data:`SPECULATION` times as many as the acceptance rate so far says are needed."""
+        if in_parallel(self.config, self.proposer):
+            return need
+        tried = sum(self.recombinations.values())
+        rate = self.recombinations[True] / tried if tried else 1.0
+        return need if rate <= 0 else math.ceil(need * SPECULATION / rate)
+
     async def _recombinations(self, pool: Pool[Phase1Item]) -> None:
-        target = round(self.config.recombine * self.config.n)
+        target = self.targets[True]
         base = [t for t in self.accepted.values() if t.meta.get("source") != "recombined"]
         done = set(self.recombined_parents)
         todo = [
@@ -640,8 +664,8 @@ class Phase1Run:
             if tuple(t.id for t in group) not in done
         ]
         while todo and self._count(recombined=True) < target:
-            need = target - self._count(recombined=True)
-            batch, todo = todo[:need], todo[need:]
+            size = self._recombination_batch(target - self._count(recombined=True))
+            batch, todo = todo[:size], todo[size:]
             await self._play(pool, batch)
 
 

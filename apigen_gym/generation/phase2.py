@@ -14,7 +14,7 @@ import asyncio
 import hashlib
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -272,16 +272,28 @@ class Players:
             await client.aclose()
 
 
-class _Ledger:
-    """What is recorded so far: attempts per task, verified tasks, kept conversations."""
+Observer = Callable[[DialogueRecord, bool], None]
+"""Told of every episode of a run folder, with whether it is a kept dialogue (``dialogues.jsonl``)."""
 
-    def __init__(self, paths: RunPaths):
+
+class _Ledger:
+    """What is recorded so far: attempts per task, verified tasks, kept conversations.
+
+    With an ``observe``r, the records already in the files are read whole and shown to it.
+    """
+
+    def __init__(self, paths: RunPaths, observe: Observer | None = None):
         self.attempts: dict[str, set[int]] = {}
         self.verified: set[str] = set()
         self.kept: dict[str, str] = {}
         for path in (paths.dialogues, paths.failures):
-            for row in read_models(path, _Done):
-                self.note(row)
+            if observe is None:
+                for row in read_models(path, _Done):
+                    self.note(row)
+                continue
+            for record in read_models(path, DialogueRecord):
+                self.note(record)
+                observe(record, path == paths.dialogues)
 
     def note(self, row: _Done | DialogueRecord) -> None:
         self.attempts.setdefault(row.task_id, set()).add(row.attempt)
@@ -388,13 +400,15 @@ class _Phase2Run:
         max_steps: int | None,
         progress: bool,
         executor: Executor | None = None,
+        observe: Observer | None = None,
     ):
         self.config = config
         self.paths = paths
         self.max_steps = max_steps
         self.progress = progress
         self.executor = executor or LocalExecutor()
-        self.ledger = _Ledger(paths)
+        self.observe = observe
+        self.ledger = _Ledger(paths, observe)
         self.labels: Counter[str] = Counter()
         self.usage = Usage()
         self.cost = 0.0
@@ -436,6 +450,8 @@ class _Phase2Run:
                 file = dialogues if kept.label == "success" else failures
                 file.write(kept, line if kept is played else None)  # the worker's line, if unchanged
                 self.ledger.note(kept)
+                if self.observe is not None:
+                    self.observe(kept, file is dialogues)
                 self.labels[kept.label] += 1
                 self.usage = self.usage + kept.usage
                 self.cost += kept.cost
@@ -481,9 +497,10 @@ async def run_phase2_async(
     max_steps: int | None = None,
     progress: bool = False,
     executor: Executor | None = None,
+    observe: Observer | None = None,
 ) -> Phase2Stats:
     """:func:`run_phase2` inside a running event loop."""
-    return await _Phase2Run(config, paths, max_steps, progress, executor).run()
+    return await _Phase2Run(config, paths, max_steps, progress, executor, observe).run()
 
 
 def run_phase2(
@@ -493,12 +510,16 @@ def run_phase2(
     max_steps: int | None = None,
     progress: bool = False,
     executor: Executor | None = None,
+    observe: Observer | None = None,
 ) -> Phase2Stats:
     """Play the accepted tasks not yet done; keep verified dialogues, label the rest; resumable.
 
     ``max_steps``: agent actions before an episode is cut (``turn_limit``); default: the env's.
     ``executor``: where the episodes are played (default: this process); only this process writes.
+    ``observe``: told of every episode of the folder, those recorded before included (for the stats).
     """
     return asyncio.run(
-        run_phase2_async(config, paths, max_steps=max_steps, progress=progress, executor=executor)
+        run_phase2_async(
+            config, paths, max_steps=max_steps, progress=progress, executor=executor, observe=observe
+        )
     )

@@ -16,10 +16,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from apigen_gym.core.domain import load_domain
 from apigen_gym.generation.config import GenerationConfig, bind_run
 from apigen_gym.generation.export import FORMATS, Format, export
 from apigen_gym.generation.phase2 import run_phase2
-from apigen_gym.generation.stats import GenerationStats, compute_stats, format_stats, write_stats
+from apigen_gym.generation.stats import (
+    GenerationStats,
+    Phase2Tally,
+    compute_stats,
+    format_stats,
+    write_stats,
+)
 from apigen_gym.generation.store import RunPaths
 from apigen_gym.util.executors import Executor
 from apigen_gym.util.gcbudget import gc_budget
@@ -87,6 +94,7 @@ def _generate(
     executor: Executor | None,
 ) -> GenerationStats:
     seconds: dict[str, float] = {}
+    tally: Phase2Tally | None = None
     if config.phase in ("1", "all"):
         run_phase1 = _phase1()
         started = time.perf_counter()
@@ -96,9 +104,12 @@ def _generate(
         if not paths.accepted.is_file():
             raise GenerationError(f"no accepted tasks in {paths.accepted}: run Phase 1 first (--phase 1)")
         started = time.perf_counter()
-        run_phase2(config, paths, max_steps=max_steps, progress=progress, executor=executor)
+        tally = Phase2Tally(load_domain(config.domain))  # the stats, as the episodes are recorded
+        run_phase2(
+            config, paths, max_steps=max_steps, progress=progress, executor=executor, observe=tally.add
+        )
         seconds["phase 2"] = time.perf_counter() - started
-    stats = compute_stats(config.domain, paths.root, seconds)
+    stats = compute_stats(config.domain, paths.root, seconds, tally)
     write_stats(stats, paths.root)
     return stats
 

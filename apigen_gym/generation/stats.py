@@ -8,10 +8,12 @@ tokens and cost per dialogue.
 
 from __future__ import annotations
 
+import math
 import re
 import statistics
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +24,11 @@ from apigen_gym.core.domain import Domain, load_domain
 from apigen_gym.core.policy import Rule, Trace
 from apigen_gym.core.tools import ERROR_PREFIX, ToolKind
 from apigen_gym.core.user import STOP
-from apigen_gym.generation.phase2 import DialogueRecord, accepted_tasks, json_rows, read_records
-from apigen_gym.generation.store import RunPaths
+from apigen_gym.generation.blueprint import ProposalRecord
+from apigen_gym.generation.phase2 import VERIFIED, DialogueRecord, accepted_tasks, json_rows
+from apigen_gym.generation.store import RunPaths, read_models
 from apigen_gym.llm.types import Usage
-from apigen_gym.util.jsonio import read_json, write_json
+from apigen_gym.util.jsonio import held_rows, read_json, write_json
 
 
 class Distribution(BaseModel):
@@ -180,30 +183,68 @@ def _usage(raw: Any) -> Usage:
     return Usage()
 
 
+@dataclass(frozen=True)
+class _Round:
+    """What the stats read of a ``proposals.jsonl`` row."""
+
+    recombination: bool
+    outcome: str | None
+    stages: Sequence[tuple[str, bool]]
+    usage: Usage
+    cost: float
+    accepted: bool
+
+
+def _rounds(paths: RunPaths) -> Iterator[_Round]:
+    """The rows of ``proposals.jsonl``: the records themselves when this process wrote them (no reading
+    again), else as JSON objects, whatever their layout of verdicts."""
+    held = held_rows(paths.proposals, ProposalRecord)
+    if held is not None:
+        for record in held:
+            yield _Round(
+                record.kind == "recombination",
+                record.outcome,
+                [(v.stage, v.passed) for v in record.verdicts],
+                record.usage,
+                record.cost,
+                record.outcome == "accepted",
+            )
+        return
+    for row in json_rows(paths.proposals):
+        stages = verdicts(row)
+        outcome = row.get("outcome")
+        yield _Round(
+            row.get("kind") == "recombination",
+            outcome if isinstance(outcome, str) else None,
+            stages,
+            _usage(row.get("usage")),
+            float(row.get("cost") or 0.0),
+            bool(row.get("accepted", all(ok for _, ok in stages))),
+        )
+
+
 def phase1_summary(paths: RunPaths) -> Phase1Summary:
     """Phase 1's numbers: from ``proposals.jsonl`` (when present) and the accepted tasks' provenance."""
     summary = Phase1Summary()
     checked: Counter[str] = Counter()
     passed: Counter[str] = Counter()
     accepted = decided = 0
-    for row in json_rows(paths.proposals):
-        summary.usage = summary.usage + _usage(row.get("usage"))
-        summary.cost += float(row.get("cost") or 0.0)
-        outcome = row.get("outcome")
-        if row.get("kind") == "recombination":
+    for round_ in _rounds(paths):
+        summary.usage = summary.usage + round_.usage
+        summary.cost += round_.cost
+        if round_.recombination:
             summary.recombinations += 1
             continue
         summary.proposals += 1
-        stages = verdicts(row)
-        for stage, ok in stages:
+        for stage, ok in round_.stages:
             checked[stage] += 1
             passed[stage] += ok
-        if isinstance(outcome, str):  # one row per round: "retry" rounds do not decide their blueprint
-            decided += outcome != "retry"
-            accepted += outcome == "accepted"
+        if round_.outcome is not None:  # one row per round: "retry" rounds do not decide their blueprint
+            decided += round_.outcome != "retry"
+            accepted += round_.outcome == "accepted"
         else:
             decided += 1
-            accepted += bool(row.get("accepted", all(ok for _, ok in stages)))
+            accepted += round_.accepted
     summary.acceptance = [
         StageAcceptance(stage=s, checked=n, passed=passed[s], rate=round(passed[s] / n, 4))
         for s, n in checked.items()
@@ -249,30 +290,6 @@ def reported_phase1(paths: RunPaths) -> dict[str, Any] | None:
 # --- phase 2 ------------------------------------------------------------------------------------
 
 
-def phase2_summary(
-    tasks: int, dialogues: Sequence[DialogueRecord], failures: Sequence[DialogueRecord]
-) -> Phase2Summary:
-    """Success rate, attempts and failure labels over every recorded episode."""
-    episodes = [*dialogues, *failures]
-    played = {r.task_id for r in episodes}
-    verified = {r.task_id for r in episodes if r.label in ("success", "duplicate")}
-    usage = Usage()
-    for r in episodes:
-        usage = usage + r.usage
-    return Phase2Summary(
-        tasks=tasks,
-        verified_tasks=len(verified),
-        success_rate=round(len(verified) / tasks, 4) if tasks else 0.0,
-        episodes=len(episodes),
-        dialogues=len(dialogues),
-        attempts_per_task=round(len(episodes) / len(played), 3) if played else 0.0,
-        success_at_attempt={str(k): v for k, v in sorted(Counter(r.attempt for r in dialogues).items())},
-        failures=dict(sorted(Counter(r.label for r in failures).items())),
-        usage=usage,
-        cost=round(sum(r.cost for r in episodes), 8),
-    )
-
-
 def tool_calls(messages: Sequence[Mapping[str, Any]]) -> list[tuple[str, bool]]:
     """Every tool call of a conversation as (tool name, whether it succeeded)."""
     outputs = {
@@ -286,14 +303,6 @@ def tool_calls(messages: Sequence[Mapping[str, Any]]) -> list[tuple[str, bool]]:
     return calls
 
 
-def dialogue_shape(dialogues: Sequence[DialogueRecord]) -> DialogueShape:
-    turns = [sum(1 for m in d.messages if m.get("role") in ("user", "assistant")) for d in dialogues]
-    return DialogueShape(
-        turns=Distribution.of(turns),
-        tool_calls=Distribution.of([len(tool_calls(d.messages)) for d in dialogues]),
-    )
-
-
 _WORD = re.compile(r"[a-z0-9$#]+(?:['.,/-][a-z0-9]+)*")
 
 
@@ -302,37 +311,36 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.replace(STOP, " ").lower())
 
 
-def wording(texts: Iterable[str]) -> Wording:
-    """Distinct-2 over ``texts``, each a turn (bigrams do not cross turns)."""
-    bigrams: Counter[tuple[str, str]] = Counter()
-    turns = 0
-    for text in texts:
+class Bigrams:
+    """Distinct-2 of one side's turns, gathered a turn at a time (bigrams do not cross turns)."""
+
+    def __init__(self) -> None:
+        self.turns = 0
+        self.total = 0
+        self.distinct: set[tuple[str, str]] = set()
+
+    def add(self, text: str) -> None:
         tokens = words(text)
-        turns += 1
-        bigrams.update(zip(tokens, tokens[1:]))
-    total = sum(bigrams.values())
-    distinct = len(bigrams)
-    return Wording(
-        turns=turns,
-        bigrams=total,
-        distinct_bigrams=distinct,
-        distinct_2=round(distinct / total, 4) if total else 0.0,
-    )
+        self.turns += 1
+        self.total += max(len(tokens) - 1, 0)
+        self.distinct.update(zip(tokens, tokens[1:]))
+
+    def wording(self) -> Wording:
+        distinct = len(self.distinct)
+        return Wording(
+            turns=self.turns,
+            bigrams=self.total,
+            distinct_bigrams=distinct,
+            distinct_2=round(distinct / self.total, 4) if self.total else 0.0,
+        )
 
 
-def language(dialogues: Sequence[DialogueRecord]) -> Language:
-    """Distinct-2 of the user's turns and of the agent's text turns, over the kept dialogues."""
-
-    def turns(role: str) -> Iterator[str]:
-        for d in dialogues:
-            for m in d.messages:
-                if m.get("role") == role and isinstance(m.get("content"), str) and m["content"].strip():
-                    yield m["content"]
-
-    return Language(user=wording(turns("user")), agent=wording(turns("assistant")))
-
-
-# --- coverage -----------------------------------------------------------------------------------
+def wording(texts: Iterable[str]) -> Wording:
+    """Distinct-2 over ``texts``, each a turn: the share of distinct word bigrams among all."""
+    bigrams = Bigrams()
+    for text in texts:
+        bigrams.add(text)
+    return bigrams.wording()
 
 
 class _ProbeTrace(Trace):
@@ -375,54 +383,144 @@ def rule_subjects(domain: Domain) -> dict[str, frozenset[str]]:
     return subjects
 
 
-def coverage(domain: Domain, dialogues: Sequence[DialogueRecord]) -> Coverage:
-    """Which write tools the kept dialogues use, and which rules they exercise."""
-    writes = [t.name for t in domain.tools.of_kind(ToolKind.WRITE)]
-    subjects = rule_subjects(domain)
-    rules: list[Rule] = list(domain.policy.rules)
-    used: Counter[str] = Counter()
-    exercised: Counter[str] = Counter()
-    for d in dialogues:
-        calls = tool_calls(d.messages)
+class Phase2Tally:
+    """What the stats need of a run's episodes, gathered one episode at a time: as Phase 2 records
+    them (so a run's stats need no second reading of its dialogues) or as read from the files.
+
+    Kept dialogues (``dialogues.jsonl``) give the shape, wording and coverage; every episode counts
+    for the success rate, the attempts, the failure labels and the spend.
+    """
+
+    def __init__(self, domain: Domain):
+        self.write_tools = [t.name for t in domain.tools.of_kind(ToolKind.WRITE)]
+        self.rules: list[Rule] = list(domain.policy.rules)
+        self.subjects = rule_subjects(domain)
+        self.played: set[str] = set()
+        self.verified: set[str] = set()
+        self.episodes = 0
+        self.usage = Usage()
+        self.costs: list[float] = []
+        self.success_at: Counter[int] = Counter()
+        self.failures: Counter[str] = Counter()
+        self.turns: list[int] = []
+        self.calls: list[int] = []
+        self.user = Bigrams()
+        self.agent = Bigrams()
+        self.used: Counter[str] = Counter()
+        self.exercised: Counter[str] = Counter()
+
+    def add(self, record: DialogueRecord, kept: bool) -> None:
+        """One episode: a kept dialogue (``kept``; only a ``success`` counts as one) or a failure."""
+        if kept and record.label != "success":
+            return
+        self.episodes += 1
+        self.played.add(record.task_id)
+        if record.label in VERIFIED:
+            self.verified.add(record.task_id)
+        self.usage = self.usage + record.usage
+        self.costs.append(record.cost)
+        if not kept:
+            self.failures[record.label] += 1
+            return
+        self.success_at[record.attempt] += 1
+        messages = record.messages
+        turns = 0
+        for m in messages:
+            role = m.get("role")
+            if role not in ("user", "assistant"):
+                continue
+            turns += 1
+            content = m.get("content")
+            if isinstance(content, str) and content.strip():
+                (self.user if role == "user" else self.agent).add(content)
+        self.turns.append(turns)
+        calls = tool_calls(messages)
+        self.calls.append(len(calls))
         called = {name for name, _ in calls}
-        used.update({name for name, ok in calls if ok and name in writes})
-        for rule in rules:
-            subject = subjects[rule.id]
+        self.used.update({name for name, ok in calls if ok and name in self.write_tools})
+        for rule in self.rules:
+            subject = self.subjects[rule.id]
             if (subject and subject & called) or (not subject and called):
-                exercised[rule.id] += 1
-    return Coverage(
-        write_tools={name: used[name] for name in writes},
-        unused_write_tools=[name for name in writes if not used[name]],
-        rules={r.id: exercised[r.id] for r in rules},
-        unexercised_rules=[r.id for r in rules if not exercised[r.id]],
-    )
+                self.exercised[rule.id] += 1
+
+    @property
+    def dialogues(self) -> int:
+        return sum(self.success_at.values())
+
+    @property
+    def cost(self) -> float:
+        return math.fsum(self.costs)  # exact: the same whatever order the episodes came in
+
+    def phase2(self, tasks: int) -> Phase2Summary:
+        """Success rate, attempts and failure labels over every episode."""
+        played, verified = len(self.played), len(self.verified)
+        return Phase2Summary(
+            tasks=tasks,
+            verified_tasks=verified,
+            success_rate=round(verified / tasks, 4) if tasks else 0.0,
+            episodes=self.episodes,
+            dialogues=self.dialogues,
+            attempts_per_task=round(self.episodes / played, 3) if played else 0.0,
+            success_at_attempt={str(k): v for k, v in sorted(self.success_at.items())},
+            failures=dict(sorted(self.failures.items())),
+            usage=self.usage,
+            cost=round(self.cost, 8),
+        )
+
+    def shape(self) -> DialogueShape:
+        return DialogueShape(turns=Distribution.of(self.turns), tool_calls=Distribution.of(self.calls))
+
+    def language(self) -> Language:
+        """Distinct-2 of the user's turns and of the agent's text turns, over the kept dialogues."""
+        return Language(user=self.user.wording(), agent=self.agent.wording())
+
+    def coverage(self) -> Coverage:
+        """Which write tools the kept dialogues use, and which rules they exercise."""
+        writes, rules = self.write_tools, self.rules
+        return Coverage(
+            write_tools={name: self.used[name] for name in writes},
+            unused_write_tools=[name for name in writes if not self.used[name]],
+            rules={r.id: self.exercised[r.id] for r in rules},
+            unexercised_rules=[r.id for r in rules if not self.exercised[r.id]],
+        )
+
+    @classmethod
+    def of(cls, domain: Domain, paths: RunPaths) -> Phase2Tally:
+        """The tally of a run folder's files."""
+        tally = cls(domain)
+        for path in (paths.dialogues, paths.failures):
+            for record in read_models(path, DialogueRecord):
+                tally.add(record, path == paths.dialogues)
+        return tally
 
 
 # --- the whole run ------------------------------------------------------------------------------
 
 
 def compute_stats(
-    domain: str, run_dir: str | Path, seconds: Mapping[str, float] | None = None
+    domain: str,
+    run_dir: str | Path,
+    seconds: Mapping[str, float] | None = None,
+    tally: Phase2Tally | None = None,
 ) -> GenerationStats:
-    """The stats of the run in ``run_dir`` (any phase may be missing)."""
+    """The stats of the run in ``run_dir`` (any phase may be missing); ``tally``: its episodes, as
+    Phase 2 recorded them (read from the files when not given)."""
     paths = RunPaths(run_dir)
-    world = load_domain(domain)
     phase1 = phase1_summary(paths)
     reported = reported_phase1(paths)
-    dialogues = [r for r in read_records(paths.dialogues) if r.label == "success"]
-    failures = read_records(paths.failures)
-    phase2 = phase2_summary(phase1.accepted, dialogues, failures)
+    episodes = tally if tally is not None else Phase2Tally.of(load_domain(domain), paths)
+    phase2 = episodes.phase2(phase1.accepted)
     tokens = phase1.usage.total_tokens + phase2.usage.total_tokens
     cost = phase1.cost + phase2.cost
-    kept = len(dialogues)
+    kept = phase2.dialogues
     return GenerationStats(
         domain=domain,
         phase1=reported,
         phase1_summary=phase1,
         phase2=phase2,
-        dialogues=dialogue_shape(dialogues),
-        language=language(dialogues),
-        coverage=coverage(world, dialogues),
+        dialogues=episodes.shape(),
+        language=episodes.language(),
+        coverage=episodes.coverage(),
         spend=Spend(
             tokens=tokens,
             cost=round(cost, 8),

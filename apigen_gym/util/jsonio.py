@@ -196,6 +196,19 @@ def model_from_json(model: type[M], data: str | bytes) -> M:
     return model.model_validate(from_json(data))
 
 
+def held_rows(path: str | os.PathLike[str], model: type[M]) -> list[M] | None:
+    """The ``model`` rows of a file that this process started with a :class:`JsonlAppender` and that
+    holds just what it wrote (and is small enough to be kept), as the very objects written (read-only);
+    ``None`` when they are not held."""
+    target = Path(path)
+    written = _WRITTEN.get(target.resolve())
+    if written is None or written.model is not model or not target.is_file():
+        return None
+    if written.size != target.stat().st_size:
+        return None
+    return list(written.rows)  # type: ignore[arg-type]
+
+
 def read_models(path: str | os.PathLike[str], model: type[M]) -> Iterator[M]:
     """Every row of a JSONL file that is a ``model``, read as bytes (any file can be read).
 
@@ -208,9 +221,9 @@ def read_models(path: str | os.PathLike[str], model: type[M]) -> Iterator[M]:
     target = Path(path)
     if not target.is_file():
         return
-    written = _WRITTEN.get(target.resolve())
-    if written is not None and written.model is model and written.size == target.stat().st_size:
-        yield from list(written.rows)  # type: ignore[misc]
+    held = held_rows(target, model)
+    if held is not None:
+        yield from held
         return
     unreadable: list[int] = []
     with target.open("rb") as handle:
