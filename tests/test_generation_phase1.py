@@ -259,6 +259,19 @@ def test_offline_recombination_is_verified(tmp_path: Path) -> None:
         assert len(identities) == 1
 
 
+class CountedPool:
+    """A pool that counts the batches it is handed."""
+
+    def __init__(self, pool: Pool[Any], batches: list[int]):
+        self.pool = pool
+        self.workers = pool.workers
+        self.batches = batches
+
+    async def run(self, items: Sequence[Any]) -> None:
+        self.batches.append(len(items))
+        await self.pool.run(items)
+
+
 class CountingExecutor:
     """The local executor, counting the batches a run hands it."""
 
@@ -270,16 +283,7 @@ class CountingExecutor:
     @asynccontextmanager
     async def pool(self, job: Job[Any, Any]) -> AsyncIterator[Pool[Any]]:
         async with LocalExecutor().pool(job) as pool:
-            counting = self
-
-            class Counted:
-                workers = pool.workers
-
-                async def run(self, items: Sequence[Any]) -> None:
-                    counting.batches.append(len(items))
-                    await pool.run(items)
-
-            yield Counted()
+            yield CountedPool(pool, self.batches)
 
     def describe(self) -> str:
         return "local, counted"

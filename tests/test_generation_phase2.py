@@ -418,9 +418,6 @@ def test_whole_offline_pipeline_verifies_every_accepted_task(tmp_path: Path) -> 
     assert again.phase2.episodes == stats.phase2.episodes  # resumed: nothing replayed
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec(pipeline.PHASE1_MODULE) is None, reason="Phase 1 is not installed"
-)
 def test_run_stats_gathered_as_episodes_are_recorded_equal_those_read_from_the_files(tmp_path: Path) -> None:
     """A run's stats come from what it holds (the episodes as recorded, the rows it wrote); read from a
     copy of its folder, which no process holds, they are the same."""
