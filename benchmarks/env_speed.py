@@ -5,7 +5,8 @@ observation and the transcript, from the same state, in the env and in a baselin
 rounds. The baseline is τ-bench itself when a checkout is given with ``--tau-bench DIR`` (retail and
 airline, on τ-bench's own data; τ-bench's LLM layer must be importable, its price-map download is
 turned off), and otherwise, and for travel, a τ-bench-equivalent stand-in: the same step done with
-this project's tool functions on plain dicts (see step_baselines.py). The table says which.
+this project's tool functions on plain dicts, outputs encoded by ``json.dumps`` as τ-bench's tools
+encode theirs (see step_baselines.py). The table says which.
 
 Loading: building the frozen Database from generated tables at each scale, time per record, beside
 the same records frozen with the garbage collector running.

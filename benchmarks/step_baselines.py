@@ -5,7 +5,8 @@ A τ-bench step, from the model's tool call to the transcript: the agent turns t
 mutating them in place, with no argument validation, and wraps the output in an ``EnvResponse``;
 the agent appends the tool message. :class:`TauBench` runs τ-bench's own env (retail and airline, from
 a checkout outside this repository); :class:`StandIn` does the same work with this project's tool
-functions on plain dicts, for every domain: no validation, no copy-on-write, no trace.
+functions on plain dicts, for every domain: no validation, no copy-on-write, no trace, and each output
+encoded by ``json.dumps``, as τ-bench's tools return theirs.
 
 Both give each call's observation, so the benchmark can check that the calls compared are the same.
 """
@@ -17,6 +18,7 @@ import importlib
 import json
 import os
 import sys
+import types
 from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
 from typing import Any
@@ -110,13 +112,23 @@ class _Response(BaseModel):
     info: _Info
 
 
+def encoding_as_tau_bench(fn: Callable[..., str]) -> Callable[..., str]:
+    """``fn`` with its output encoded by ``json.dumps``, as τ-bench's tools encode theirs, in place of
+    this project's ``dumps`` (an encoder built once, reusing the texts kept by the base's records)."""
+    namespace = {**fn.__globals__, "dumps": json.dumps}
+    same = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
+    same.__kwdefaults__ = fn.__kwdefaults__
+    return same
+
+
 class StandIn:
-    """τ-bench's step, done with this project's tool functions on plain dicts (no validation)."""
+    """τ-bench's step, done with this project's tool functions on plain dicts (no validation), their
+    outputs encoded by ``json.dumps`` as τ-bench's tools do."""
 
     label = "stand-in"
 
     def __init__(self, domain: Domain, database: Database, task: Task):
-        self.functions = {t.name: t.fn for t in domain.tools}
+        self.functions = {t.name: encoding_as_tau_bench(t.fn) for t in domain.tools}
         self.database = database
         self.task = task
         self.state = PlainState(database)

@@ -47,6 +47,57 @@ def test_loads_fails_and_succeeds_like_the_stdlib(text: str) -> None:
     assert got == expected
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "18446744073709551615",
+        "18446744073709551616",
+        "-9223372036854775809",
+        '{"n": [123456789012345678901234567890, 1]}',
+        '"account 12345678901234567890"',
+        "1e400",
+        "-1e400",
+        "1.5e-400",
+        "NaN",
+        "[Infinity, -Infinity]",
+        '"\\ud800"',
+        '"\ud800"',
+        "-0",
+        "-0.0",
+        "4.9e-324",
+        "9007199254740993",
+        '{"a": 1, "b": 2, "a": 3}',
+    ],
+)
+def test_loads_gives_the_stdlibs_very_values(text: str) -> None:
+    """Type for type: an integer past 64 bits stays an int, NaN and lone surrogates are read; in a
+    short text (the stdlib's scanner) and a long one (orjson, where it reads the same)."""
+    for whole in (text, long_text(text)):
+        assert repr(jsonio.loads(whole)) == repr(json.loads(whole))
+
+
+def long_text(value_text: str) -> str:
+    """``value_text`` inside a text long enough for orjson to read it."""
+    return '{"padding": "' + "x" * jsonio.QUICK_FROM + '", "value": ' + value_text + "}"
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.integers(min_value=-(2**70), max_value=2**70) | st.floats(allow_nan=False))
+def test_loads_reads_numbers_as_the_stdlib(number: float) -> None:
+    for text in (json.dumps(number), repr(number).replace("inf", "Infinity")):
+        for whole in (text, long_text(text)):
+            assert repr(jsonio.loads(whole)) == repr(json.loads(whole))
+
+
+def test_orjson_reads_long_texts_and_leaves_the_rest_to_the_stdlib() -> None:
+    assert jsonio.read_quickly(long_text("[1, 2.5]")) == {
+        "padding": "x" * jsonio.QUICK_FROM,
+        "value": [1, 2.5],
+    }
+    for left in ("[1, 2.5]", long_text("18446744073709551616"), long_text("NaN"), long_text("[1,]")):
+        assert jsonio.read_quickly(left) is jsonio.NOT_READ
+
+
 def test_dumps_refuses_what_json_refuses() -> None:
     with pytest.raises(TypeError):
         jsonio.dumps({"a": object()})

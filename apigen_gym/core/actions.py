@@ -14,7 +14,8 @@ from typing import Any
 
 from apigen_gym.util import jsonio
 
-_WS = r"[ \t\n\r]*"  # JSON's whitespace
+_JSON_WS = " \t\n\r"
+_WS = f"[{_JSON_WS}]*"  # JSON's whitespace
 _USUAL_CALL = re.compile(
     rf'{_WS}\{{{_WS}"name"{_WS}:{_WS}"([^"\\\x00-\x1f]+)"{_WS},{_WS}"arguments"{_WS}:{_WS}'
 )
@@ -129,6 +130,12 @@ def _usual_call(text: str) -> ToolCall | None:
     if head is None:
         return None
     start = head.end()
+    closing = len(text.rstrip(_JSON_WS)) - 1  # the call's closing brace, if it ends as the usual one
+    if closing > start and text[closing] == "}":
+        sent = text[start:closing]
+        arguments = jsonio.read_quickly(sent)  # one JSON value with nothing after it, or not read
+        if type(arguments) is dict:
+            return ToolCall(head.group(1), arguments, None, None, sent.rstrip(_JSON_WS))
     try:
         arguments, end = jsonio.scan(text, start)
     except (StopIteration, json.JSONDecodeError, RecursionError):

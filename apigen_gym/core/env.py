@@ -302,22 +302,15 @@ class ApigenEnv(gym.Env[str, str]):
         return _AgentMessage(text)
 
     def _run_tools(self, turn: AgentTurn) -> StepResult:
-        messages, session, calls, steps = self.messages, self._session, turn.tool_calls, self._steps
+        messages, session, steps = self.messages, self._session, self._steps
         message_index = len(messages)
-        requests = [
-            {
-                "id": call.id or f"call_{steps}_{i}",
-                "type": "function",
-                "function": {
-                    "name": call.name,
-                    "arguments": call.arguments_json or jsonio.dumps(call.arguments),
-                },
-            }
-            for i, call in enumerate(calls)
-        ]
+        requests: list[dict[str, Any]] = []  # filled call by call: the message holds them all at the end
         messages.append({"role": "assistant", "content": turn.content, "tool_calls": requests})
         outputs = []
-        for call, request in zip(calls, requests):
+        for i, call in enumerate(turn.tool_calls):
+            request_id = call.id or f"call_{steps}_{i}"
+            function = {"name": call.name, "arguments": call.arguments_json or jsonio.dumps(call.arguments)}
+            requests.append({"id": request_id, "type": "function", "function": function})
             if session.transferred:
                 output = f"{ERROR_PREFIX}not executed: the conversation was transferred"
             elif call.error is not None:
@@ -325,7 +318,7 @@ class ApigenEnv(gym.Env[str, str]):
             else:
                 output = session.call(call.name, call.arguments, message_index).output
             messages.append(
-                {"role": "tool", "tool_call_id": request["id"], "name": call.name, "content": output}
+                {"role": "tool", "tool_call_id": request_id, "name": call.name, "content": output}
             )
             outputs.append(output)
         observation = outputs[0] if len(outputs) == 1 else "\n\n".join(outputs)

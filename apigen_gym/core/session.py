@@ -10,6 +10,9 @@ from apigen_gym.core.policy import Step, Trace
 from apigen_gym.core.task import Action
 from apigen_gym.core.tools import ToolKind, ToolSet, own_arguments, unknown_tool
 
+_WRITE, _TERMINAL = ToolKind.WRITE, ToolKind.TERMINAL
+"""Read once: reading an enum member off its class costs as much as copying the arguments, each call."""
+
 
 class Session:
     """Executes tool calls on a copy-on-write fork and records them, with states, in a trace."""
@@ -35,11 +38,11 @@ class Session:
         else:
             kind = tool.kind
             output = tool.apply(fork, given)
-            after = fork.snapshot() if kind is ToolKind.WRITE else before
+            after = fork.snapshot() if kind is _WRITE else before
         steps = self.trace.steps
         step = Step(len(steps), str(name), args, output, before, after, message_index)
         steps.append(step)
-        self.transferred = kind is ToolKind.TERMINAL and step.ok
+        self.transferred = kind is _TERMINAL and step.ok
         return step
 
     def ended_by_terminal_tool(self) -> bool:
