@@ -131,7 +131,7 @@ def _usual_call(text: str) -> ToolCall | None:
         return None
     start = head.end()
     closing = len(text.rstrip(_JSON_WS)) - 1  # the call's closing brace, if it ends as the usual one
-    if closing > start and text[closing] == "}":
+    if closing - start >= jsonio.QUICK_FROM and text[closing] == "}":  # long arguments: orjson may read
         sent = text[start:closing]
         arguments = jsonio.read_quickly(sent)  # one JSON value with nothing after it, or not read
         if type(arguments) is dict:
