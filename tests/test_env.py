@@ -215,6 +215,27 @@ def test_reset_options_task_id_and_split(data_dir: Path) -> None:
         env.reset(options={"task_id": "no-such-task"})
 
 
+def test_a_relative_data_dir_is_found_from_the_current_folder(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Folders are resolved once per process, but a relative name still means the current folder's."""
+    for where, split in (("a", "dev"), ("b", "test")):
+        (tmp_path / where / "data" / "tasks").mkdir(parents=True)
+        (tmp_path / where / "data" / "db").symlink_to(data_dir / "db")
+        (tmp_path / where / "data" / "tasks" / f"{split}.jsonl").symlink_to(data_dir / "tasks" / "dev.jsonl")
+    for where, split in (("a", "dev"), ("b", "test"), ("a", "dev")):
+        monkeypatch.chdir(tmp_path / where)
+        env = ApigenEnv("retail", data_dir="data", split=split)
+        assert env.domain.splits("data") == [split]
+        assert env.reset(options={"task_id": "3"})[1]["split"] == split
+
+
+def test_task_index_gives_each_task_its_position(data_dir: Path) -> None:
+    domain = ApigenEnv("retail", data_dir=data_dir).domain
+    tasks, index = domain.tasks("dev", data_dir), domain.task_index("dev", data_dir)
+    assert list(index) == [t.id for t in tasks] and all(tasks[i].id == k for k, i in index.items())
+
+
 def test_a_failed_reset_leaves_the_env_as_it_was(data_dir: Path) -> None:
     env = make(data_dir, split="test")
     env.reset(options={"task_id": "1"})

@@ -33,6 +33,7 @@ from apigen_gym.llm import budget
 from apigen_gym.llm.client import LLMClient
 from apigen_gym.llm.settings import LLMSettings
 from apigen_gym.loopback.server import LoopbackServer, ServerConfig
+from apigen_gym.players.oracle import OracleAgent
 from apigen_gym.players.random_agent import RandomAgent
 from apigen_gym.util.executors import ItemT, Job, OutT, Pool, ShardWorker, stream
 
@@ -234,6 +235,25 @@ def test_eval_under_chaos_writes_every_episode_once(tmp_path: Path) -> None:
     assert chaos.deaths > 10
     chaotic = sorted_lines(tmp_path / "chaos" / RESULTS_FILE)
     assert chaotic == sorted_lines(tmp_path / "local" / RESULTS_FILE) and len(chaotic) == 230
+
+
+def test_the_progress_bar_counts_episodes_and_shows_reward_and_steps(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    domain = load_domain("retail")
+    ids = [t.id for t in domain.tasks("test")[:20]]
+    evaluate(
+        lambda: ApigenEnv(domain),
+        lambda: OracleAgent(domain.tools),
+        tmp_path,
+        ids,
+        concurrency=4,
+        progress=True,
+    )
+    last = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "20/20" in last and "reward=1.000" in last and "errors=0" in last, last
+    steps = int(last.split("steps=")[1].split(",")[0])
+    assert steps > 2 * len(ids), last  # every action and user turn counted
 
 
 @pytest.mark.parametrize("domain", ["retail", "airline"])

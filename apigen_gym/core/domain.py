@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -44,8 +45,9 @@ class Domain:
     def resolve(self, data_dir: str | Path | None) -> Path:
         """The folder ``data_dir`` names (its local copy, in a worker it was shipped to)."""
         if data_dir is None:
-            return self.home.resolve()
-        return _copies.get(os.fspath(Path(data_dir))) or Path(data_dir).resolve()
+            return _resolved(os.getcwd(), os.fspath(self.home))
+        name = os.fspath(data_dir)
+        return _copies.get(os.fspath(Path(name))) or _resolved(os.getcwd(), name)
 
     def database(self, data_dir: str | Path | None = None) -> Database:
         """The immutable base database of ``data_dir`` (default: the shipped one), cached."""
@@ -69,6 +71,10 @@ class Domain:
         """The tasks of ``split`` in ``data_dir`` (default: the shipped ones), cached."""
         return list(_load_tasks(self.resolve(data_dir), split))
 
+    def task_index(self, split: str = "test", data_dir: str | Path | None = None) -> Mapping[str, int]:
+        """Each task's position in :meth:`tasks`, by id (cached, shared by every env: not to be changed)."""
+        return _index_tasks(self.resolve(data_dir), split)
+
 
 _copies: dict[str, Path] = {}
 """Data folders read from a local copy in this process, by each name they go by."""
@@ -79,6 +85,13 @@ def read_data_from(folder: str | os.PathLike[str], copy: Path, *names: str | os.
     user gave) from ``copy``: a worker on another machine gets the driver's data folder this way."""
     for name in (folder, *names):
         _copies[os.fspath(Path(name))] = copy.resolve()
+
+
+@lru_cache(maxsize=256)
+def _resolved(cwd: str, name: str) -> Path:
+    """``name``, relative to ``cwd``, as an absolute path without symlinks (a path syscall each part:
+    once per process, not once per env)."""
+    return (Path(cwd) / name).resolve()
 
 
 @lru_cache(maxsize=16)
@@ -104,6 +117,11 @@ def _load_tasks(folder: Path, split: str) -> tuple[Task, ...]:
         except ValueError as exc:
             raise DataError(f"{path}:{line_no}: not a task: {exc}") from exc
     return tuple(tasks)
+
+
+@lru_cache(maxsize=64)
+def _index_tasks(folder: Path, split: str) -> Mapping[str, int]:
+    return {task.id: i for i, task in enumerate(_load_tasks(folder, split))}
 
 
 def _registered(domain: Domain) -> bool:

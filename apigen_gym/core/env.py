@@ -41,7 +41,7 @@ class _Plan(NamedTuple):
 
     split: str
     tasks: list[Task]
-    task_index: dict[str, int]
+    task_index: Mapping[str, int]
     task: Task
     user_seed: int | None
     rng_state: Mapping[str, Any] | None
@@ -126,10 +126,16 @@ class ApigenEnv(gym.Env[str, str]):
         self.data_dir = data_dir
         self.split = split
         self.database = database if database is not None else self.domain.database(data_dir)
-        self.tasks: list[Task] = list(tasks) if tasks is not None else self.domain.tasks(split, data_dir)
+        self.tasks: list[Task]
+        self._task_index: Mapping[str, int]
+        if tasks is None:
+            self.tasks = self.domain.tasks(split, data_dir)
+            self._task_index = self.domain.task_index(split, data_dir)
+        else:
+            self.tasks = list(tasks)
+            self._task_index = {t.id: i for i, t in enumerate(self.tasks)}
         if not self.tasks:
             raise DataError(f"no tasks for {self.domain.name} (split {split!r})")
-        self._task_index = {t.id: i for i, t in enumerate(self.tasks)}
         self.user = make_user(user, user_model=user_model, base_url=base_url, user_best_of=user_best_of)
         self._owns_user = not isinstance(user, UserSimulator)
         """Whether the env made its user (from a name), and so closes it."""
@@ -180,7 +186,7 @@ class ApigenEnv(gym.Env[str, str]):
             tasks = self.domain.tasks(split, self.data_dir)
             if not tasks:
                 raise DataError(f"no tasks for {self.domain.name} (split {split!r})")
-            index = {t.id: i for i, t in enumerate(tasks)}
+            index = self.domain.task_index(split, self.data_dir)
         chosen: Task | None = None
         if options.get("task_id") is not None:
             task_id = str(options["task_id"])

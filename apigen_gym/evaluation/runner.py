@@ -331,19 +331,25 @@ class _Progress:
         self.cost = 0.0
         self.errors = 0
         self.steps = 0
+        self.shown = 0.0
+        """When the postfix was last drawn (steps redraw it at most once per the bar's mininterval)."""
 
     def step(self) -> None:
         self.steps += 1
         if not self.bar.disable:
-            self._show()
+            now = time.monotonic()
+            self._show(refresh=now - self.shown >= self.bar.mininterval)
 
-    def _show(self) -> None:
+    def _show(self, refresh: bool) -> None:
+        if refresh:
+            self.shown = time.monotonic()
         self.bar.set_postfix(
             reward=f"{self.rewards / self.count:.3f}" if self.count else "-",
             steps=self.steps,
             tokens=self.tokens,
             cost=f"${self.cost:.4f}",
             errors=self.errors,
+            refresh=refresh,
         )
 
     def update(self, result: EpisodeResult) -> None:
@@ -352,8 +358,9 @@ class _Progress:
         self.tokens += result.usage.total_tokens
         self.cost += result.cost
         self.errors += result.error is not None
-        self._show()
-        self.bar.update()
+        if not self.bar.disable:
+            self._show(refresh=False)  # the bar's update redraws, at most once per its mininterval
+            self.bar.update()
 
     def __enter__(self) -> _Progress:
         return self
