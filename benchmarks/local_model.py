@@ -44,7 +44,7 @@ from apigen_gym.generation import phase1
 from apigen_gym.generation.blueprint import ProposalError
 from apigen_gym.generation.budget import DEFAULT_PROMPT_BUDGET, messages_tokens
 from apigen_gym.generation.config import GenerationConfig
-from apigen_gym.generation.phase1 import Phase1Run
+from apigen_gym.generation.phase1 import Phase1Worker
 from apigen_gym.generation.pipeline import generate
 from apigen_gym.generation.proposers import TemplateProposer, proposer_messages
 from apigen_gym.generation.stats import GenerationStats
@@ -90,12 +90,12 @@ def speed(server: LlamaCppServer, repeats: int) -> list[tuple[str, str]]:
     ]
 
 
-def prompt_sizes(server: LlamaCppServer, count: int, folder: Path) -> list[list[str]]:
+def prompt_sizes(server: LlamaCppServer, count: int) -> list[list[str]]:
     """Proposer and judge prompts of ``count`` contexts per domain at the default budget, in the
     server's tokens: median and largest, and the estimate's margin (its smallest ratio to them)."""
     rows = []
     for domain in DOMAINS:
-        run = Phase1Run(GenerationConfig(domain=domain, n=1), RunPaths(folder / f"prompts-{domain}"))
+        run = Phase1Worker(GenerationConfig(domain=domain, n=1))
         proposer, judges, ratios = [], [], []
         for index in range(count):
             context = run.context(index)
@@ -256,7 +256,7 @@ def main() -> None:
         print()
         print(tabulate(speed(server, args.repeats), headers=["what", "measured"]))
         with tempfile.TemporaryDirectory() as tmp:
-            sizes = prompt_sizes(server, args.contexts, Path(tmp))
+            sizes = prompt_sizes(server, args.contexts)
             print()
             print(
                 f"prompts at the default budget ({DEFAULT_PROMPT_BUDGET}), {args.contexts} contexts a domain"

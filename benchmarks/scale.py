@@ -12,7 +12,10 @@ reference; rounds take turns, and each figure is the median of the rounds.
    agent), verified dialogues per second of the whole run (both phases);
 2. offline evaluation: the oracle agent and the scripted user on the retail test split × T trials,
    episodes per second;
-   for both, efficiency at W workers = (rate at W / rate at 1 worker) / W (target ≥ 0.8 at 2);
+   for both, efficiency at W workers = (rate at W / rate at 1 worker) / W (target ≥ 0.8 at 2), and,
+   in the same rounds, the machine's own ceiling: the same work split between 1 or 2 plain processes
+   (no Ray, no driver; each runs its share as a local run, spawned once and warmed), whose
+   efficiency is the most any executor could get on this machine at that time;
 3. evaluation against the loopback server (a subprocess) at latency L: the tool-calling agent on the
    ``oracle`` model, C episodes in flight per worker, LLM calls per second (the server's own count)
    in the steady window (from 1.5 L after the start until fewer episodes are left than slots), over
@@ -22,7 +25,7 @@ reference; rounds take turns, and each figure is the median of the rounds.
    takes in and appends, and its CPU per record (all its threads), whence the records per second one
    core of driver can append; beside the same appends without Ray.
 
-    python benchmarks/scale.py              # n = 2000, 48 trials, L = 1 s with C = 32 (about 6 minutes)
+    python benchmarks/scale.py              # n = 2000, 48 trials, L = 1 s with C = 32 (about 10 minutes)
     python benchmarks/scale.py --quick      # n = 300, 2 trials, L = 0.2 s with C = 16
 """
 
@@ -33,6 +36,7 @@ import asyncio
 import json
 import logging
 import math
+import multiprocessing
 import os
 import statistics
 import tempfile
@@ -40,6 +44,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -99,35 +104,80 @@ def evaluation_rate(trials: int, root: Path, executor: Executor | None) -> float
     return len(results) / (time.perf_counter() - started)
 
 
+def plain_run(kind: str, size: int, seed: int, root: str) -> int:
+    """In a plain process: an offline generation of ``size`` tasks, or an oracle evaluation of ``size``
+    trials; the records it made."""
+    if kind == "generate":
+        config = GenerationConfig(domain=DOMAIN, n=size, seed=seed)
+        return generate(config, fresh(Path(root), "plain")).phase2.dialogues
+    return len(evaluate(make_env, oracle, fresh(Path(root), "plain"), trials=size, concurrency=8))
+
+
+class PlainProcesses:
+    """The machine's own ceiling: the same work split between plain processes (no Ray, no driver),
+    started once (spawned: this process holds Ray's threads) and warmed like the workers."""
+
+    def __init__(self, root: Path):
+        self.root = str(root)
+        self.pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))
+        list(self.pool.map(plain_run, ["generate"] * 2, [20] * 2, [1, 2], [self.root] * 2))
+        list(self.pool.map(plain_run, ["eval"] * 2, [1] * 2, [1, 2], [self.root] * 2))
+
+    def rate(self, kind: str, size: int, processes: int) -> float:
+        """Records per second of ``processes`` processes sharing ``size`` between them."""
+        share = math.ceil(size / processes)
+        started = time.perf_counter()
+        made = sum(
+            self.pool.map(
+                plain_run,
+                [kind] * processes,
+                [share] * processes,
+                range(1, processes + 1),
+                [self.root] * processes,
+            )
+        )
+        return made / (time.perf_counter() - started)
+
+    def close(self) -> None:
+        self.pool.shutdown()
+
+
 def offline_table(
     name: str,
     measure: Callable[[Executor | None], float],
     warm: Callable[[Executor | None], float],
+    plain: Callable[[int], float],
     executors: dict[int, RayExecutor],
     rounds: int,
 ) -> list[tuple[Any, ...]]:
     for executor in (None, *executors.values()):
         warm(executor)  # workers started, modules and data loaded
-    rates: dict[str, list[float]] = {"local": [], **{str(w): [] for w in executors}}
+    rates: dict[str, list[float]] = {
+        "local": [],
+        "plain 1": [],
+        "plain 2": [],
+        **{str(w): [] for w in executors},
+    }
     for _ in range(rounds):
         rates["local"].append(measure(None))
         for workers, executor in executors.items():
             rates[str(workers)].append(measure(executor))
+        for processes in (1, 2):
+            rates[f"plain {processes}"].append(plain(processes))
     median = {key: statistics.median(values) for key, values in rates.items()}
-    rows: list[tuple[Any, ...]] = [(name, "local (this process)", round(median["local"], 1), "", "")]
-    one = median["1"]
-    for workers in executors:
-        rate = median[str(workers)]
+
+    def row(executor: str, rate: float, one: float | None, workers: int) -> tuple[Any, ...]:
+        if one is None:
+            return (name, executor, round(rate, 1), "", "")
         speedup = rate / one
-        rows.append(
-            (
-                name,
-                f"ray, {workers} worker{'s' * (workers > 1)}",
-                round(rate, 1),
-                f"{speedup:.2f}×",
-                f"{speedup / workers:.2f}",
-            )
-        )
+        return (name, executor, round(rate, 1), f"{speedup:.2f}×", f"{speedup / workers:.2f}")
+
+    rows = [row("local (this process)", median["local"], None, 1)]
+    rows += [row(f"ray, {w} worker{'s' * (w > 1)}", median[str(w)], median["1"], w) for w in executors]
+    rows += [
+        row(f"plain, {w} process{'es' * (w > 1)} (no Ray)", median[f"plain {w}"], median["plain 1"], w)
+        for w in (1, 2)
+    ]
     return rows
 
 
@@ -300,20 +350,26 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="scale-") as scratch:
             root = Path(scratch)
             if "offline" in parts:
-                rows = offline_table(
-                    f"generate {DOMAIN} -n {args.n} (verified/s)",
-                    partial(generation_rate, args.n, root),
-                    partial(generation_rate, 20, root),
-                    executors,
-                    args.rounds,
-                )
-                rows += offline_table(
-                    f"eval oracle, {args.trials} trials (episodes/s)",
-                    partial(evaluation_rate, args.trials, root),
-                    partial(evaluation_rate, 1, root),
-                    executors,
-                    args.rounds,
-                )
+                plain = PlainProcesses(root)
+                try:
+                    rows = offline_table(
+                        f"generate {DOMAIN} -n {args.n} (verified/s)",
+                        partial(generation_rate, args.n, root),
+                        partial(generation_rate, 20, root),
+                        partial(plain.rate, "generate", args.n),
+                        executors,
+                        args.rounds,
+                    )
+                    rows += offline_table(
+                        f"eval oracle, {args.trials} trials (episodes/s)",
+                        partial(evaluation_rate, args.trials, root),
+                        partial(evaluation_rate, 1, root),
+                        partial(plain.rate, "eval", args.trials),
+                        executors,
+                        args.rounds,
+                    )
+                finally:
+                    plain.close()
                 print()
                 print(tabulate(rows, headers=["offline run", "executor", "rate", "speed-up", "efficiency"]))
             if "latency" in parts:
