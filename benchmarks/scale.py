@@ -350,24 +350,30 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="scale-") as scratch:
             root = Path(scratch)
             if "offline" in parts:
+                runs = [  # name, the measure, its size and the warm-up's, the plain processes' kind
+                    (f"generate {DOMAIN} -n {args.n} (verified/s)", generation_rate, args.n, 20, "generate"),
+                    (
+                        f"eval oracle, {args.trials} trials (episodes/s)",
+                        evaluation_rate,
+                        args.trials,
+                        1,
+                        "eval",
+                    ),
+                ]
                 plain = PlainProcesses(root)
                 try:
-                    rows = offline_table(
-                        f"generate {DOMAIN} -n {args.n} (verified/s)",
-                        partial(generation_rate, args.n, root),
-                        partial(generation_rate, 20, root),
-                        partial(plain.rate, "generate", args.n),
-                        executors,
-                        args.rounds,
-                    )
-                    rows += offline_table(
-                        f"eval oracle, {args.trials} trials (episodes/s)",
-                        partial(evaluation_rate, args.trials, root),
-                        partial(evaluation_rate, 1, root),
-                        partial(plain.rate, "eval", args.trials),
-                        executors,
-                        args.rounds,
-                    )
+                    rows = [
+                        row
+                        for name, rate, size, warm, kind in runs
+                        for row in offline_table(
+                            name,
+                            partial(rate, size, root),
+                            partial(rate, warm, root),
+                            partial(plain.rate, kind, size),
+                            executors,
+                            args.rounds,
+                        )
+                    ]
                 finally:
                     plain.close()
                 print()

@@ -44,10 +44,10 @@ class Domain:
 
     def resolve(self, data_dir: str | Path | None) -> Path:
         """The folder ``data_dir`` names (its local copy, in a worker it was shipped to)."""
-        if data_dir is None:
-            return _resolved(os.getcwd(), os.fspath(self.home))
-        name = os.fspath(data_dir)
-        return _copies.get(os.fspath(Path(name))) or _resolved(os.getcwd(), name)
+        name = os.fspath(self.home if data_dir is None else data_dir)
+        if data_dir is not None and (copy := _copies.get(os.fspath(Path(name)))) is not None:
+            return copy
+        return _resolved("" if os.path.isabs(name) else os.getcwd(), name)
 
     def database(self, data_dir: str | Path | None = None) -> Database:
         """The immutable base database of ``data_dir`` (default: the shipped one), cached."""
@@ -89,8 +89,8 @@ def read_data_from(folder: str | os.PathLike[str], copy: Path, *names: str | os.
 
 @lru_cache(maxsize=256)
 def _resolved(cwd: str, name: str) -> Path:
-    """``name``, relative to ``cwd``, as an absolute path without symlinks (a path syscall each part:
-    once per process, not once per env)."""
+    """``name`` (relative to ``cwd``, if it is not absolute) as an absolute path without symlinks: a
+    path syscall each part, once per process instead of once per env."""
     return (Path(cwd) / name).resolve()
 
 
