@@ -140,6 +140,16 @@ def test_offline_phase2_keeps_20_verified_dialogues_that_replay_to_reward_1(
         assert conversation_digest(replayed) == conversation_digest(row["messages"])
 
 
+def test_the_progress_bar_counts_tasks_and_shows_kept_and_steps(
+    tmp_path: Path, tasks: list[Task], capsys: pytest.CaptureFixture[str]
+) -> None:
+    paths = write_accepted(tmp_path, tasks)
+    run_phase2(GenerationConfig(domain="retail", n=N, phase="2", concurrency=4), paths, progress=True)
+    last = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert f"{N}/{N}" in last and f"kept={N}" in last and "failed=0" in last, last
+    assert int(last.split("steps=")[1].split("]")[0]) > 2 * N, last  # every action and user turn
+
+
 def test_records_carry_episode_models_seeds_versions_and_provenance(
     tmp_path: Path, tasks: list[Task]
 ) -> None:

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 from tabulate import tabulate
-from tqdm import tqdm
 
 from apigen_gym.core.env import ApigenEnv
 from apigen_gym.llm.types import LLMError, Usage
@@ -27,6 +26,7 @@ from apigen_gym.players.agent import Agent
 from apigen_gym.util import jsonio, runconfig
 from apigen_gym.util.executors import Executor, Job, LocalExecutor, OnStep, stream
 from apigen_gym.util.jsonio import JsonlAppender, read_models
+from apigen_gym.util.progress import LiveBar
 
 if TYPE_CHECKING:
     from apigen_gym.llm.client import LLMClient
@@ -317,40 +317,33 @@ def _drop_error_rows(path: Path) -> None:
     jsonio.atomic_write_bytes(path, b"".join(kept))
 
 
-class _Progress:
-    """A tqdm bar with episodes done, mean reward, tokens and cost so far (silent when disabled).
+class _Progress(LiveBar):
+    """Episodes done, with mean reward, steps, tokens, cost and errors so far (silent when disabled).
 
     Steps are shown as they happen, so that a slow server's episodes are seen moving.
     """
 
     def __init__(self, total: int, enabled: bool):
-        self.bar = tqdm(total=total, unit="episode", disable=not enabled, dynamic_ncols=True)
+        super().__init__(total, "episode", enabled)
         self.rewards = 0.0
         self.count = 0
         self.tokens = 0
         self.cost = 0.0
         self.errors = 0
         self.steps = 0
-        self.shown = 0.0
-        """When the postfix was last drawn (steps redraw it at most once per the bar's mininterval)."""
 
     def step(self) -> None:
         self.steps += 1
-        if not self.bar.disable:
-            now = time.monotonic()
-            self._show(refresh=now - self.shown >= self.bar.mininterval)
+        self.moved(self._postfix)
 
-    def _show(self, refresh: bool) -> None:
-        if refresh:
-            self.shown = time.monotonic()
-        self.bar.set_postfix(
-            reward=f"{self.rewards / self.count:.3f}" if self.count else "-",
-            steps=self.steps,
-            tokens=self.tokens,
-            cost=f"${self.cost:.4f}",
-            errors=self.errors,
-            refresh=refresh,
-        )
+    def _postfix(self) -> dict[str, Any]:
+        return {
+            "reward": f"{self.rewards / self.count:.3f}" if self.count else "-",
+            "steps": self.steps,
+            "tokens": self.tokens,
+            "cost": f"${self.cost:.4f}",
+            "errors": self.errors,
+        }
 
     def update(self, result: EpisodeResult) -> None:
         self.count += 1
@@ -358,15 +351,7 @@ class _Progress:
         self.tokens += result.usage.total_tokens
         self.cost += result.cost
         self.errors += result.error is not None
-        if not self.bar.disable:
-            self._show(refresh=False)  # the bar's update redraws, at most once per its mininterval
-            self.bar.update()
-
-    def __enter__(self) -> _Progress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.bar.close()
+        self.finished(self._postfix)
 
 
 def _rate(values: Iterable[bool]) -> float:

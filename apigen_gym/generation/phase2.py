@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
-from tqdm import tqdm
 
 from apigen_gym.core.domain import Domain, load_domain
 from apigen_gym.core.env import ApigenEnv
@@ -38,6 +37,7 @@ from apigen_gym.players.oracle import OracleAgent
 from apigen_gym.players.scripted_user import ScriptedUser
 from apigen_gym.util.executors import Executor, Job, LocalExecutor, OnStep, stream
 from apigen_gym.util.jsonio import digest, read_jsonl, write_jsonl
+from apigen_gym.util.progress import LiveBar
 from apigen_gym.util.version import VERSION
 
 if TYPE_CHECKING:
@@ -413,17 +413,17 @@ class _Phase2Run:
         self.usage = Usage()
         self.cost = 0.0
         self.steps = 0
-        self.bar: tqdm[Any] | None = None
+        self.bar: LiveBar | None = None
 
     def _stepped(self) -> None:
         """Live progress: steps taken so far (a slow server's episodes are seen moving)."""
         self.steps += 1
-        if self.bar is not None and not self.bar.disable:
-            self._show(self.bar)
+        if self.bar is not None:
+            self.bar.moved(self._postfix)
 
-    def _show(self, bar: tqdm[Any]) -> None:
+    def _postfix(self) -> dict[str, Any]:
         kept = self.labels["success"]
-        bar.set_postfix(kept=kept, failed=sum(self.labels.values()) - kept, steps=self.steps)
+        return {"kept": kept, "failed": sum(self.labels.values()) - kept, "steps": self.steps}
 
     def _keep(self, record: DialogueRecord) -> DialogueRecord:
         """A verified episode whose conversation is already kept becomes a ``duplicate``."""
@@ -438,7 +438,7 @@ class _Phase2Run:
         started, cpu = time.perf_counter(), time.process_time()
         tasks = accepted_tasks(self.paths)
         todo = [(t, a) for t in tasks if (a := self.ledger.todo(t, self.config.attempts))]
-        bar = self.bar = tqdm(total=len(todo), unit="task", disable=not self.progress, dynamic_ncols=True)
+        bar = self.bar = LiveBar(len(todo), "task", self.progress)
         with (
             JsonlAppender(self.paths.dialogues) as dialogues,
             JsonlAppender(self.paths.failures) as failures,
@@ -456,8 +456,7 @@ class _Phase2Run:
                 self.usage = self.usage + kept.usage
                 self.cost += kept.cost
                 if kept.label in VERIFIED or kept.attempt == self.config.attempts:
-                    self._show(bar)
-                    bar.update()
+                    bar.finished(self._postfix)
 
             def rebuild(item: Phase2Item) -> Phase2Item | None:
                 task = item[0]
