@@ -208,7 +208,9 @@ def test_structured_outputs_are_enforced_by_the_server(
         {"role": "system", "content": "You grade a customer-service task. Answer in JSON."},
         {"role": "user", "content": "The agent refunded the order as the customer asked. Grade it."},
     ]
-    answer = ask(server, messages, role=role, schema=schema, max_tokens=120)
+    # the schema bounds the answer (a reason of at most 300 characters, a token at least each, and a
+    # few fields): a cap above that bound cannot cut it, whatever the model samples
+    answer = ask(server, messages, role=role, schema=schema, max_tokens=512)
     assert not refuses_response_format(server.base_url) and answer.notes == []
     schema.model_validate_json(answer.content)  # the grammar the server built from the schema held
 
