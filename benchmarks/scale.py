@@ -21,9 +21,11 @@ reference; rounds take turns, and each figure is the median of the rounds.
    in the steady window (from 1.5 L after the start until fewer episodes are left than slots), over
    the ideal W × C / L;
 4. the driver's append ceiling: two workers hand back records (an oracle episode's eval record, a
-   verified Phase 2 dialogue; each parsed anew) as fast as they can; records per second the driver
-   takes in and appends, and its CPU per record (all its threads), whence the records per second one
-   core of driver can append; beside the same appends without Ray.
+   verified Phase 2 dialogue; each parsed anew in the worker) as fast as they can, as the commands'
+   workers do (an eval record as its JSON line, which the driver reads; a dialogue as its line and
+   the facts the stats count, which the driver does not read); records per second the driver takes
+   in and appends, and its CPU per record (all its threads), whence the records per second one core
+   of driver can append; beside the same appends without Ray.
 
     python benchmarks/scale.py              # n = 2000, 48 trials, L = 1 s with C = 32 (about 10 minutes)
     python benchmarks/scale.py --quick      # n = 300, 2 trials, L = 0.2 s with C = 16
@@ -56,7 +58,7 @@ from apigen_gym.core.domain import load_domain
 from apigen_gym.core.env import ApigenEnv
 from apigen_gym.evaluation.runner import RESULTS_FILE, evaluate
 from apigen_gym.generation.config import GenerationConfig
-from apigen_gym.generation.phase2 import read_records
+from apigen_gym.generation.phase2 import DialogueRecord, Played, read_records
 from apigen_gym.generation.pipeline import generate
 from apigen_gym.generation.store import RunPaths
 from apigen_gym.llm.client import LLMClient
@@ -252,15 +254,17 @@ def latency_row(
 
 
 class Replay:
-    """A worker that hands back one record per item, parsed anew from its JSON each time."""
+    """A worker that hands back one record per item, parsed anew from its JSON each time (a Phase 2
+    dialogue as the Phase 2 worker hands it back: a :class:`Played`)."""
 
     def __init__(self, model: type[BaseModel], text: str):
         self.model = model
         self.text = text
 
-    async def run(self, shard: Sequence[int], on_step: Any = None) -> AsyncIterator[list[BaseModel]]:
+    async def run(self, shard: Sequence[int], on_step: Any = None) -> AsyncIterator[list[Any]]:
         for _ in shard:
-            yield [self.model.model_validate_json(self.text)]
+            record = self.model.model_validate_json(self.text)
+            yield [Played(record) if isinstance(record, DialogueRecord) else record]
 
     async def aclose(self) -> None:
         pass
@@ -275,6 +279,14 @@ def sample_records(root: Path) -> dict[str, BaseModel]:
     return {"eval episode": episode, "Phase 2 dialogue": dialogue}
 
 
+def append(appender: JsonlAppender, record: Any, line: str | None = None) -> None:
+    """What the driver does with a record it receives: appends its line (a Phase 2 dialogue's is in it)."""
+    if isinstance(record, Played):
+        appender.write(record.held, record.line)
+    else:
+        appender.write(record, line)
+
+
 def ceiling_row(
     name: str, record: BaseModel, count: int, root: Path, executor: RayExecutor
 ) -> tuple[Any, ...]:
@@ -285,7 +297,7 @@ def ceiling_row(
 
     async def through_ray(out: Path) -> tuple[float, float]:
         with JsonlAppender(out / "records.jsonl") as appender:
-            job = Job(partial(Replay, model, text), appender.write, concurrency=1)
+            job = Job(partial(Replay, model, text), partial(append, appender), concurrency=1)
             async with executor.pool(job) as pool:
                 await pool.run(list(range(1000)))  # workers started and warm
                 started, cpu = time.perf_counter(), time.process_time()

@@ -127,6 +127,17 @@ def test_rows_written_by_this_process_come_back_without_parsing(tmp_path: Path) 
     assert again == [*rows, Row(n=9)] and again[0] is not rows[0]
 
 
+def test_a_line_written_without_its_record_is_read_from_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "rows.jsonl"
+    with jsonio.JsonlAppender(path) as appender:
+        appender.write(Row(n=1))
+        appender.write(None, Row(n=2, tags=["sent"]).model_dump_json())  # a worker's line, no record here
+        appender.write(Row(n=3))
+        with pytest.raises(ValueError, match="nothing to write"):
+            appender.write(None)
+    assert list(jsonio.read_models(path, Row)) == [Row(n=1), Row(n=2, tags=["sent"]), Row(n=3)]
+
+
 def test_a_resumed_file_is_read_from_disk(tmp_path: Path) -> None:
     path = tmp_path / "rows.jsonl"
     path.write_text(Row(n=1).model_dump_json() + "\n" + '{"n": 2', encoding="utf-8")  # a torn last line

@@ -159,6 +159,13 @@ def test_seeded_offline_generate_on_ray_writes_the_local_records(cluster: str, t
     local, remote = generated(tmp_path / "local"), generated(tmp_path / "ray")
     assert remote == local
     assert len(local["accepted.jsonl"]) >= 40 and len(local["dialogues.jsonl"]) >= 40
+    # the stats the driver adds up from what the workers sent equal those of the local run
+    counted = ("phase2", "dialogues", "language", "coverage")
+    local_stats, remote_stats = (
+        json.loads((tmp_path / r / "stats.json").read_text()) for r in ("local", "ray")
+    )
+    assert {k: remote_stats[k] for k in counted} == {k: local_stats[k] for k in counted}
+    assert local_stats["language"]["user"]["bigrams"] > 0
 
 
 # --- faults ----------------------------------------------------------------------------------------

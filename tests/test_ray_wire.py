@@ -1,4 +1,5 @@
-"""What travels between the Ray driver and its workers: shards of items out, records' JSON lines back.
+"""What travels between the Ray driver and its workers: shards of items out, records' JSON lines back
+(a Phase 2 episode with the facts the stats count).
 
 No cluster is needed: these are the encodings themselves (the Ray tests run them on a real cluster).
 """
@@ -11,7 +12,13 @@ from pathlib import Path
 from apigen_gym.core.domain import load_domain
 from apigen_gym.core.env import ApigenEnv
 from apigen_gym.evaluation.runner import EpisodeResult, evaluate
+from apigen_gym.generation.config import GenerationConfig
+from apigen_gym.generation.dialogue_facts import DialogueFacts
 from apigen_gym.generation.phase1 import ProposalItem, RecombinationItem
+from apigen_gym.generation.phase2 import Played, read_records
+from apigen_gym.generation.pipeline import generate
+from apigen_gym.generation.stats import Phase2Tally
+from apigen_gym.generation.store import RunPaths
 from apigen_gym.integrations import ray as ray_executor
 from apigen_gym.players.oracle import OracleAgent
 
@@ -46,3 +53,37 @@ def test_records_come_back_with_the_json_lines_their_worker_made(tmp_path: Path)
     assert all(type(record) is EpisodeResult for record, _ in received)
     plain = ray_executor._decode(ray_executor._encode([1, "two"]))  # not models: as they are, no line
     assert plain == [(1, None), ("two", None)]
+
+
+def test_a_phase2_episode_travels_as_its_line_and_facts_and_counts_the_same(tmp_path: Path) -> None:
+    config = GenerationConfig(domain="retail", n=8, seed=4)
+    generate(config, tmp_path / "kept")
+    generate(config, tmp_path / "cut", max_steps=3)  # episodes cut short: failures
+    kept, failed = (
+        read_records(RunPaths(tmp_path / "kept").dialogues),
+        read_records(RunPaths(tmp_path / "cut").failures),
+    )
+    assert kept and failed
+    here = [Played(record) for record in kept + failed]
+    sent = [pickle.dumps(played) for played in here]
+    there = [pickle.loads(blob) for blob in sent]
+    for record, played, blob in zip(kept + failed, there, sent):
+        assert played.held is None  # the record itself is not sent: its line is, once
+        assert len(blob) < len(record.model_dump_json()) * 1.25
+        assert (played.task_id, played.attempt, played.label, played.digest) == (
+            record.task_id,
+            record.attempt,
+            record.label,
+            record.digest,
+        )
+        assert played.line == record.model_dump_json() and played.record == record
+        assert played.facts() == DialogueFacts.of(record.messages)
+    domain = load_domain("retail")
+    tallies = [Phase2Tally(domain), Phase2Tally(domain)]
+    for tally, episodes in zip(tallies, (here, there)):
+        for played in episodes:
+            tally.add(played, played.label == "success")
+    local, remote = tallies
+    assert remote.phase2(8) == local.phase2(8) and remote.shape() == local.shape()
+    assert remote.language() == local.language() and remote.coverage() == local.coverage()
+    assert local.language().user.bigrams > 0 and local.coverage().write_tools

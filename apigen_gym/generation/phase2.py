@@ -27,6 +27,7 @@ from apigen_gym.core.task import Task
 from apigen_gym.core.user import UserSimulator
 from apigen_gym.evaluation.runner import EpisodeResult, run_episode_async
 from apigen_gym.generation.config import GenerationConfig
+from apigen_gym.generation.dialogue_facts import DialogueFacts
 from apigen_gym.generation.store import JsonlAppender, RunPaths, read_models
 from apigen_gym.llm.settings import LLMSettings
 from apigen_gym.llm.types import Usage
@@ -36,7 +37,7 @@ from apigen_gym.players.model_agents import ToolCallingAgent
 from apigen_gym.players.oracle import OracleAgent
 from apigen_gym.players.scripted_user import ScriptedUser
 from apigen_gym.util.executors import Executor, Job, LocalExecutor, OnStep, stream
-from apigen_gym.util.jsonio import digest, read_jsonl, write_jsonl
+from apigen_gym.util.jsonio import digest, model_from_json, read_jsonl, write_jsonl
 from apigen_gym.util.progress import LiveBar
 from apigen_gym.util.version import VERSION
 
@@ -118,6 +119,72 @@ class DialogueRecord(BaseModel):
     @property
     def ref(self) -> str:
         return f"{self.task_id}#{self.attempt}"
+
+
+class Played:
+    """One episode as the driver takes it: the few fields it decides on (attempts left, kept or a
+    duplicate) and counts, the record's JSON line, written as is, and the facts the stats add up.
+
+    The whole record stays in the process that played the episode: pickled (a Ray worker's batch to
+    the driver), a ``Played`` carries its line and its facts instead, and the driver reads the record
+    from the line only when it needs it (a duplicate to relabel). Reading a dialogue's 20-30 KiB of
+    JSON and its words is what the driver would otherwise do for every episode of the run.
+    """
+
+    __slots__ = ("task_id", "attempt", "label", "digest", "usage", "cost", "_record", "_line", "_facts")
+
+    def __init__(self, record: DialogueRecord):
+        self.task_id, self.attempt, self.label = record.task_id, record.attempt, record.label
+        self.digest, self.usage, self.cost = record.digest, record.usage, record.cost
+        self._record: DialogueRecord | None = record
+        self._line: str | None = None
+        self._facts: DialogueFacts | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.task_id}#{self.attempt}"
+
+    @property
+    def line(self) -> str:
+        """The record's JSON, as written to the files."""
+        if self._line is None:
+            self._line = self.record.model_dump_json()
+        return self._line
+
+    @property
+    def record(self) -> DialogueRecord:
+        """The whole record (read from the line in a process it was sent to)."""
+        if self._record is None:
+            self._record = model_from_json(DialogueRecord, self._line or "")
+        return self._record
+
+    @property
+    def held(self) -> DialogueRecord | None:
+        """The whole record when this process has it without reading it."""
+        return self._record
+
+    def facts(self) -> DialogueFacts:
+        """The conversation as the statistics count it."""
+        if self._facts is None:
+            self._facts = DialogueFacts.of(self.record.messages)
+        return self._facts
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        facts = self.facts() if self.label == "success" else self._facts  # only kept dialogues are counted
+        return (self.task_id, self.attempt, self.label, self.digest, self.usage, self.cost, self.line, facts)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        (
+            self.task_id,
+            self.attempt,
+            self.label,
+            self.digest,
+            self.usage,
+            self.cost,
+            self._line,
+            self._facts,
+        ) = state
+        self._record = None
 
 
 class _Done(BaseModel):
@@ -272,7 +339,7 @@ class Players:
             await client.aclose()
 
 
-Observer = Callable[[DialogueRecord, bool], None]
+Observer = Callable[[Played, bool], None]
 """Told of every episode of a run folder, with whether it is a kept dialogue (``dialogues.jsonl``)."""
 
 
@@ -293,9 +360,9 @@ class _Ledger:
                 continue
             for record in read_models(path, DialogueRecord):
                 self.note(record)
-                observe(record, path == paths.dialogues)
+                observe(Played(record), path == paths.dialogues)
 
-    def note(self, row: _Done | DialogueRecord) -> None:
+    def note(self, row: _Done | DialogueRecord | Played) -> None:
         self.attempts.setdefault(row.task_id, set()).add(row.attempt)
         if row.label in VERIFIED:
             self.verified.add(row.task_id)
@@ -360,10 +427,8 @@ class DialogueWorker:
             provenance=provenance if isinstance(provenance, dict) else {},
         )
 
-    def run(
-        self, shard: Sequence[Phase2Item], on_step: OnStep | None = None
-    ) -> AsyncIterator[list[DialogueRecord]]:
-        async def play(item: Phase2Item) -> AsyncIterator[DialogueRecord]:
+    def run(self, shard: Sequence[Phase2Item], on_step: OnStep | None = None) -> AsyncIterator[list[Played]]:
+        async def play(item: Phase2Item) -> AsyncIterator[Played]:
             task, attempts = item
             for attempt in attempts:
                 seed = episode_seed(self.config.seed, task.id, attempt)
@@ -372,7 +437,7 @@ class DialogueWorker:
                     self._env(task), agent, task.id, attempt, seed=seed, on_step=on_step
                 )
                 record = self._record(task, attempt, seed, result)
-                yield record
+                yield Played(record)
                 if record.label in VERIFIED:
                     return
 
@@ -425,14 +490,14 @@ class _Phase2Run:
         kept = self.labels["success"]
         return {"kept": kept, "failed": sum(self.labels.values()) - kept, "steps": self.steps}
 
-    def _keep(self, record: DialogueRecord) -> DialogueRecord:
+    def _keep(self, played: Played) -> Played:
         """A verified episode whose conversation is already kept becomes a ``duplicate``."""
-        if record.label != "success":
-            return record
-        first = self.ledger.kept.get(record.digest)
-        if first is None or first == record.ref:
-            return record
-        return record.model_copy(update={"label": "duplicate", "duplicate_of": first})
+        if played.label != "success":
+            return played
+        first = self.ledger.kept.get(played.digest)
+        if first is None or first == played.ref:
+            return played
+        return Played(played.record.model_copy(update={"label": "duplicate", "duplicate_of": first}))
 
     async def run(self) -> Phase2Stats:
         started, cpu = time.perf_counter(), time.process_time()
@@ -445,10 +510,10 @@ class _Phase2Run:
             bar,
         ):
 
-            def record(played: DialogueRecord, line: str | None = None) -> None:
+            def record(played: Played, line: str | None = None) -> None:
                 kept = self._keep(played)
                 file = dialogues if kept.label == "success" else failures
-                file.write(kept, line if kept is played else None)  # the worker's line, if unchanged
+                file.write(kept.held, kept.line)
                 self.ledger.note(kept)
                 if self.observe is not None:
                     self.observe(kept, file is dialogues)
@@ -463,7 +528,7 @@ class _Phase2Run:
                 left = [a for a in self.ledger.todo(task, self.config.attempts) if a in item[1]]
                 return (task, left) if left else None
 
-            job: Job[Phase2Item, DialogueRecord] = Job(
+            job: Job[Phase2Item, Played] = Job(
                 partial(DialogueWorker, self.config, self.max_steps),
                 record,
                 rebuild=rebuild,

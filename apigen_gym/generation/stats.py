@@ -9,7 +9,6 @@ tokens and cost per dialogue.
 from __future__ import annotations
 
 import math
-import re
 import statistics
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -22,10 +21,10 @@ from tabulate import tabulate
 
 from apigen_gym.core.domain import Domain, load_domain
 from apigen_gym.core.policy import Rule, Trace
-from apigen_gym.core.tools import ERROR_PREFIX, ToolKind
-from apigen_gym.core.user import STOP
+from apigen_gym.core.tools import ToolKind
 from apigen_gym.generation.blueprint import ProposalRecord
-from apigen_gym.generation.phase2 import VERIFIED, DialogueRecord, accepted_tasks, json_rows
+from apigen_gym.generation.dialogue_facts import words
+from apigen_gym.generation.phase2 import VERIFIED, DialogueRecord, Played, accepted_tasks, json_rows
 from apigen_gym.generation.store import RunPaths, read_models
 from apigen_gym.llm.types import Usage
 from apigen_gym.util.jsonio import held_rows, read_json, write_json
@@ -290,27 +289,6 @@ def reported_phase1(paths: RunPaths) -> dict[str, Any] | None:
 # --- phase 2 ------------------------------------------------------------------------------------
 
 
-def tool_calls(messages: Sequence[Mapping[str, Any]]) -> list[tuple[str, bool]]:
-    """Every tool call of a conversation as (tool name, whether it succeeded)."""
-    outputs = {
-        m.get("tool_call_id"): str(m.get("content") or "") for m in messages if m.get("role") == "tool"
-    }
-    calls = []
-    for m in messages:
-        for call in m.get("tool_calls") or []:
-            name = str((call.get("function") or {}).get("name", ""))
-            calls.append((name, not outputs.get(call.get("id"), "").startswith(ERROR_PREFIX)))
-    return calls
-
-
-_WORD = re.compile(r"[a-z0-9$#]+(?:['.,/-][a-z0-9]+)*")
-
-
-def words(text: str) -> list[str]:
-    """A message's words, lower-cased (the ``###STOP###`` control message is not language)."""
-    return _WORD.findall(text.replace(STOP, " ").lower())
-
-
 class Bigrams:
     """Distinct-2 of one side's turns, gathered a turn at a time (bigrams do not cross turns)."""
 
@@ -319,8 +297,8 @@ class Bigrams:
         self.total = 0
         self.distinct: set[tuple[str, str]] = set()
 
-    def add(self, text: str) -> None:
-        tokens = words(text)
+    def add(self, tokens: Sequence[str]) -> None:
+        """One turn, as its :func:`words`."""
         self.turns += 1
         self.total += max(len(tokens) - 1, 0)
         self.distinct.update(zip(tokens, tokens[1:]))
@@ -339,7 +317,7 @@ def wording(texts: Iterable[str]) -> Wording:
     """Distinct-2 over ``texts``, each a turn: the share of distinct word bigrams among all."""
     bigrams = Bigrams()
     for text in texts:
-        bigrams.add(text)
+        bigrams.add(words(text))
     return bigrams.wording()
 
 
@@ -409,35 +387,29 @@ class Phase2Tally:
         self.used: Counter[str] = Counter()
         self.exercised: Counter[str] = Counter()
 
-    def add(self, record: DialogueRecord, kept: bool) -> None:
+    def add(self, played: Played, kept: bool) -> None:
         """One episode: a kept dialogue (``kept``; only a ``success`` counts as one) or a failure."""
-        if kept and record.label != "success":
+        if kept and played.label != "success":
             return
         self.episodes += 1
-        self.played.add(record.task_id)
-        if record.label in VERIFIED:
-            self.verified.add(record.task_id)
-        self.usage = self.usage + record.usage
-        self.costs.append(record.cost)
+        self.played.add(played.task_id)
+        if played.label in VERIFIED:
+            self.verified.add(played.task_id)
+        self.usage = self.usage + played.usage
+        self.costs.append(played.cost)
         if not kept:
-            self.failures[record.label] += 1
+            self.failures[played.label] += 1
             return
-        self.success_at[record.attempt] += 1
-        messages = record.messages
-        turns = 0
-        for m in messages:
-            role = m.get("role")
-            if role not in ("user", "assistant"):
-                continue
-            turns += 1
-            content = m.get("content")
-            if isinstance(content, str) and content.strip():
-                (self.user if role == "user" else self.agent).add(content)
-        self.turns.append(turns)
-        calls = tool_calls(messages)
-        self.calls.append(len(calls))
-        called = {name for name, _ in calls}
-        self.used.update({name for name, ok in calls if ok})  # coverage reads the write tools' counts
+        self.success_at[played.attempt] += 1
+        facts = played.facts()
+        for turn in facts.user:
+            self.user.add(turn)
+        for turn in facts.agent:
+            self.agent.add(turn)
+        self.turns.append(facts.turns)
+        self.calls.append(len(facts.calls))
+        called = {name for name, _ in facts.calls}
+        self.used.update({name for name, ok in facts.calls if ok})  # coverage reads the write tools' counts
         for rule in self.rules:
             subject = self.subjects[rule.id]
             if (subject and subject & called) or (not subject and called):
@@ -490,7 +462,7 @@ class Phase2Tally:
         tally = cls(domain)
         for path in (paths.dialogues, paths.failures):
             for record in read_models(path, DialogueRecord):
-                tally.add(record, path == paths.dialogues)
+                tally.add(Played(record), path == paths.dialogues)
         return tally
 
 

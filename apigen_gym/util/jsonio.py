@@ -318,16 +318,25 @@ class JsonlAppender:
             while len(_WRITTEN) > WRITTEN_KEPT_FILES:  # the oldest go
                 del _WRITTEN[next(iter(_WRITTEN))]
 
-    def write(self, record: BaseModel, line: str | None = None) -> None:
-        """Append ``record``; ``line``: its ``model_dump_json()`` when already made (by a worker)."""
-        self._handle.write((record.model_dump_json() if line is None else line).encode() + b"\n")
+    def write(self, record: BaseModel | None, line: str | None = None) -> None:
+        """Append ``record``; ``line``: its ``model_dump_json()`` when already made (by a worker). With
+        the ``line`` alone (``record`` not at hand), the rows are read from the file again."""
+        if line is None:
+            if record is None:
+                raise ValueError("nothing to write: neither a record nor its line")
+            line = record.model_dump_json()
+        self._handle.write(line.encode() + b"\n")
         self._handle.flush()
         self._remember(record)
 
-    def _remember(self, record: BaseModel) -> None:
+    def _remember(self, record: BaseModel | None) -> None:
         """Keep ``record`` for :func:`read_models`, while the file holds only this appender's rows."""
         written = self._written
         if written is None or _WRITTEN.get(self._key) is not written:
+            return
+        if record is None:
+            _WRITTEN.pop(self._key, None)
+            self._written = None
             return
         if written.model is BaseModel:
             written.model = type(record)
