@@ -228,12 +228,6 @@ def rows_written(path: Path) -> int:
     return path.read_bytes().count(b"\n") if path.is_file() else 0
 
 
-SIGNALLED_LATENCY = 0.2
-"""The server's delay in the runs a test signals: an oracle episode makes about a dozen calls, so a
-wave of 8 episodes takes seconds and the run is still going when the signal comes, even when the
-test's own polling is slowed down by a busy machine (at 0.05 s, a CI run once finished first)."""
-
-
 def start_and_signal(
     argv: list[str], results: Path, rows: int, sig: signal.Signals
 ) -> subprocess.CompletedProcess[str]:
@@ -267,7 +261,7 @@ def test_sigkill_then_resume_gives_every_task_trial_exactly_once(env: ApigenEnv,
     trials = 2
     out = tmp_path / "run"
     results = out / RESULTS_FILE
-    with LoopbackServer(ServerConfig(latency=SIGNALLED_LATENCY)) as running:
+    with LoopbackServer(ServerConfig(latency=0.05)) as running:
         argv = eval_argv(running.base_url, out, tasks, "--trials", str(trials), "--concurrency", "8")
         killed = start_and_signal(argv, results, len(tasks) * trials // 2, signal.SIGKILL)
         assert killed.returncode == -signal.SIGKILL
@@ -297,7 +291,7 @@ def test_ctrl_c_stops_cleanly(env: ApigenEnv, tmp_path: Path) -> None:
     tasks = [t.id for t in env.tasks[:16]]
     out = tmp_path / "run"
     results = out / RESULTS_FILE
-    with LoopbackServer(ServerConfig(latency=SIGNALLED_LATENCY)) as running:
+    with LoopbackServer(ServerConfig(latency=0.05)) as running:
         argv = eval_argv(running.base_url, out, tasks, "--trials", "2", "--concurrency", "8")
         stopped = start_and_signal(argv, results, 3, signal.SIGINT)
     assert stopped.returncode in (130, 1), stopped.stderr
