@@ -231,10 +231,19 @@ def rows_written(path: Path) -> int:
 def start_and_signal(
     argv: list[str], results: Path, rows: int, sig: signal.Signals
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``argv``; once ``results`` has at least ``rows`` lines, send ``sig``; wait for the end."""
-    process = subprocess.Popen(
-        argv, cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    """Run ``argv``; once ``results`` has at least ``rows`` lines, send ``sig``; wait for the end.
+
+    The child starts with SIGINT handled, as a command typed in a terminal does, even when these tests
+    run in a process that ignores it (a shell's background job does, and its children inherit that).
+    """
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)  # a handler is not inherited
+    try:
+        process = subprocess.Popen(
+            argv, cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+    finally:
+        if inherited is not None:  # None: set outside Python, and left as it is now
+            signal.signal(signal.SIGINT, inherited)
     try:
         deadline = time.monotonic() + 60
         while process.poll() is None and rows_written(results) < rows and time.monotonic() < deadline:
