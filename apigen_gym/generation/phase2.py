@@ -86,6 +86,11 @@ class Seeds(BaseModel):
     agent: int | None = None
 
 
+def attempt_ref(task_id: str, attempt: int) -> str:
+    """How a record names one attempt at a task (``duplicate_of``): ``task_id#attempt``."""
+    return f"{task_id}#{attempt}"
+
+
 class DialogueRecord(BaseModel):
     """One Phase 2 episode, as written to ``dialogues.jsonl`` (label success) or ``failures.jsonl``."""
 
@@ -118,7 +123,7 @@ class DialogueRecord(BaseModel):
 
     @property
     def ref(self) -> str:
-        return f"{self.task_id}#{self.attempt}"
+        return attempt_ref(self.task_id, self.attempt)
 
 
 class Played:
@@ -142,7 +147,7 @@ class Played:
 
     @property
     def ref(self) -> str:
-        return f"{self.task_id}#{self.attempt}"
+        return attempt_ref(self.task_id, self.attempt)
 
     @property
     def line(self) -> str:
@@ -367,7 +372,7 @@ class _Ledger:
         if row.label in VERIFIED:
             self.verified.add(row.task_id)
         if row.label == "success" and row.digest:
-            self.kept.setdefault(row.digest, f"{row.task_id}#{row.attempt}")
+            self.kept.setdefault(row.digest, attempt_ref(row.task_id, row.attempt))
 
     def todo(self, task: Task, attempts: int) -> list[int]:
         """The attempts still to play for ``task`` (none once it is verified)."""
