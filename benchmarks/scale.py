@@ -21,11 +21,13 @@ reference; rounds take turns, and each figure is the median of the rounds.
    in the steady window (from 1.5 L after the start until fewer episodes are left than slots), over
    the ideal W × C / L;
 4. the driver's append ceiling: two workers hand back records (an oracle episode's eval record, a
-   verified Phase 2 dialogue; each parsed anew in the worker) as fast as they can, as the commands'
-   workers do (an eval record as its JSON line, which the driver reads; a dialogue as its line and
-   the facts the stats count, which the driver does not read); records per second the driver takes
-   in and appends, and its CPU per record (all its threads), whence the records per second one core
-   of driver can append; beside the same appends without Ray.
+   Phase 1 row accepting a task, a verified Phase 2 dialogue; each parsed anew in the worker) as fast
+   as they can, as the commands' workers do (an eval record as its JSON line, which the driver reads;
+   a Phase 1 row as its line, its task's line and signature, and the facts the stats count: the
+   driver reads the task, which it keeps, not the row; a dialogue as its line and its facts, which
+   the driver does not read); records per second the driver takes in and appends, and its CPU per
+   record (all its threads), whence the records per second one core of driver can append; beside
+   the same appends without Ray.
 
     python benchmarks/scale.py              # n = 2000, 48 trials, L = 1 s with C = 32 (about 10 minutes)
     python benchmarks/scale.py --quick      # n = 300, 2 trials, L = 0.2 s with C = 16
@@ -57,10 +59,12 @@ from tabulate import tabulate
 from apigen_gym.core.domain import load_domain
 from apigen_gym.core.env import ApigenEnv
 from apigen_gym.evaluation.runner import RESULTS_FILE, evaluate
+from apigen_gym.generation.blueprint import ProposalRecord
 from apigen_gym.generation.config import GenerationConfig
 from apigen_gym.generation.phase2 import DialogueRecord, Played, read_records
 from apigen_gym.generation.pipeline import generate
-from apigen_gym.generation.store import RunPaths
+from apigen_gym.generation.proposed import Proposed
+from apigen_gym.generation.store import RunPaths, read_models
 from apigen_gym.llm.client import LLMClient
 from apigen_gym.llm.settings import LLMSettings
 from apigen_gym.loopback.server import start_server_process
@@ -254,8 +258,8 @@ def latency_row(
 
 
 class Replay:
-    """A worker that hands back one record per item, parsed anew from its JSON each time (a Phase 2
-    dialogue as the Phase 2 worker hands it back: a :class:`Played`)."""
+    """A worker that hands back one record per item, parsed anew from its JSON each time (a Phase 1 row
+    and a Phase 2 dialogue as their workers hand them back: a :class:`Proposed`, a :class:`Played`)."""
 
     def __init__(self, model: type[BaseModel], text: str):
         self.model = model
@@ -264,25 +268,34 @@ class Replay:
     async def run(self, shard: Sequence[int], on_step: Any = None) -> AsyncIterator[list[Any]]:
         for _ in shard:
             record = self.model.model_validate_json(self.text)
-            yield [Played(record) if isinstance(record, DialogueRecord) else record]
+            if isinstance(record, DialogueRecord):
+                yield [Played(record)]
+            else:
+                yield [Proposed(record) if isinstance(record, ProposalRecord) else record]
 
     async def aclose(self) -> None:
         pass
 
 
 def sample_records(root: Path) -> dict[str, BaseModel]:
-    """An oracle episode's eval record and a verified Phase 2 dialogue, as the driver receives them."""
+    """An oracle episode's eval record, a Phase 1 row that accepts a task and a verified Phase 2
+    dialogue, as the driver receives them."""
     episode = evaluate(make_env, oracle, fresh(root, "record"))[0]
     run = fresh(root, "dialogue")
     generate(GenerationConfig(domain=DOMAIN, n=1, seed=1), run)
+    row = next(r for r in read_models(RunPaths(run).proposals, ProposalRecord) if r.task is not None)
     (dialogue, *_) = read_records(RunPaths(run).dialogues)
-    return {"eval episode": episode, "Phase 2 dialogue": dialogue}
+    return {"eval episode": episode, "Phase 1 row (accepting)": row, "Phase 2 dialogue": dialogue}
 
 
 def append(appender: JsonlAppender, record: Any, line: str | None = None) -> None:
-    """What the driver does with a record it receives: appends its line (a Phase 2 dialogue's is in it)."""
+    """What the driver does with a record it receives: appends its line (a Phase 1 row's and a Phase 2
+    dialogue's are in it; a Phase 1 row's accepted task is read, to be kept, and appended too)."""
     if isinstance(record, Played):
         appender.write(record.held, record.line)
+    elif isinstance(record, Proposed):
+        appender.write(record.held, record.line)
+        appender.write(record.task, record.task_line)
     else:
         appender.write(record, line)
 

@@ -1,5 +1,6 @@
 """What travels between the Ray driver and its workers: shards of items out, records' JSON lines back
-(a Phase 2 episode with the facts the stats count).
+(a Phase 1 row with its accepted task's line and signature, a Phase 2 episode, each with the facts
+the stats count).
 
 No cluster is needed: these are the encodings themselves (the Ray tests run them on a real cluster).
 """
@@ -12,14 +13,17 @@ from pathlib import Path
 from apigen_gym.core.domain import load_domain
 from apigen_gym.core.env import ApigenEnv
 from apigen_gym.evaluation.runner import EpisodeResult, evaluate
+from apigen_gym.generation.blueprint import ProposalRecord
 from apigen_gym.generation.config import GenerationConfig
 from apigen_gym.generation.dialogue_facts import DialogueFacts
-from apigen_gym.generation.phase1 import ProposalItem, RecombinationItem
+from apigen_gym.generation.phase1 import ProposalItem, RecombinationItem, compute_stats
 from apigen_gym.generation.phase2 import Played, read_records
 from apigen_gym.generation.pipeline import generate
+from apigen_gym.generation.proposed import Proposed, RoundFacts
 from apigen_gym.generation.stats import Phase2Tally
-from apigen_gym.generation.store import RunPaths
+from apigen_gym.generation.store import RunPaths, read_models
 from apigen_gym.integrations import ray as ray_executor
+from apigen_gym.kit.sampling import signature
 from apigen_gym.players.oracle import OracleAgent
 
 
@@ -87,3 +91,36 @@ def test_a_phase2_episode_travels_as_its_line_and_facts_and_counts_the_same(tmp_
     assert remote.phase2(8) == local.phase2(8) and remote.shape() == local.shape()
     assert remote.language() == local.language() and remote.coverage() == local.coverage()
     assert local.language().user.bigrams > 0 and local.coverage().write_tools
+
+
+def test_a_phase1_row_travels_as_its_lines_signature_and_facts_and_counts_the_same(tmp_path: Path) -> None:
+    config = GenerationConfig(domain="retail", n=12, seed=3, recombine=0.5, phase="1")
+    generate(config, tmp_path)
+    paths = RunPaths(tmp_path)
+    rows = list(read_models(paths.proposals, ProposalRecord))
+    assert {row.kind for row in rows} == {"proposal", "recombination"}
+    assert any(row.task is not None for row in rows) and any(row.task is None for row in rows)
+    here = [Proposed(row) for row in rows]
+    sent = [pickle.dumps(proposed) for proposed in here]
+    there = [pickle.loads(blob) for blob in sent]
+    for row, proposed, blob in zip(rows, there, sent):
+        assert proposed.held is None  # the row itself is not sent: its line is, with its task's
+        task_line = row.task.model_dump_json() if row.task is not None else ""
+        signed = signature(row.task) if row.task is not None else ""
+        assert len(blob) < (len(row.model_dump_json()) + len(task_line) + len(signed)) * 1.1
+        assert (proposed.kind, proposed.index, proposed.outcome, proposed.final, proposed.accepts) == (
+            row.kind,
+            row.index,
+            row.outcome,
+            row.final,
+            row.outcome == "accepted" and row.task is not None,
+        )
+        assert proposed.parents == tuple(row.parents) and proposed.removal == row.removal
+        assert proposed.line == row.model_dump_json() and proposed.row == row
+        assert proposed.task == row.task and proposed.task_line == (task_line or None)
+        assert proposed.signature == (signed or None)
+        assert proposed.facts() == RoundFacts.of(row)
+    splits = {"test": 0}
+    counted = [compute_stats(config, paths, splits, [p.facts() for p in ps]) for ps in (here, there)]
+    assert counted[0] == counted[1] == compute_stats(config, paths, splits)  # the last read from the file
+    assert counted[0].recombinations_tried and counted[0].stages

@@ -63,10 +63,18 @@ class Deduplicator:
 
     def duplicate_of(self, task: Task) -> str | None:
         """The id of an accepted task equal to ``task``, if any."""
-        return self._seen.get(signature(task))
+        return self.same_as(signature(task))
+
+    def same_as(self, signed: str) -> str | None:
+        """The id of an accepted task whose signature is ``signed``, if any."""
+        return self._seen.get(signed)
 
     def add(self, task: Task) -> None:
-        self._seen.setdefault(signature(task), task.id)
+        self.remember(signature(task), task.id)
+
+    def remember(self, signed: str, task_id: str) -> None:
+        """Remember the task ``task_id``, whose signature is ``signed`` (already made)."""
+        self._seen.setdefault(signed, task_id)
 
 
 class Decontaminator:

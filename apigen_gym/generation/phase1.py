@@ -15,7 +15,7 @@ import math
 import random
 import time
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -39,6 +39,7 @@ from apigen_gym.generation.blueprint import (
 from apigen_gym.generation.config import GenerationConfig, bind_run
 from apigen_gym.generation.context import Context, ContextSampler
 from apigen_gym.generation.decontam import Decontaminator, Deduplicator
+from apigen_gym.generation.proposed import Proposed, RoundFacts
 from apigen_gym.generation.proposers import LLMProposer, Proposer, TemplateProposer
 from apigen_gym.generation.recombine import Recombiner, candidates
 from apigen_gym.generation.store import JsonlAppender, RunPaths, read_models
@@ -205,10 +206,8 @@ class RecombinationItem:
 Phase1Item = ProposalItem | RecombinationItem
 
 
-def _key(item: Phase1Item | ProposalRecord) -> tuple[str, int]:
-    """What a row or an item decides: (``proposal``, index) or (``recombination``, position)."""
-    if isinstance(item, ProposalRecord):
-        return item.kind, item.index
+def _key(item: Phase1Item) -> tuple[str, int]:
+    """What an item decides: (``proposal``, index) or (``recombination``, position), as its row's key."""
     if isinstance(item, ProposalItem):
         return "proposal", item.index
     return "recombination", item.position
@@ -295,13 +294,13 @@ class Phase1Worker:
 
     def run(
         self, shard: Sequence[Phase1Item], on_step: OnStep | None = None
-    ) -> AsyncIterator[list[ProposalRecord]]:
-        async def work(item: Phase1Item) -> AsyncIterator[ProposalRecord]:
+    ) -> AsyncIterator[list[Proposed]]:
+        async def work(item: Phase1Item) -> AsyncIterator[Proposed]:
             if isinstance(item, ProposalItem):
                 async for row in self.decide(item):
-                    yield row
+                    yield Proposed(row)
             else:
-                yield await self.recombine(item)
+                yield Proposed(await self.recombine(item))
 
         return stream(shard, work, self.gate, self.width)
 
@@ -456,6 +455,8 @@ def task_id(domain: str, seed: int, index: int, recombined: bool = False) -> str
 
 
 Files = tuple[JsonlAppender, JsonlAppender, JsonlAppender]
+RoundObserver = Callable[[RoundFacts], None]
+"""Told of every row of a run folder, as recorded (those already in the files first)."""
 
 
 class Phase1Run:
@@ -476,6 +477,7 @@ class Phase1Run:
         paths: RunPaths,
         proposer: Proposer | None = None,
         executor: Executor | None = None,
+        observe: RoundObserver | None = None,
     ):
         self.config = config
         self.paths = paths
@@ -495,13 +497,16 @@ class Phase1Run:
         """Accepted tasks wanted, by whether they are recombined."""
         self.recombinations: Counter[bool] = Counter()
         """Recombinations recorded, by whether they were accepted."""
+        self.rounds: list[RoundFacts] = []
+        """What the statistics count of every row of the folder, as recorded."""
+        self.observe = observe
         for task in read_models(paths.accepted, Task):
             self._keep(task)
         self.removed_ids = {r.task.id for r in read_models(paths.removed, RemovedRecord)}
         self.lost: list[ProposalRecord] = []
         """Rows of a killed run whose accepted or removed task it did not get to write."""
         for row in read_models(paths.proposals, ProposalRecord):  # not kept: the run's heap stays small
-            self._note(row)
+            self._note(Proposed(row))
             if row.kind == "proposal" and not row.final:
                 self.unfinished.setdefault(row.index, []).append(row)
             accepted = row.outcome == "accepted" and row.task is not None and row.task.id not in self.accepted
@@ -511,7 +516,7 @@ class Phase1Run:
         self.splits = {name: len(t) for name, t in evaluation_splits(self.domain, config).items()}
         self.waiting: deque[tuple[str, int]] = deque()
         """The items of the batch in flight, in order, until their deciding row is recorded."""
-        self.decided: dict[tuple[str, int], tuple[ProposalRecord, str | None]] = {}
+        self.decided: dict[tuple[str, int], Proposed] = {}
         """Deciding rows received, waiting for the items before them."""
         self.files: Files | None = None
 
@@ -531,54 +536,68 @@ class Phase1Run:
         self.accepted[task.id] = task
         self.kinds[task.meta.get("source") == "recombined"] += 1
 
-    def _note(self, row: ProposalRecord) -> None:
+    def _note(self, row: Proposed) -> None:
         if row.kind == "recombination":
-            self.recombined_parents.add(tuple(row.parents))
+            self.recombined_parents.add(row.parents)
             self.recombinations[row.outcome == "accepted"] += 1
         elif row.kind == "proposal" and row.final:
             self.decided_indices.add(row.index)
+        facts = row.facts()
+        self.rounds.append(facts)
+        if self.observe is not None:
+            self.observe(facts)
 
-    def _accept(self, task: Task, accepted: JsonlAppender) -> None:
-        accepted.write(task)
+    def _accept(
+        self, task: Task, accepted: JsonlAppender, line: str | None = None, signed: str | None = None
+    ) -> None:
+        """Keep ``task`` (``line``, ``signed``: its JSON and signature, when already made)."""
+        accepted.write(task, line)
         self._keep(task)
-        self.dedup.add(task)
+        if signed is None:
+            self.dedup.add(task)
+        else:
+            self.dedup.remember(signed, task.id)
 
-    def admit(self, row: ProposalRecord) -> ProposalRecord:
+    def admit(self, row: Proposed) -> Proposed:
         """A worker's accepted blueprint, unless it repeats a task accepted since that worker started."""
-        if row.outcome != "accepted" or row.task is None:
+        if not row.accepts:
             return row
-        same = self.dedup.duplicate_of(row.task)
+        same = self.dedup.same_as(row.signature or "")
         if same is None:
             return row
-        removal = duplicate(row.task, same)
-        return row.model_copy(update={"outcome": "duplicate", "task": None, "removal": removal})
+        whole = row.row
+        assert whole.task is not None
+        removal = duplicate(whole.task, same)
+        return Proposed(whole.model_copy(update={"outcome": "duplicate", "task": None, "removal": removal}))
 
-    def record(self, row: ProposalRecord, line: str | None = None) -> None:
+    def record(self, row: Proposed) -> None:
         """Write the row first, then the task it accepts or removes (so a kill can always be repaired)."""
         assert self.files is not None
         proposals, accepted, removed = self.files
-        proposals.write(row, line)
+        proposals.write(row.held, row.line)
         self._note(row)
-        if row.outcome == "accepted" and row.task is not None:
-            self._accept(row.task, accepted)
-        if row.removal is not None:
-            removed.write(row.removal)
-            self.removed_ids.add(row.removal.task.id)
+        if row.accepts:
+            task = row.task
+            assert task is not None
+            self._accept(task, accepted, row.task_line, row.signature)
+        removal = row.removal
+        if removal is not None:
+            removed.write(removal)
+            self.removed_ids.add(removal.task.id)
 
-    def take(self, row: ProposalRecord, line: str | None = None) -> None:
+    def take(self, row: Proposed, line: str | None = None) -> None:
         """A row from a worker: a round that goes on is written now, a deciding one in index order."""
         if row.kind == "proposal" and not row.final:
-            self.record(row, line)
-            self.unfinished.setdefault(row.index, []).append(row)
+            self.record(row)
+            self.unfinished.setdefault(row.index, []).append(row.row)
             return
-        self.decided[_key(row)] = (row, line)
+        self.decided[row.key] = row
         while self.waiting and self.waiting[0] in self.decided:
-            row, line = self.decided.pop(self.waiting.popleft())
+            row = self.decided.pop(self.waiting.popleft())
             recombined = row.kind == "recombination"
             if self._count(recombined) >= self.targets[recombined]:
                 continue  # tried ahead of need (offline): not recorded, as if never tried
-            admitted = self.admit(row)
-            self.record(admitted, line if admitted is row else None)
+            self.record(self.admit(row))
 
     def rebuild(self, item: Phase1Item) -> Phase1Item | None:
         """What is left of an item whose worker died: ``None`` once decided, else its next round."""
@@ -598,7 +617,7 @@ class Phase1Run:
 
     # --- the run --------------------------------------------------------------------------------
 
-    def job(self) -> Job[Phase1Item, ProposalRecord]:
+    def job(self) -> Job[Phase1Item, Proposed]:
         """The workers' recipe: the run's config, the tasks accepted so far (by signature), few-shot
         examples when the domain has none of its own."""
         shipped = example_split(self.domain, self.config) is not None
@@ -628,7 +647,7 @@ class Phase1Run:
         finally:
             for handle in files:
                 handle.close()
-        stats = compute_stats(self.config, self.paths, self.splits)
+        stats = compute_stats(self.config, self.paths, self.splits, self.rounds)
         stats.seconds = round(time.perf_counter() - started, 3)
         save_stats(self.paths, stats)
         return stats
@@ -669,40 +688,44 @@ class Phase1Run:
             await self._play(pool, batch)
 
 
-def compute_stats(config: GenerationConfig, paths: RunPaths, splits: dict[str, int]) -> Phase1Stats:
-    """The run's counts, read from its files."""
+def compute_stats(
+    config: GenerationConfig,
+    paths: RunPaths,
+    splits: dict[str, int],
+    rounds: Iterable[RoundFacts] | None = None,
+) -> Phase1Stats:
+    """The run's counts, from its files (``rounds``: its rows' facts, as recorded, else read)."""
     stats = Phase1Stats(
         domain=config.domain, seed=config.seed, target=config.n, decontaminated_against=splits
     )
-    stages = {stage: StageCount() for stage in STAGES}
+    stages: dict[str, StageCount] = {stage: StageCount() for stage in STAGES}
     rejections: dict[str, Counter[str]] = {stage: Counter() for stage in STAGES}
-    rounds: Counter[int] = Counter()
     recombination_rejections: Counter[str] = Counter()
     usage = Usage()
-    for row in read_models(paths.proposals, ProposalRecord):
+    if rounds is None:
+        rounds = (RoundFacts.of(row) for row in read_models(paths.proposals, ProposalRecord))
+    passed_in: Counter[int] = Counter()
+    for row in rounds:
         usage = usage + row.usage
         stats.cost += row.cost
-        stats.abstentions += sum(len(v.details.get("abstained", [])) for v in row.verdicts)
+        stats.abstentions += row.abstentions
         stats.duplicates_removed += row.outcome == "duplicate"
         stats.contaminated_removed += row.outcome == "contaminated"
-        failed = dict.fromkeys(
-            (v.stage, r.split(":")[0]) for v in row.verdicts if not v.passed for r in v.reasons
-        )
-        if row.kind == "recombination":
+        if row.recombination:
             stats.recombinations_tried += 1
             stats.recombinations_accepted += row.outcome == "accepted"
-            recombination_rejections.update(f"{stage}: {kind}" for stage, kind in failed)
+            recombination_rejections.update(f"{stage}: {kind}" for stage, kind in row.failed)
             continue
         stats.proposals += 1
         stats.blueprints += row.final
         stats.exhausted += row.outcome == "rejected"
-        for verdict in row.verdicts:
-            stages[verdict.stage].reached += 1
-            stages[verdict.stage].passed += verdict.passed
-        for stage, kind in failed:
+        for stage, ok in row.stages:
+            stages[stage].reached += 1
+            stages[stage].passed += ok
+        for stage, kind in row.failed:
             rejections[stage][kind] += 1
         if row.passed:
-            rounds[row.round] += 1
+            passed_in[row.round] += 1
     for task in read_models(paths.accepted, Task):
         if task.meta.get("source") == "recombined":
             stats.recombined += 1
@@ -712,7 +735,7 @@ def compute_stats(config: GenerationConfig, paths: RunPaths, splits: dict[str, i
     stats.stage_rates = {s: round(c.rate, 4) for s, c in stats.stages.items()}
     stats.rejections = {s: dict(c.most_common()) for s, c in rejections.items() if c}
     stats.recombination_rejections = dict(recombination_rejections.most_common())
-    stats.feedback_rounds = dict(sorted(rounds.items()))
+    stats.feedback_rounds = dict(sorted(passed_in.items()))
     stats.prompt_tokens, stats.completion_tokens = usage.prompt_tokens, usage.completion_tokens
     stats.cost = round(stats.cost, 6)
     return stats
@@ -736,9 +759,10 @@ async def run_phase1_async(
     *,
     proposer: Proposer | None = None,
     executor: Executor | None = None,
+    observe: RoundObserver | None = None,
 ) -> Phase1Stats:
     """:func:`run_phase1` for callers already inside an event loop."""
-    return await Phase1Run(config, paths, proposer, executor).run()
+    return await Phase1Run(config, paths, proposer, executor, observe).run()
 
 
 def run_phase1(
@@ -747,9 +771,11 @@ def run_phase1(
     *,
     proposer: Proposer | None = None,
     executor: Executor | None = None,
+    observe: RoundObserver | None = None,
 ) -> Phase1Stats:
     """Run (or resume) phase 1 into ``paths``: ``config.n`` accepted tasks, then recombinations.
 
     ``executor``: where blueprints are decided (default: this process); only this process writes.
+    ``observe``: told of every row of the folder, those recorded before included (for the stats).
     """
-    return asyncio.run(run_phase1_async(config, paths, proposer=proposer, executor=executor))
+    return asyncio.run(run_phase1_async(config, paths, proposer=proposer, executor=executor, observe=observe))

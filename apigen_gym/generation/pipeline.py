@@ -20,6 +20,7 @@ from apigen_gym.core.domain import load_domain
 from apigen_gym.generation.config import GenerationConfig, bind_run
 from apigen_gym.generation.export import FORMATS, Format, export
 from apigen_gym.generation.phase2 import run_phase2
+from apigen_gym.generation.proposed import RoundFacts
 from apigen_gym.generation.stats import (
     GenerationStats,
     Phase2Tally,
@@ -95,10 +96,12 @@ def _generate(
 ) -> GenerationStats:
     seconds: dict[str, float] = {}
     tally: Phase2Tally | None = None
+    rounds: list[RoundFacts] | None = None
     if config.phase in ("1", "all"):
         run_phase1 = _phase1()
         started = time.perf_counter()
-        run_phase1(config, paths, executor=executor)
+        rounds = []  # the stats, as the rows are recorded
+        run_phase1(config, paths, executor=executor, observe=rounds.append)
         seconds["phase 1"] = time.perf_counter() - started
     if config.phase in ("2", "all"):
         if not paths.accepted.is_file():
@@ -109,7 +112,7 @@ def _generate(
             config, paths, max_steps=max_steps, progress=progress, executor=executor, observe=tally.add
         )
         seconds["phase 2"] = time.perf_counter() - started
-    stats = compute_stats(config.domain, paths.root, seconds, tally)
+    stats = compute_stats(config.domain, paths.root, seconds, tally, rounds)
     write_stats(stats, paths.root)
     return stats
 

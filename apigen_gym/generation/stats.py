@@ -12,7 +12,6 @@ import math
 import statistics
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from apigen_gym.core.tools import ToolKind
 from apigen_gym.generation.blueprint import ProposalRecord
 from apigen_gym.generation.dialogue_facts import words
 from apigen_gym.generation.phase2 import VERIFIED, DialogueRecord, Played, accepted_tasks, json_rows
+from apigen_gym.generation.proposed import RoundFacts
 from apigen_gym.generation.store import RunPaths, read_models
 from apigen_gym.llm.types import Usage
 from apigen_gym.util.jsonio import held_rows, read_json, write_json
@@ -182,37 +182,17 @@ def _usage(raw: Any) -> Usage:
     return Usage()
 
 
-@dataclass(frozen=True)
-class _Round:
-    """What the stats read of a ``proposals.jsonl`` row."""
-
-    recombination: bool
-    outcome: str | None
-    stages: Sequence[tuple[str, bool]]
-    usage: Usage
-    cost: float
-    accepted: bool
-
-
-def _rounds(paths: RunPaths) -> Iterator[_Round]:
+def _rounds(paths: RunPaths) -> Iterator[RoundFacts]:
     """The rows of ``proposals.jsonl``: the records themselves when this process wrote them (no reading
     again), else as JSON objects, whatever their layout of verdicts."""
     held = held_rows(paths.proposals, ProposalRecord)
     if held is not None:
-        for record in held:
-            yield _Round(
-                record.kind == "recombination",
-                record.outcome,
-                [(v.stage, v.passed) for v in record.verdicts],
-                record.usage,
-                record.cost,
-                record.outcome == "accepted",
-            )
+        yield from map(RoundFacts.of, held)
         return
     for row in json_rows(paths.proposals):
-        stages = verdicts(row)
+        stages = tuple(verdicts(row))
         outcome = row.get("outcome")
-        yield _Round(
+        yield RoundFacts(
             row.get("kind") == "recombination",
             outcome if isinstance(outcome, str) else None,
             stages,
@@ -222,13 +202,14 @@ def _rounds(paths: RunPaths) -> Iterator[_Round]:
         )
 
 
-def phase1_summary(paths: RunPaths) -> Phase1Summary:
-    """Phase 1's numbers: from ``proposals.jsonl`` (when present) and the accepted tasks' provenance."""
+def phase1_summary(paths: RunPaths, rounds: Iterable[RoundFacts] | None = None) -> Phase1Summary:
+    """Phase 1's numbers: from ``proposals.jsonl`` (when present; ``rounds``: its rows' facts, as the
+    run recorded them) and the accepted tasks' provenance."""
     summary = Phase1Summary()
     checked: Counter[str] = Counter()
     passed: Counter[str] = Counter()
     accepted = decided = 0
-    for round_ in _rounds(paths):
+    for round_ in _rounds(paths) if rounds is None else rounds:
         summary.usage = summary.usage + round_.usage
         summary.cost += round_.cost
         if round_.recombination:
@@ -258,7 +239,7 @@ def phase1_summary(paths: RunPaths) -> Phase1Summary:
     kinds = Counter(r.twist.kind for t in tasks for r in t.effective_goal().requests if r.twist is not None)
     summary.evolving = dict(sorted(kinds.items()))
     summary.removed = sum(1 for _ in json_rows(paths.removed))
-    rounds: list[int] = []
+    used: list[int] = []
     for task in tasks:
         prov = task.meta.get("provenance") or {}
         source = str(prov.get("source") or task.meta.get("source") or "")
@@ -267,9 +248,9 @@ def phase1_summary(paths: RunPaths) -> Phase1Summary:
             continue
         value = prov.get("rounds")
         if isinstance(value, int) and not isinstance(value, bool):
-            rounds.append(value)
-    summary.feedback_rounds = {str(k): v for k, v in sorted(Counter(rounds).items())}
-    summary.mean_rounds = round(statistics.fmean(rounds), 3) if rounds else 0.0
+            used.append(value)
+    summary.feedback_rounds = {str(k): v for k, v in sorted(Counter(used).items())}
+    summary.mean_rounds = round(statistics.fmean(used), 3) if used else 0.0
     summary.cost = round(summary.cost, 8)
     return summary
 
@@ -474,11 +455,13 @@ def compute_stats(
     run_dir: str | Path,
     seconds: Mapping[str, float] | None = None,
     tally: Phase2Tally | None = None,
+    rounds: Sequence[RoundFacts] | None = None,
 ) -> GenerationStats:
     """The stats of the run in ``run_dir`` (any phase may be missing); ``tally``: its episodes, as
-    Phase 2 recorded them (read from the files when not given)."""
+    Phase 2 recorded them, and ``rounds``: its Phase 1 rows' facts, as Phase 1 recorded them (each read
+    from the files when not given)."""
     paths = RunPaths(run_dir)
-    phase1 = phase1_summary(paths)
+    phase1 = phase1_summary(paths, rounds)
     reported = reported_phase1(paths)
     episodes = tally if tally is not None else Phase2Tally.of(load_domain(domain), paths)
     phase2 = episodes.phase2(phase1.accepted)
