@@ -233,8 +233,8 @@ def duplicate(task: Task, same: str) -> RemovedRecord:
 
 class Phase1Worker:
     """The per-shard code of Phase 1: proposes and validates blueprints (feedback rounds included) and
-    tries recombinations, yielding one row per round. The same in the driver's process and in a Ray
-    worker.
+    tries recombinations, yielding one row per round (as the driver takes it: a :class:`Proposed`).
+    The same in the driver's process and in a Ray worker.
 
     Duplicates are checked against the tasks accepted when the run started (``seen``: signature → id);
     a blueprint that passes is accepted provisionally, and the driver, which knows what was accepted
