@@ -116,7 +116,7 @@ def test_a_phase1_row_travels_as_its_lines_signature_and_facts_and_counts_the_sa
             row.outcome == "accepted" and row.task is not None,
         )
         assert proposed.parents == tuple(row.parents) and proposed.removal == row.removal
-        assert proposed.line == row.model_dump_json() and proposed.row == row
+        assert proposed.line == row.model_dump_json() and proposed.record == row
         assert proposed.task == row.task and proposed.task_line == (task_line or None)
         assert proposed.signature == (signed or None)
         assert proposed.facts() == RoundFacts.of(row)

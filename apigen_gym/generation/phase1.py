@@ -565,7 +565,7 @@ class Phase1Run:
         same = self.dedup.same_as(row.signature or "")
         if same is None:
             return row
-        whole = row.row
+        whole = row.record
         assert whole.task is not None
         removal = duplicate(whole.task, same)
         return Proposed(whole.model_copy(update={"outcome": "duplicate", "task": None, "removal": removal}))
@@ -589,7 +589,7 @@ class Phase1Run:
         """A row from a worker: a round that goes on is written now, a deciding one in index order."""
         if row.kind == "proposal" and not row.final:
             self.record(row)
-            self.unfinished.setdefault(row.index, []).append(row.row)
+            self.unfinished.setdefault(row.index, []).append(row.record)
             return
         self.decided[row.key] = row
         while self.waiting and self.waiting[0] in self.decided:

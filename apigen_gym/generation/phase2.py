@@ -37,7 +37,7 @@ from apigen_gym.players.model_agents import ToolCallingAgent
 from apigen_gym.players.oracle import OracleAgent
 from apigen_gym.players.scripted_user import ScriptedUser
 from apigen_gym.util.executors import Executor, Job, LocalExecutor, OnStep, stream
-from apigen_gym.util.jsonio import digest, model_from_json, read_jsonl, write_jsonl
+from apigen_gym.util.jsonio import RecordLine, digest, read_jsonl, write_jsonl
 from apigen_gym.util.progress import LiveBar
 from apigen_gym.util.version import VERSION
 
@@ -126,7 +126,7 @@ class DialogueRecord(BaseModel):
         return attempt_ref(self.task_id, self.attempt)
 
 
-class Played:
+class Played(RecordLine[DialogueRecord]):
     """One episode as the driver takes it: the few fields it decides on (attempts left, kept or a
     duplicate) and counts, the record's JSON line, written as is, and the facts the stats add up.
 
@@ -136,37 +136,18 @@ class Played:
     JSON and its words is what the driver would otherwise do for every episode of the run.
     """
 
-    __slots__ = ("task_id", "attempt", "label", "digest", "usage", "cost", "_record", "_line", "_facts")
+    __slots__ = ("task_id", "attempt", "label", "digest", "usage", "cost", "_facts")
+    model = DialogueRecord
 
     def __init__(self, record: DialogueRecord):
+        super().__init__(record)
         self.task_id, self.attempt, self.label = record.task_id, record.attempt, record.label
         self.digest, self.usage, self.cost = record.digest, record.usage, record.cost
-        self._record: DialogueRecord | None = record
-        self._line: str | None = None
         self._facts: DialogueFacts | None = None
 
     @property
     def ref(self) -> str:
         return attempt_ref(self.task_id, self.attempt)
-
-    @property
-    def line(self) -> str:
-        """The record's JSON, as written to the files."""
-        if self._line is None:
-            self._line = self.record.model_dump_json()
-        return self._line
-
-    @property
-    def record(self) -> DialogueRecord:
-        """The whole record (read from the line in a process it was sent to)."""
-        if self._record is None:
-            self._record = model_from_json(DialogueRecord, self._line or "")
-        return self._record
-
-    @property
-    def held(self) -> DialogueRecord | None:
-        """The whole record when this process has it without reading it."""
-        return self._record
 
     def facts(self) -> DialogueFacts:
         """The conversation as the statistics count it."""

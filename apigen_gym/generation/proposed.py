@@ -16,7 +16,7 @@ from apigen_gym.core.task import Task
 from apigen_gym.generation.blueprint import ProposalRecord, RemovedRecord
 from apigen_gym.kit.sampling import signature
 from apigen_gym.llm.types import Usage
-from apigen_gym.util.jsonio import model_from_json
+from apigen_gym.util.jsonio import RecordLine, model_from_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +65,7 @@ class RoundFacts:
         return bool(self.stages) and all(ok for _, ok in self.stages)
 
 
-class Proposed:
+class Proposed(RecordLine[ProposalRecord]):
     """One Phase 1 row as the driver takes it: the fields it decides on (which item, what outcome, the
     recombination's parents), the row's JSON line, written as is, the accepted task's line and
     signature (its identity for deduplication), and the facts the statistics count.
@@ -82,20 +82,18 @@ class Proposed:
         "outcome",
         "parents",
         "removes",
-        "_row",
-        "_line",
         "_task",
         "_task_line",
         "_signature",
         "_facts",
     )
+    model = ProposalRecord
 
     def __init__(self, row: ProposalRecord):
+        super().__init__(row)
         self.kind, self.index, self.outcome = row.kind, row.index, row.outcome
         self.parents = tuple(row.parents)
         self.removes = row.removal is not None
-        self._row: ProposalRecord | None = row
-        self._line: str | None = None
         self._task: Task | None = row.task
         self._task_line: str | None = None
         self._signature: str | None = None
@@ -115,25 +113,6 @@ class Proposed:
     def accepts(self) -> bool:
         """Whether the row accepts a task."""
         return self.outcome == "accepted" and (self._task is not None or self._task_line is not None)
-
-    @property
-    def line(self) -> str:
-        """The row's JSON, as written to the files."""
-        if self._line is None:
-            self._line = self.row.model_dump_json()
-        return self._line
-
-    @property
-    def row(self) -> ProposalRecord:
-        """The whole row (read from the line in a process it was sent to)."""
-        if self._row is None:
-            self._row = model_from_json(ProposalRecord, self._line or "")
-        return self._row
-
-    @property
-    def held(self) -> ProposalRecord | None:
-        """The whole row when this process has it without reading it."""
-        return self._row
 
     @property
     def task(self) -> Task | None:
@@ -160,11 +139,11 @@ class Proposed:
     @property
     def removal(self) -> RemovedRecord | None:
         """The task the row removes, and why."""
-        return self.row.removal if self.removes else None
+        return self.record.removal if self.removes else None
 
     def facts(self) -> RoundFacts:
         if self._facts is None:
-            self._facts = RoundFacts.of(self.row)
+            self._facts = RoundFacts.of(self.record)
         return self._facts
 
     def __getstate__(self) -> tuple[Any, ...]:
@@ -192,4 +171,4 @@ class Proposed:
             self._signature,
             self._facts,
         ) = state
-        self._row = self._task = None
+        self._record = self._task = None

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import Any, ClassVar, Generic, TextIO, TypeVar, cast
 
 import orjson
 from pydantic import BaseModel
@@ -231,6 +231,39 @@ def model_from_json(model: type[M], data: str | bytes) -> M:
     """``model.model_validate_json(data)``, a third quicker for large records: the JSON is read first
     (by pydantic's own reader), then its values are validated. ``ValueError`` if it is not a record."""
     return model.model_validate(from_json(data))
+
+
+class RecordLine(Generic[M]):
+    """A record and its JSON line, each made from the other when first asked for. Where the record
+    was made, it is held and its line made once; in a process that was sent the line alone (a worker's
+    record, on its way to the driver), the record is read from the line only if it is needed."""
+
+    __slots__ = ("_record", "_line")
+    model: ClassVar[type[BaseModel]]
+    """The record's model, which reads the line."""
+
+    def __init__(self, record: M | None = None, line: str | None = None):
+        self._record = record
+        self._line = line
+
+    @property
+    def line(self) -> str:
+        """The record's JSON, as written to the files."""
+        if self._line is None:
+            self._line = self.record.model_dump_json()
+        return self._line
+
+    @property
+    def record(self) -> M:
+        """The whole record (read from the line in a process it was sent to)."""
+        if self._record is None:
+            self._record = cast(M, model_from_json(self.model, self._line or ""))
+        return self._record
+
+    @property
+    def held(self) -> M | None:
+        """The whole record when this process has it without reading it."""
+        return self._record
 
 
 def held_rows(path: str | os.PathLike[str], model: type[M]) -> list[M] | None:
