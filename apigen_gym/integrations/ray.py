@@ -200,7 +200,14 @@ class ShardActor:
         self.workers[job] = (await recipe[0])()
 
     async def run(self, job: int, shard: bytes | Sequence[Any]) -> AsyncIterator[Batch]:
-        """The shard's records, in batches of those finished within :data:`BATCH_SECONDS`."""
+        """The shard's records, in batches of those finished within :data:`BATCH_SECONDS`; full
+        collections on the budget of a local run (:mod:`~apigen_gym.util.gcbudget`), between batches."""
+        with gcbudget.gc_budget():
+            async for batch in self._batches(job, shard):
+                yield batch
+                gcbudget.tick()
+
+    async def _batches(self, job: int, shard: bytes | Sequence[Any]) -> AsyncIterator[Batch]:
         source = aiter(self.workers[job].run(unpack_shard(shard)))
         batch: list[Any] = []
         started = 0.0
