@@ -107,6 +107,11 @@ Outcome = Literal["accepted", "retry", "rejected", "duplicate", "contaminated"]
 """``retry``: rejected with another round to come; ``rejected``: no round left."""
 
 
+def decides(outcome: str | None) -> bool:
+    """Whether a row with ``outcome`` decides its blueprint (no further round follows)."""
+    return outcome != "retry"
+
+
 class ProposalRecord(BaseModel):
     """One row of ``proposals.jsonl``: a proposal round (or a recombination) with every verdict."""
 
@@ -135,7 +140,7 @@ class ProposalRecord(BaseModel):
     @property
     def final(self) -> bool:
         """Whether this row decides its blueprint (no further round follows)."""
-        return self.outcome != "retry"
+        return decides(self.outcome)
 
     @property
     def passed(self) -> bool:

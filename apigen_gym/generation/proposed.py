@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from apigen_gym.core.task import Task
-from apigen_gym.generation.blueprint import ProposalRecord, RemovedRecord
+from apigen_gym.generation.blueprint import ProposalRecord, RemovedRecord, decides
 from apigen_gym.kit.sampling import signature
 from apigen_gym.llm.types import Usage
 from apigen_gym.util.jsonio import RecordLine, model_from_json
@@ -58,7 +58,7 @@ class RoundFacts:
     @property
     def final(self) -> bool:
         """Whether the row decides its blueprint."""
-        return self.outcome != "retry"
+        return decides(self.outcome)
 
     @property
     def passed(self) -> bool:
@@ -107,7 +107,7 @@ class Proposed(RecordLine[ProposalRecord]):
     @property
     def final(self) -> bool:
         """Whether the row decides its item (no further round follows)."""
-        return self.outcome != "retry"
+        return decides(self.outcome)
 
     @property
     def accepts(self) -> bool:

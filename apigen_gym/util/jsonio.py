@@ -242,9 +242,9 @@ class RecordLine(Generic[M]):
     model: ClassVar[type[BaseModel]]
     """The record's model, which reads the line."""
 
-    def __init__(self, record: M | None = None, line: str | None = None):
-        self._record = record
-        self._line = line
+    def __init__(self, record: M):
+        self._record: M | None = record
+        self._line: str | None = None
 
     @property
     def line(self) -> str:
