@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from apigen_gym.core.env import ApigenEnv
     from apigen_gym.core.task import Task
     from apigen_gym.core.user import UserSimulator
-    from apigen_gym.evaluation.runner import EpisodeResult, evaluate
+    from apigen_gym.evaluation.records import EpisodeResult, EvalResults
+    from apigen_gym.evaluation.runner import evaluate
     from apigen_gym.players.agent import Agent
     from apigen_gym.players.oracle import OracleAgent
     from apigen_gym.players.scripted_user import ScriptedUser
@@ -36,7 +37,8 @@ _LAZY = {
     "OracleAgent": "apigen_gym.players.oracle",
     "ScriptedUser": "apigen_gym.players.scripted_user",
     "evaluate": "apigen_gym.evaluation.runner",
-    "EpisodeResult": "apigen_gym.evaluation.runner",
+    "EpisodeResult": "apigen_gym.evaluation.records",
+    "EvalResults": "apigen_gym.evaluation.records",
 }
 
 __all__ = [
@@ -46,6 +48,7 @@ __all__ = [
     "Database",
     "Domain",
     "EpisodeResult",
+    "EvalResults",
     "OracleAgent",
     "ScriptedUser",
     "Task",

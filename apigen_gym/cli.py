@@ -339,12 +339,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise RunFailed(str(exc)) from None
     finally:
         _close(executor)
-    print(format_summary(results))
-    failures = failure_rows(results)
+    summaries = results.summaries  # the messages are not needed: after a Ray run they are not read
+    print(format_summary(summaries))
+    failures = failure_rows(summaries)
     if failures:
         print()
         print(tabulate(failures, headers=["failed task", "trial", "why"]))
-    errors = Counter(r.error for r in results if r.error)
+    errors = Counter(r.error for r in summaries if r.error)
     if results and errors.total() == len(results):
         label, count = errors.most_common(1)[0]
         kinds = sorted({error.split(":", 1)[0] for error in errors})

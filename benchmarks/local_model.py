@@ -39,7 +39,7 @@ from typing import Any
 from tabulate import tabulate
 
 from apigen_gym.core.env import ApigenEnv
-from apigen_gym.evaluation.runner import EpisodeResult, evaluate
+from apigen_gym.evaluation.runner import evaluate
 from apigen_gym.generation import phase1
 from apigen_gym.generation.blueprint import ProposalError
 from apigen_gym.generation.budget import DEFAULT_PROMPT_BUDGET, messages_tokens
@@ -133,7 +133,7 @@ def episodes(server: LlamaCppServer, tasks: int, max_steps: int, folder: Path) -
         env = ApigenEnv(domain)
         task_ids = [t.id for t in env.tasks[:tasks]]
         client = LLMClient(settings_of(server))
-        results: list[EpisodeResult] = evaluate(
+        results = evaluate(
             lambda: ApigenEnv(domain, max_steps=max_steps),  # noqa: B023 (used at once)
             lambda: ToolCallingAgent(client, caps.agent),  # noqa: B023
             folder / domain,

@@ -22,12 +22,12 @@ reference; rounds take turns, and each figure is the median of the rounds.
    the ideal W × C / L;
 4. the driver's append ceiling: two workers hand back records (an oracle episode's eval record, a
    Phase 1 row accepting a task, a verified Phase 2 dialogue; each parsed anew in the worker) as fast
-   as they can, as the commands' workers do (an eval record as its JSON line, which the driver reads;
-   a Phase 1 row as its line, its task's line and signature, and the facts the stats count: the
-   driver reads the task, which it keeps, not the row; a dialogue as its line and its facts, which
-   the driver does not read); records per second the driver takes in and appends, and its CPU per
-   record (all its threads), whence the records per second one core of driver can append; beside
-   the same appends without Ray.
+   as they can, as the commands' workers do (an eval record as its line and its summary, all but
+   its messages, which is all the driver reads; a Phase 1 row as its line, its task's line and
+   signature, and the facts the stats count: the driver reads the task, which it keeps, not the
+   row; a dialogue as its line and its facts, which the driver does not read); records per second
+   the driver takes in and appends, and its CPU per record (all its threads), whence the records per
+   second one core of driver can append; beside the same appends without Ray.
 
     python benchmarks/scale.py              # n = 2000, 48 trials, L = 1 s with C = 32 (about 10 minutes)
     python benchmarks/scale.py --quick      # n = 300, 2 trials, L = 0.2 s with C = 16
@@ -58,6 +58,7 @@ from tabulate import tabulate
 
 from apigen_gym.core.domain import load_domain
 from apigen_gym.core.env import ApigenEnv
+from apigen_gym.evaluation.records import Episode, EpisodeResult
 from apigen_gym.evaluation.runner import RESULTS_FILE, evaluate
 from apigen_gym.generation.blueprint import ProposalRecord
 from apigen_gym.generation.config import GenerationConfig
@@ -106,7 +107,7 @@ def evaluation_rate(trials: int, root: Path, executor: Executor | None) -> float
     """Oracle episodes per second."""
     started = time.perf_counter()
     results = evaluate(make_env, oracle, fresh(root, "eval"), trials=trials, concurrency=8, executor=executor)
-    assert all(r.reward == 1.0 for r in results)
+    assert all(r.reward == 1.0 for r in results.summaries)  # as the command reads them: no messages
     return len(results) / (time.perf_counter() - started)
 
 
@@ -234,7 +235,8 @@ def latency_row(
     finally:
         done.set()
         sampler.join()
-    assert len(results) == total and all(r.reward == 1.0 for r in results), "every oracle episode passes"
+    passed = all(r.reward == 1.0 for r in results.summaries)
+    assert len(results) == total and passed, "every oracle episode passes"
     steady = [s for s in samples if s[0] >= started + WARMUP_PERIODS * latency and s[2] <= total - slots]
     if len(steady) < 2:
         raise SystemExit("no steady window: give more episodes per slot (--per-slot)")
@@ -270,6 +272,8 @@ class Replay:
             record = self.model.model_validate_json(self.text)
             if isinstance(record, DialogueRecord):
                 yield [Played(record)]
+            elif isinstance(record, EpisodeResult):
+                yield [Episode(record)]
             else:
                 yield [Proposed(record) if isinstance(record, ProposalRecord) else record]
 
@@ -291,7 +295,7 @@ def sample_records(root: Path) -> dict[str, BaseModel]:
 def append(appender: JsonlAppender, record: Any, line: str | None = None) -> None:
     """What the driver does with a record it receives: appends its line (a Phase 1 row's and a Phase 2
     dialogue's are in it; a Phase 1 row's accepted task is read, to be kept, and appended too)."""
-    if isinstance(record, Played):
+    if isinstance(record, (Played, Episode)):
         appender.write(record.held, record.line)
     elif isinstance(record, Proposed):
         appender.write(record.held, record.line)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from apigen_gym.core.domain import load_domain
 from apigen_gym.core.env import ApigenEnv
-from apigen_gym.evaluation.runner import EpisodeResult, evaluate
+from apigen_gym.evaluation.records import Episode, EpisodeSummary, EvalResults
+from apigen_gym.evaluation.runner import EpisodeResult, evaluate, format_summary
 from apigen_gym.generation.blueprint import ProposalRecord
 from apigen_gym.generation.config import GenerationConfig
 from apigen_gym.generation.dialogue_facts import DialogueFacts
@@ -57,6 +58,31 @@ def test_records_come_back_with_the_json_lines_their_worker_made(tmp_path: Path)
     assert all(type(record) is EpisodeResult for record, _ in received)
     plain = ray_executor._decode(ray_executor._encode([1, "two"]))  # not models: as they are, no line
     assert plain == [(1, None), ("two", None)]
+
+
+def test_an_eval_episode_travels_as_its_line_and_summary_and_is_read_only_when_asked(tmp_path: Path) -> None:
+    domain = load_domain("retail")
+    ids = [task.id for task in domain.tasks("test")[:4]]
+    results = evaluate(lambda: ApigenEnv(domain), lambda: OracleAgent(domain.tools), tmp_path, ids, trials=2)
+    records = list(results)
+    sent = [pickle.dumps(Episode(record)) for record in records]
+    there = [pickle.loads(blob) for blob in sent]
+    for record, episode, blob in zip(records, there, sent):
+        summary = record.model_dump_json(exclude={"messages"})
+        assert episode.held is None  # the record itself is not sent: its line is, with its summary
+        assert len(blob) < (len(record.model_dump_json()) + len(summary)) * 1.05
+        assert type(episode.summary) is EpisodeSummary and episode.summary.model_dump_json() == summary
+        assert episode.key == (record.task_id, record.trial)
+        assert episode.held is None  # the summary did not need the record
+        assert episode.line == record.model_dump_json() and episode.record == record
+        assert pickle.loads(pickle.dumps(episode)).record == record  # sent on again: the same
+    arrived = [pickle.loads(blob) for blob in sent]
+    received = EvalResults(arrived)
+    assert received.summaries == [e.summary for e in there] and all(e.held is None for e in arrived)
+    assert format_summary(received.summaries) == format_summary(records)
+    assert received[1] == records[1] and arrived[1].held is not None and arrived[2].held is None
+    assert received == records and received[1:3] == records[1:3] and len(received) == 8
+    assert [r.model_dump_json() for r in received] == [r.model_dump_json() for r in records]
 
 
 def test_a_phase2_episode_travels_as_its_line_and_facts_and_counts_the_same(tmp_path: Path) -> None:

@@ -17,10 +17,10 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
 from tabulate import tabulate
 
 from apigen_gym.core.env import ApigenEnv
+from apigen_gym.evaluation.records import Episode, EpisodeResult, EpisodeSummary, EvalResults
 from apigen_gym.llm.types import LLMError, Usage
 from apigen_gym.players.agent import Agent
 from apigen_gym.util import jsonio, runconfig
@@ -32,27 +32,6 @@ if TYPE_CHECKING:
     from apigen_gym.llm.client import LLMClient
 
 RESULTS_FILE = "results.jsonl"
-
-
-class EpisodeResult(BaseModel):
-    """One finished episode, as written to ``results.jsonl``."""
-
-    task_id: str
-    trial: int
-    reward: float
-    reward_info: dict[str, Any]
-    messages: list[dict[str, Any]]
-    termination: str | None
-    steps: int
-    env_id: str
-    agent: str
-    user: str
-    seconds: float
-    error: str | None = None
-    """``None``, or the labelled infrastructure error that stopped the episode (then reward is 0)."""
-    usage: Usage = Field(default_factory=Usage)
-    cost: float = 0.0
-    meta: dict[str, Any] = Field(default_factory=dict)
 
 
 def _llm_meta(agent: object, user: object) -> dict[str, Any]:
@@ -187,11 +166,11 @@ class EpisodeWorker:
 
     def run(
         self, shard: Sequence[tuple[str, int]], on_step: OnStep | None = None
-    ) -> AsyncIterator[list[EpisodeResult]]:
-        async def play(item: tuple[str, int]) -> AsyncIterator[EpisodeResult]:
+    ) -> AsyncIterator[list[Episode]]:
+        async def play(item: tuple[str, int]) -> AsyncIterator[Episode]:
             task_id, trial = item
             env, agent = self.make_env(), self.make_agent()
-            yield await run_episode_async(env, agent, task_id, trial, seed=trial, on_step=on_step)
+            yield Episode(await run_episode_async(env, agent, task_id, trial, seed=trial, on_step=on_step))
 
         return stream(shard, play, self.gate, self.concurrency)
 
@@ -218,8 +197,9 @@ def evaluate(
     retry_errors: bool = False,
     settings: Mapping[str, Any] | None = None,
     executor: Executor | None = None,
-) -> list[EpisodeResult]:
-    """Run every (task, trial) not already in ``out_dir``; return all results, old and new.
+) -> EvalResults:
+    """Run every (task, trial) not already in ``out_dir``; return all results, old and new (each
+    record read from its line when first asked for, after a Ray run; ``.summaries`` reads none).
 
     ``make_env`` and ``make_agent`` are called once per episode, so episodes in flight share nothing.
     The LLM ``clients`` they use are closed at the end. ``settings`` adds to what binds the folder
@@ -229,7 +209,7 @@ def evaluate(
     cluster, ``concurrency`` per worker); the results are the same either way.
     """
 
-    async def run_and_close() -> list[EpisodeResult]:
+    async def run_and_close() -> EvalResults:
         try:
             return await run_async(
                 make_env,
@@ -264,7 +244,7 @@ async def run_async(
     *,
     executor: Executor | None = None,
     clients: Sequence[LLMClient] = (),
-) -> list[EpisodeResult]:
+) -> EvalResults:
     """:func:`evaluate` inside a running event loop: ``concurrency`` episodes in flight (per worker).
 
     Episodes that ended in an infrastructure error count as finished (a failure) unless
@@ -274,20 +254,20 @@ async def run_async(
     """
     probe = make_env()
     runconfig.bind(out_dir, run_settings(probe, make_agent(), settings))
-    done = {(r.task_id, r.trial): r for r in read_results(out_dir)}
-    if retry_errors and any(r.error for r in done.values()):
-        done = {key: r for key, r in done.items() if not r.error}
+    done = {(r.task_id, r.trial): Episode(r) for r in read_results(out_dir)}
+    if retry_errors and any(e.summary.error for e in done.values()):
+        done = {key: e for key, e in done.items() if not e.summary.error}
         _drop_error_rows(Path(out_dir) / RESULTS_FILE)
     ids = list(task_ids) if task_ids is not None else [t.id for t in probe.tasks]
     todo = [(t, k) for k in range(trials) for t in ids if (t, k) not in done]
     with ResultsWriter(out_dir) as writer, _Progress(len(todo), progress) as bar:
 
-        def record(result: EpisodeResult, line: str | None = None) -> None:
-            writer.write(result, line)
-            done[(result.task_id, result.trial)] = result
-            bar.update(result)
+        def record(episode: Episode, line: str | None = None) -> None:
+            writer.write(episode.held, episode.line)
+            done[episode.key] = episode
+            bar.update(episode.summary)
 
-        job: Job[tuple[str, int], EpisodeResult] = Job(
+        job: Job[tuple[str, int], Episode] = Job(
             partial(EpisodeWorker, make_env, make_agent, concurrency, clients),
             record,
             rebuild=lambda item: None if item in done else item,
@@ -298,7 +278,7 @@ async def run_async(
         )
         async with (executor or LocalExecutor()).pool(job) as pool:
             await pool.run(todo)
-    return [done[(t, k)] for k in range(trials) for t in ids if (t, k) in done]
+    return EvalResults([done[(t, k)] for k in range(trials) for t in ids if (t, k) in done])
 
 
 def _drop_error_rows(path: Path) -> None:
@@ -345,7 +325,7 @@ class _Progress(LiveBar):
             "errors": self.errors,
         }
 
-    def update(self, result: EpisodeResult) -> None:
+    def update(self, result: EpisodeSummary) -> None:
         self.count += 1
         self.rewards += result.reward
         self.tokens += result.usage.total_tokens
@@ -359,13 +339,13 @@ def _rate(values: Iterable[bool]) -> float:
     return sum(flags) / len(flags) if flags else 0.0
 
 
-def _outputs_found(result: EpisodeResult) -> bool:
+def _outputs_found(result: EpisodeSummary) -> bool:
     """Every required output was said (an episode stopped by an error said nothing that counts)."""
     outputs = result.reward_info.get("outputs", [])
     return result.error is None and all(o["found"] for o in outputs)
 
 
-def needs_action(result: EpisodeResult) -> bool | None:
+def needs_action(result: EpisodeSummary) -> bool | None:
     """Whether the episode's task needs a change or an output (None for records that do not say)."""
     changes = result.reward_info.get("gold_changes")
     if changes is None:
@@ -373,7 +353,7 @@ def needs_action(result: EpisodeResult) -> bool | None:
     return bool(changes or result.reward_info.get("outputs"))
 
 
-def summary_rows(results: list[EpisodeResult]) -> list[tuple[str, Any]]:
+def summary_rows(results: Sequence[EpisodeSummary]) -> list[tuple[str, Any]]:
     """The headline numbers of a run, as (name, value) rows."""
     n = len(results)
     terminations = Counter(r.termination or "none" for r in results)
@@ -394,11 +374,11 @@ def summary_rows(results: list[EpisodeResult]) -> list[tuple[str, Any]]:
     ]
 
 
-def format_summary(results: list[EpisodeResult], fmt: str = "simple") -> str:
+def format_summary(results: Sequence[EpisodeSummary], fmt: str = "simple") -> str:
     return tabulate(summary_rows(results), headers=["metric", "value"], tablefmt=fmt)
 
 
-def failure_rows(results: list[EpisodeResult], limit: int = 10) -> list[tuple[str, int, str]]:
+def failure_rows(results: Sequence[EpisodeSummary], limit: int = 10) -> list[tuple[str, int, str]]:
     """Why the first ``limit`` failed episodes failed: differing records and missing outputs."""
     rows = []
     for r in results:
