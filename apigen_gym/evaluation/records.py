@@ -3,7 +3,7 @@ messages), and how a finished episode travels to the process that writes it.
 
 A driver of a Ray run takes in every episode of the run. It writes each one's line as its worker
 made it and keeps the summary, which is what the run's tables, progress and metrics read: the
-messages, three quarters of a record, are read from the line only when asked for.
+messages, nearly all of a record, are read from the line only when asked for.
 """
 
 from __future__ import annotations
