@@ -80,7 +80,7 @@ class Episode(RecordLine[EpisodeResult]):
         held = self._record
         if held is not None:
             return self.line, held.model_dump_json(exclude=_MESSAGES)
-        return self.line, self._summary_line or self.summary.model_dump_json()
+        return self.line, self._summary_line  # sent before: its texts go on as they came
 
     def __setstate__(self, state: tuple[str, str]) -> None:
         self._line, self._summary_line = state
