@@ -98,6 +98,69 @@ def test_orjson_reads_long_texts_and_leaves_the_rest_to_the_stdlib() -> None:
         assert jsonio.read_quickly(left) is jsonio.NOT_READ
 
 
+any_text = st.text(st.characters(min_codepoint=0, max_codepoint=0x10FFFF, categories=None), max_size=8)
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | any_text,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.tuples(inner, inner)
+        | st.dictionaries(
+            any_text | st.integers() | st.floats() | st.booleans() | st.none(), inner, max_size=4
+        )
+    ),
+    max_leaves=16,
+)
+
+
+@settings(max_examples=1000, deadline=None, derandomize=True)
+@given(json_values)
+def test_dumps_quickly_writes_what_json_dumps_writes(value: object) -> None:
+    """Every code point, integers past 64 bits, every float (NaN, infinities, exponents), tuples, and
+    non-string keys: the same text as json.dumps, whoever wrote it."""
+    assert jsonio.dumps_quickly(value) == json.dumps(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        1e-05,
+        [1.5e-7, "1e-5 as text"],
+        "\x7f",
+        {float("inf"): 1},
+        {float("-inf"): 1, float("nan"): 2},
+        "".join(map(chr, range(0x800))),
+        {"ids": [2**64, -(2**63) - 1], "price": 250.0, "ratio": 1 / 3, "small": 0.0001, "big": 1e16},
+    ],
+)
+def test_dumps_quickly_where_ujson_spells_otherwise(value: object) -> None:
+    """Where ujson's spelling differs (one-digit exponents, DEL, infinite keys) the stdlib writes."""
+    assert jsonio.dumps_quickly(value) == json.dumps(value)
+
+
+def test_dumps_quickly_is_ujson_where_it_agrees() -> None:
+    """The quick path is taken (not the stdlib for everything), and the installed ujson agrees."""
+    assert jsonio._UJSON_AGREES
+    sentinel = {"a": [1, 2.5, None, True, "caf\u00e9"]}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(jsonio, "dumps", lambda obj: pytest.fail("the stdlib wrote a value ujson writes"))
+        assert jsonio.dumps_quickly(sentinel) == json.dumps(sentinel)
+
+
+def test_dumps_quickly_refuses_what_json_refuses() -> None:
+    with pytest.raises(TypeError):
+        jsonio.dumps_quickly({"a": object()})
+    with pytest.raises(TypeError):
+        jsonio.dumps_quickly({"a": b"bytes"})
+    loop: list[object] = []
+    loop.append(loop)
+    with pytest.raises((ValueError, RecursionError)):
+        jsonio.dumps_quickly(loop)
+
+
 def test_dumps_refuses_what_json_refuses() -> None:
     with pytest.raises(TypeError):
         jsonio.dumps({"a": object()})

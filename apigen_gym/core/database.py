@@ -50,7 +50,7 @@ class FrozenDict(dict):  # type: ignore[type-arg]
         try:
             return self._text
         except AttributeError:
-            text = self._text = jsonio.dumps(self)
+            text = self._text = jsonio.dumps_quickly(self)
             return text
 
 
@@ -98,12 +98,13 @@ _FROZEN = frozenset({FrozenDict, FrozenList, FrozenRecord})
 
 
 def json_text(value: Any) -> str:
-    """Exactly ``json.dumps(value)``, reusing the kept texts of the base's read-only parts inside it.
+    """Exactly ``json.dumps(value)`` for a JSON value, reusing the kept texts of the base's read-only
+    parts inside it.
 
     A record copied along a path to change it (:meth:`Fork.write_path`) keeps its unchanged fields as
     the base's own read-only containers: their texts are reused, and only what changed is encoded
     (one level down too: a copied list of base records). What holds no base part goes to the encoder
-    whole.
+    whole: ujson where it writes the same text (:func:`~apigen_gym.util.jsonio.dumps_quickly`).
     """
     kind = type(value)
     if kind in _FROZEN:
@@ -111,11 +112,11 @@ def json_text(value: Any) -> str:
     if kind is list and not _FROZEN.isdisjoint(map(type, value)):
         return _list_text(value)
     if kind is not dict or _FROZEN.isdisjoint(map(type, value.values())):
-        return jsonio.dumps(value)
+        return jsonio.dumps_quickly(value)
     parts = []
     for key, item in value.items():
         if type(key) is not str:  # a key JSON turns into a string its own way: the encoder decides
-            return jsonio.dumps(value)
+            return jsonio.dumps_quickly(value)
         kind = type(item)
         if kind is str:
             text = encode_basestring_ascii(item)
@@ -126,13 +127,14 @@ def json_text(value: Any) -> str:
         elif kind is list and not _FROZEN.isdisjoint(map(type, item)):
             text = _list_text(item)
         else:
-            text = jsonio.dumps(item)
+            text = jsonio.dumps_quickly(item)
         parts.append(f"{encode_basestring_ascii(key)}: {text}")
     return "{" + ", ".join(parts) + "}"
 
 
 def _list_text(items: list[Any]) -> str:
-    return "[" + ", ".join([v.json_text() if type(v) in _FROZEN else jsonio.dumps(v) for v in items]) + "]"
+    texts = [v.json_text() if type(v) in _FROZEN else jsonio.dumps_quickly(v) for v in items]
+    return "[" + ", ".join(texts) + "]"
 
 
 def freeze(value: Any) -> Any:
