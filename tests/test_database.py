@@ -65,7 +65,7 @@ _JSON = st.recursive(
 
 @settings(max_examples=300, deadline=None, derandomize=True)
 @given(_JSON, st.data())
-def test_json_text_is_json_dumps_with_read_only_parts_reused(value: Any, data: st.DataObject) -> None:
+def test_json_text_is_json_dumps_of_plain_and_read_only_parts(value: Any, data: st.DataObject) -> None:
     """A value mixing plain and read-only (base) parts, as a record copied along a path is."""
 
     def mixed(node: Any) -> Any:

@@ -13,7 +13,6 @@ import math
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import cached_property
-from json.encoder import encode_basestring_ascii
 from typing import Any, NoReturn, TypeVar
 
 import orjson
@@ -98,43 +97,16 @@ _FROZEN = frozenset({FrozenDict, FrozenList, FrozenRecord})
 
 
 def json_text(value: Any) -> str:
-    """Exactly ``json.dumps(value)`` for a JSON value, reusing the kept texts of the base's read-only
-    parts inside it.
+    """Exactly ``json.dumps(value)`` for a JSON value: a read-only part of the base gives its kept text,
+    anything else is written whole, by ujson where it writes the same text
+    (:func:`~apigen_gym.util.jsonio.dumps_quickly`).
 
-    A record copied along a path to change it (:meth:`Fork.write_path`) keeps its unchanged fields as
-    the base's own read-only containers: their texts are reused, and only what changed is encoded
-    (one level down too: a copied list of base records). What holds no base part goes to the encoder
-    whole: ujson where it writes the same text (:func:`~apigen_gym.util.jsonio.dumps_quickly`).
+    (Composing a copied record's text from its read-only parts' kept texts, as this once did, costs
+    more in Python than ujson takes to write the whole record.)
     """
-    kind = type(value)
-    if kind in _FROZEN:
+    if type(value) in _FROZEN:
         return value.json_text()  # type: ignore[no-any-return]
-    if kind is list and not _FROZEN.isdisjoint(map(type, value)):
-        return _list_text(value)
-    if kind is not dict or _FROZEN.isdisjoint(map(type, value.values())):
-        return jsonio.dumps_quickly(value)
-    parts = []
-    for key, item in value.items():
-        if type(key) is not str:  # a key JSON turns into a string its own way: the encoder decides
-            return jsonio.dumps_quickly(value)
-        kind = type(item)
-        if kind is str:
-            text = encode_basestring_ascii(item)
-        elif kind in _FROZEN:
-            text = item.json_text()
-        elif kind is int:
-            text = int.__repr__(item)
-        elif kind is list and not _FROZEN.isdisjoint(map(type, item)):
-            text = _list_text(item)
-        else:
-            text = jsonio.dumps_quickly(item)
-        parts.append(f"{encode_basestring_ascii(key)}: {text}")
-    return "{" + ", ".join(parts) + "}"
-
-
-def _list_text(items: list[Any]) -> str:
-    texts = [v.json_text() if type(v) in _FROZEN else jsonio.dumps_quickly(v) for v in items]
-    return "[" + ", ".join(texts) + "]"
+    return jsonio.dumps_quickly(value)
 
 
 def freeze(value: Any) -> Any:
