@@ -78,7 +78,7 @@ _PROBE = {
     "text": ["caf\u00e9 \U0001f600", '\x00\x1f\u2028 / <> & \\ "', "\ud800"],
     "numbers": [0, -7, 2**70, 0.1, -0.0, 250.0, 1e16, 1.5e300, 5e-324, 0.0001, float("inf"), float("nan")],
     "others": [True, False, None, (1, [])],
-    7: {1.5: {}, True: [], None: ""},
+    7: {1.5: {}, True: [], None: "", 1e16: 0},
 }
 """Each kind of value whose spelling :func:`dumps_quickly` takes from ujson."""
 _UJSON_AGREES = dumps(_PROBE) == _ujson_text(_PROBE, *_UJSON_SPELLING)
@@ -89,15 +89,15 @@ def dumps_quickly(obj: Any) -> str:
     """``json.dumps(obj)`` for a JSON value, written by ujson (about twice as quick) wherever its text
     is the same, else by :func:`dumps`.
 
-    A JSON value: what ``json.loads`` gives, and tuples, str subclasses, and int, float, bool or
-    ``None`` keys. ujson writes those as the stdlib does, but for a few spellings, each of which sends
-    the value to the stdlib: a one-digit negative exponent (``1e-5``, json's ``1e-05``; so is any
-    text with a digit, ``e-``, a digit), DEL unescaped (json's ``\\u007f``), and an infinite or NaN
-    float key (``"inf"``, json's ``"Infinity"``; so is any key ending in ``inf`` or ``nan``). Values
-    ujson refuses go to the stdlib, which raises what ``json.dumps`` raises. Not JSON values, and not
-    always the stdlib's answer: ``Decimal``, tuple keys and objects with ``__json__`` or ``toDict``,
-    which ujson writes and the stdlib refuses, and a dict subclass whose ``items()`` differ from its
-    contents.
+    A JSON value: what ``json.loads`` gives, and tuples, str subclasses, and int, finite float, bool
+    or ``None`` keys. ujson writes those as the stdlib does but for two spellings, each of which
+    sends the value to the stdlib: a one-digit negative exponent (``1e-5``, json's ``1e-05``; so does
+    any text with a digit, ``e-``, a digit) and DEL unescaped (json's ``\\u007f``). Values ujson
+    refuses go to the stdlib, which raises what ``json.dumps`` raises. Not JSON values, and not the
+    stdlib's answer: an infinite or NaN key (``"inf"``, json's ``"Infinity"``), ``Decimal``, tuple
+    keys and objects with ``__json__`` or ``toDict``, which ujson writes and the stdlib refuses, and a
+    dict subclass whose ``items()`` differ from its contents. (Looking for those keys in the text
+    would cost a third of what ujson saves.)
     """
     if not _UJSON_AGREES:
         return dumps(obj)
@@ -105,12 +105,7 @@ def dumps_quickly(obj: Any) -> str:
         text: str = _ujson_text(obj, *_UJSON_SPELLING)
     except Exception:  # noqa: BLE001 - whatever ujson refuses, the stdlib answers for itself
         return dumps(obj)
-    if (
-        "\x7f" in text
-        or ("e-" in text and _SHORT_EXPONENT.search(text) is not None)
-        or 'inf": ' in text
-        or 'nan": ' in text
-    ):
+    if "\x7f" in text or ("e-" in text and _SHORT_EXPONENT.search(text) is not None):
         return dumps(obj)
     return text
 
