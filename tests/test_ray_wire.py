@@ -10,8 +10,11 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
+import pytest
+
 from apigen_gym.core.domain import load_domain
 from apigen_gym.core.env import ApigenEnv
+from apigen_gym.core.task import Task
 from apigen_gym.evaluation.records import Episode, EpisodeSummary, EvalResults
 from apigen_gym.evaluation.runner import EpisodeResult, evaluate, format_summary
 from apigen_gym.generation.blueprint import ProposalRecord
@@ -26,6 +29,8 @@ from apigen_gym.generation.store import RunPaths, read_models
 from apigen_gym.integrations import ray as ray_executor
 from apigen_gym.kit.sampling import signature
 from apigen_gym.players.oracle import OracleAgent
+from apigen_gym.util import jsonio
+from apigen_gym.util.jsonio import JsonlAppender
 
 
 def test_a_shard_travels_with_its_models_as_json_and_comes_back_equal() -> None:
@@ -37,6 +42,29 @@ def test_a_shard_travels_with_its_models_as_json_and_comes_back_equal() -> None:
     back = ray_executor.unpack_shard(sent)
     assert back == items and type(back[0][0]) is type(tasks[0])
     assert len(sent) < len(pickle.dumps(items)) * 1.1
+
+
+def test_tasks_this_process_wrote_travel_as_the_lines_they_were_written_as(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Accepted tasks sent on (to Phase 2, to recombination) are not encoded again: their line is."""
+    tasks = load_domain("airline").tasks("test")[:4]
+    with JsonlAppender(tmp_path / "accepted.jsonl") as accepted:
+        for task in tasks[:3]:
+            accepted.write(task, task.model_dump_json())
+    held = list(read_models(tmp_path / "accepted.jsonl", Task))
+    assert all(a is b for a, b in zip(held, tasks[:3]))
+    assert jsonio.held_line(held[0]) == tasks[0].model_dump_json()
+    assert jsonio.held_line(tasks[3]) is None  # not written: encoded as before
+    encoded: list[str] = []
+    dump = Task.model_dump_json
+    monkeypatch.setattr(
+        Task, "model_dump_json", lambda self, **kw: encoded.append(self.id) or dump(self, **kw)
+    )
+    items = [(task, [0]) for task in tasks]
+    back = ray_executor.unpack_shard(ray_executor.pack_shard(items))
+    assert encoded == [tasks[3].id]
+    assert back == items
 
 
 def test_a_shard_plain_pickling_cannot_take_goes_as_it_is() -> None:

@@ -44,7 +44,7 @@ from apigen_gym.core.domain import read_data_from
 from apigen_gym.llm import budget
 from apigen_gym.util import gcbudget
 from apigen_gym.util.executors import ExecutorError, ItemT, Job, OutT, Pool, ShardWorker, WorkerLost
-from apigen_gym.util.jsonio import model_from_json
+from apigen_gym.util.jsonio import held_line, model_from_json
 
 MIN_SHARD = 16
 """Items per shard at least, and at least a worker's ``concurrency`` (fewer only when what is left,
@@ -143,7 +143,10 @@ class _ModelsAsJson(dict):  # type: ignore[type-arg]
 
 
 def _model_as_json(model: BaseModel) -> tuple[Any, tuple[str]]:
-    return type(model).model_validate_json, (model.model_dump_json(),)
+    """A model as its JSON: the line it was written as when this process holds it (an accepted task,
+    sent again to a worker), else its encoding."""
+    line = held_line(model)
+    return type(model).model_validate_json, (model.model_dump_json() if line is None else line,)
 
 
 class _ShardPickler(pickle.Pickler):

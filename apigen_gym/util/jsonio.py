@@ -10,7 +10,7 @@ import tempfile
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TextIO, TypeVar, cast
 
@@ -247,6 +247,8 @@ class _Written:
     model: type[BaseModel]
     size: int
     rows: list[BaseModel]
+    lines: dict[int, str] = field(default_factory=dict)
+    """Each row's line, by the row's ``id`` (the row itself is in ``rows``, so its ``id`` stays its own)."""
 
 
 _WRITTEN: dict[Path, _Written] = {}
@@ -324,6 +326,17 @@ def held_rows(path: str | os.PathLike[str], model: type[M]) -> list[M] | None:
     if written.size != target.stat().st_size:
         return None
     return list(written.rows)  # type: ignore[arg-type]
+
+
+def held_line(row: BaseModel) -> str | None:
+    """The line a held row (one :func:`read_models` gives back without parsing) was written as, so that
+    sending it on costs no encoding; ``None`` for any other model."""
+    key = id(row)
+    for written in _WRITTEN.values():
+        line = written.lines.get(key)
+        if line is not None:
+            return line
+    return None
 
 
 def read_models(path: str | os.PathLike[str], model: type[M]) -> Iterator[M]:
@@ -407,9 +420,9 @@ class JsonlAppender:
             line = record.model_dump_json()
         self._handle.write(line.encode() + b"\n")
         self._handle.flush()
-        self._remember(record)
+        self._remember(record, line)
 
-    def _remember(self, record: BaseModel | None) -> None:
+    def _remember(self, record: BaseModel | None, line: str) -> None:
         """Keep ``record`` for :func:`read_models`, while the file holds only this appender's rows."""
         written = self._written
         if written is None or _WRITTEN.get(self._key) is not written:
@@ -426,6 +439,7 @@ class JsonlAppender:
             self._written = None
             return
         written.rows.append(record)
+        written.lines[id(record)] = line
         written.size = size
 
     def close(self) -> None:
