@@ -80,7 +80,9 @@ def test_records_come_back_with_the_json_lines_their_worker_made(tmp_path: Path)
     domain = load_domain("retail")
     ids = [task.id for task in domain.tasks("test")[:3]]
     results = evaluate(lambda: ApigenEnv(domain), lambda: OracleAgent(domain.tools), tmp_path, ids)
-    received = ray_executor._decode(ray_executor._encode(results))
+    sent = ray_executor._encode(results)
+    assert isinstance(sent, bytes)  # pickled by the worker's own code, not left to Ray's reporting thread
+    received = ray_executor._decode(sent)
     assert [record for record, _ in received] == results
     assert [line for _, line in received] == [r.model_dump_json() for r in results]
     assert all(type(record) is EpisodeResult for record, _ in received)

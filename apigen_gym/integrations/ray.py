@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic
+from typing import Any, Generic, TypeVar
 
 import ray
 from pydantic import BaseModel
@@ -66,6 +66,9 @@ MAX_TRIES = 3
 PROBE_SECONDS = 5.0
 DATA_FILES = ("db/*.json", "tasks/*.jsonl")
 """What a data folder holds for the loaders (τ-bench layout): all that is shipped of it."""
+
+
+T = TypeVar("T")
 
 
 class ClusterUnreachable(ExecutorError):
@@ -124,13 +127,18 @@ Batch = tuple[Any, list[Any]]
 records themselves) for other kinds."""
 
 
-def _encode(records: list[Any]) -> Batch:
-    """Pydantic records travel as the JSON lines they are written as: several times cheaper to make and
-    to read than pickled models (whose nested models are rebuilt one by one), and the same records."""
+def _encode(records: list[Any]) -> bytes | Batch:
+    """A batch as sent to the driver, pickled here and now (see :func:`pickled`).
+
+    Pydantic records travel as the JSON lines they are written as: several times cheaper to make and
+    to read than pickled models (whose nested models are rebuilt one by one), and the same records.
+    Records that carry their line (:class:`~apigen_gym.util.jsonio.RecordLine`) make it as they are
+    pickled.
+    """
     kind = type(records[0])
     if issubclass(kind, BaseModel) and all(type(r) is kind for r in records):
-        return kind, [r.model_dump_json() for r in records]
-    return None, records
+        return pickled((kind, [r.model_dump_json() for r in records]))
+    return pickled((None, records))
 
 
 class _ModelsAsJson(dict):  # type: ignore[type-arg]
@@ -153,26 +161,43 @@ class _ShardPickler(pickle.Pickler):
     dispatch_table = _ModelsAsJson()
 
 
-def pack_shard(items: Sequence[Any]) -> bytes | Sequence[Any]:
-    """A shard's items as sent to a worker: pickled, with the pydantic models in them (tasks, rows) as
-    their JSON (several times quicker to make and to read than pickled models; their fields travel, as
-    in the files the run writes); the items themselves (for Ray's own pickling) if plain pickling
-    cannot take them."""
+def pickled(value: T) -> bytes | T:
+    """``value`` as sent to another process: pickled here, with the pydantic models in it (tasks,
+    rows) as their JSON (several times quicker to make and to read than pickled models; their fields
+    travel, as in the files the run writes); ``value`` itself (for Ray's own pickling) if plain
+    pickling cannot take it.
+
+    Pickled by the caller, not by Ray: Ray pickles what an actor's generator yields in a thread of
+    its own, which competes for the interpreter lock with the actor's busy event loop. A Phase 2
+    batch (about 200 dialogues, each made into its line as it is pickled) took 0.1 s (median) to
+    1.6 s to leave its worker that way, and the driver saw shards end that late.
+    """
     buffer = io.BytesIO()
     try:
-        _ShardPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(list(items))
+        _ShardPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
     except (pickle.PicklingError, AttributeError, TypeError):  # e.g. a function defined in a function
-        return items
+        return value
     return buffer.getvalue()
 
 
-def unpack_shard(sent: bytes | Sequence[Any]) -> Sequence[Any]:
+def unpickled(sent: bytes | T) -> T:
     return pickle.loads(sent) if isinstance(sent, bytes) else sent  # type: ignore[no-any-return]
 
 
-def _decode(batch: Batch) -> list[tuple[Any, str | None]]:
+def pack_shard(items: Sequence[Any]) -> bytes | Sequence[Any]:
+    """A shard's items as sent to a worker (:func:`pickled`); the items as they are if plain pickling
+    cannot take them."""
+    sent = pickled(list(items))
+    return items if not isinstance(sent, bytes) else sent
+
+
+def unpack_shard(sent: bytes | Sequence[Any]) -> Sequence[Any]:
+    return unpickled(sent)
+
+
+def _decode(sent: bytes | Batch) -> list[tuple[Any, str | None]]:
     """The records with the JSON lines they came as (``None`` for other kinds)."""
-    kind, records = batch
+    kind, records = unpickled(sent)
     if kind is None:
         return [(record, None) for record in records]
     return [(model_from_json(kind, text), text) for text in records]
@@ -203,7 +228,7 @@ class ShardActor:
         budget.take_share(index, workers)
         self.workers[job] = (await recipe[0])()
 
-    async def run(self, job: int, shard: bytes | Sequence[Any]) -> AsyncIterator[Batch]:
+    async def run(self, job: int, shard: bytes | Sequence[Any]) -> AsyncIterator[bytes | Batch]:
         """The shard's records, in batches of those finished within :data:`BATCH_SECONDS`; full
         collections on the budget of a local run (:mod:`~apigen_gym.util.gcbudget`), between batches."""
         with gcbudget.gc_budget():
@@ -211,7 +236,7 @@ class ShardActor:
                 yield batch
                 gcbudget.tick()
 
-    async def _batches(self, job: int, shard: bytes | Sequence[Any]) -> AsyncIterator[Batch]:
+    async def _batches(self, job: int, shard: bytes | Sequence[Any]) -> AsyncIterator[bytes | Batch]:
         source = aiter(self.workers[job].run(unpack_shard(shard)))
         batch: list[Any] = []
         started = 0.0
