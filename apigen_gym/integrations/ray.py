@@ -47,8 +47,8 @@ from apigen_gym.util.executors import ExecutorError, ItemT, Job, OutT, Pool, Sha
 from apigen_gym.util.jsonio import held_line, model_from_json
 
 MIN_SHARD = 16
-"""Items per shard at least, and at least a worker's ``concurrency`` (fewer only when what is left,
-shared among the workers, is less)."""
+"""Items per shard at least, and at least a worker's ``concurrency``; but the last shards, one for each
+worker, share what is left evenly (see :meth:`RayPool._size`)."""
 MAX_SHARD = 1024
 GUIDED = 4
 """A shard takes 1 / (GUIDED × workers) of the items left: large ones first (little overhead per
@@ -331,11 +331,16 @@ class RayPool(Generic[ItemT, OutT]):
         raise ExecutorError(f"Ray workers died {MAX_TRIES} times while starting: stopping; see the Ray logs")
 
     def _size(self, left: int) -> int:
-        """Items in the next shard, when ``left`` are still to hand out."""
+        """Items in the next shard, when ``left`` are still to hand out; once they would fill no more
+        than the workers' :data:`SHARDS_PER_WORKER` shards of :data:`MIN_SHARD` (or ``concurrency``)
+        items, a last shard for each worker, sharing them evenly (not ever smaller shards, each
+        costing a round trip of tens of milliseconds however few its items)."""
         if self.shard_size is not None:
             return self.shard_size
-        least = min(max(self.job.concurrency, MIN_SHARD), math.ceil(left / self.workers))
-        return max(1, min(max(math.ceil(left / (GUIDED * self.workers)), least), MAX_SHARD))
+        least = max(self.job.concurrency, MIN_SHARD)
+        if left <= least * SHARDS_PER_WORKER * self.workers:
+            return max(1, math.ceil(left / self.workers))
+        return min(max(math.ceil(left / (GUIDED * self.workers)), least), MAX_SHARD)
 
     async def _play(self, actor: Any, items: list[ItemT]) -> None:
         async for ref in actor.run.remote(self.key, pack_shard(items)):
@@ -354,10 +359,25 @@ class RayPool(Generic[ItemT, OutT]):
         """Shards cut short by a worker's death, handed out before new ones."""
         running: dict[asyncio.Future[None], tuple[_Slot, Any, _Shard[ItemT]]] = {}
 
+        last = 0
+        """The size of the last shards, once what is left makes one for each worker."""
+        ending: set[int] = set()
+        """Workers given a last shard: another one only when they have nothing else to play (a worker
+        that starts late, or finishes early, still gets its share)."""
+
         def next_shard() -> _Shard[ItemT]:
+            nonlocal last
             if queue:
                 return queue.popleft()
-            return _Shard([todo.popleft() for _ in range(min(self._size(len(todo)), len(todo)))])
+            size = last or self._size(len(todo))
+            if self.shard_size is None and size * self.workers >= len(todo):
+                last = size
+            return _Shard([todo.popleft() for _ in range(min(size, len(todo)))])
+
+        def may_take(slot: _Slot) -> bool:
+            return slot.shards < SHARDS_PER_WORKER and (
+                bool(queue) or slot.index not in ending or slot.shards == 0
+            )
 
         try:
             while todo or queue or running:
@@ -366,11 +386,13 @@ class RayPool(Generic[ItemT, OutT]):
                         slot.starting = asyncio.ensure_future(self._start(slot))
                 ready = [s for s in self.slots if s.actor is not None]
                 while (todo or queue) and ready:  # one shard to each worker in turn, up to its share
-                    ready = [s for s in ready if s.shards < SHARDS_PER_WORKER]
+                    ready = [s for s in ready if may_take(s)]
                     for slot in sorted(ready, key=lambda s: s.shards):
                         if not (todo or queue):
                             break
                         shard = next_shard()
+                        if last:
+                            ending.add(slot.index)
                         playing = asyncio.ensure_future(self._play(slot.actor, shard.items))
                         running[playing] = (slot, slot.actor, shard)
                         slot.shards += 1
