@@ -292,6 +292,29 @@ def test_a_data_dir_reaches_workers_that_cannot_see_it(
     assert {task for task, _ in episodes(tmp_path / "ray")} == {json.loads(t)["id"] for t in test[3:9]}
 
 
+def test_the_last_items_go_out_as_one_shard_for_each_worker(
+    cluster: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shards shrink as the run goes on, down to the least size; what is left then is shared evenly, a
+    last shard for each worker, not cut into ever smaller shards (each costs a round trip)."""
+    sizes: list[int] = []
+    pack = ray_executor.pack_shard
+
+    def sized(items: list[Any]) -> Any:
+        sizes.append(len(items))
+        return pack(items)
+
+    monkeypatch.setattr(ray_executor, "pack_shard", sized)
+    tasks = ",".join(t.id for t in load_domain("retail").tasks("test")[:40])
+    argv = ["eval", "--env", "retail", "--agent", "oracle", "--tasks", tasks, "--trials", "4"]
+    assert run_cli(*argv, "--concurrency", "4", "--executor", "ray", "--workers", "2", "--out", tmp_path) == 0
+    assert len(episodes(tmp_path)) == sum(sizes) == 160
+    *guided, last, other = sizes
+    assert guided == sorted(guided, reverse=True) and min(guided) >= ray_executor.MIN_SHARD
+    filled = 2 * ray_executor.SHARDS_PER_WORKER * ray_executor.MIN_SHARD  # both workers' shards of 16
+    assert abs(last - other) <= 1 and last + other <= filled
+
+
 def test_max_in_flight_is_a_limit_across_workers(cluster: str, tmp_path: Path) -> None:
     tasks = ",".join(t.id for t in load_domain("retail").tasks("test")[:12])
     common = ["eval", "--env", "retail", "--agent-model", "oracle", "--tasks", tasks, "--concurrency", "4"]
