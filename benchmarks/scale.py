@@ -6,7 +6,9 @@ of the 1- and 2-worker executors, whose workers stay up between their runs (the 
 measurement runs the commands' own code (:func:`apigen_gym.generation.pipeline.generate`,
 :func:`apigen_gym.evaluation.evaluate`) with a :class:`~apigen_gym.integrations.ray.RayExecutor` of W
 workers, started and warmed by a small run first, and with the local executor (this process) as the
-reference; rounds take turns, and each figure is the median of the rounds.
+reference; rounds take turns, and each figure is the median of the rounds. Each measured run starts
+as a new command would (:func:`start_afresh`, outside the timing): without the rows the runs before
+left in memory for reading back, which the driver's full collections would otherwise walk.
 
 1. offline generation: ``generate retail -n N`` (template proposer, rules only, scripted user, oracle
    agent), verified dialogues per second of the whole run (both phases);
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import math
@@ -72,7 +75,7 @@ from apigen_gym.loopback.server import start_server_process
 from apigen_gym.players.model_agents import ToolCallingAgent
 from apigen_gym.players.oracle import OracleAgent
 from apigen_gym.util.executors import Executor, Job
-from apigen_gym.util.jsonio import JsonlAppender
+from apigen_gym.util.jsonio import JsonlAppender, forget_written
 
 if TYPE_CHECKING:
     from apigen_gym.integrations.ray import RayExecutor
@@ -96,8 +99,17 @@ def oracle() -> OracleAgent:
 # --- 1 and 2: offline work -----------------------------------------------------------------------------
 
 
+def start_afresh() -> None:
+    """Before a measured run: this process as a new command's would be, without the rows the runs
+    before left in memory for reading back (up to half a million objects, which each full collection
+    of the garbage collector would walk); outside the timing."""
+    forget_written()
+    gc.collect()
+
+
 def generation_rate(n: int, root: Path, executor: Executor | None) -> float:
     """Verified dialogues per second of a whole offline run."""
+    start_afresh()
     started = time.perf_counter()
     stats = generate(GenerationConfig(domain=DOMAIN, n=n, seed=1), fresh(root, "gen"), executor=executor)
     return stats.phase2.dialogues / (time.perf_counter() - started)
@@ -105,19 +117,25 @@ def generation_rate(n: int, root: Path, executor: Executor | None) -> float:
 
 def evaluation_rate(trials: int, root: Path, executor: Executor | None) -> float:
     """Oracle episodes per second."""
+    start_afresh()
     started = time.perf_counter()
     results = evaluate(make_env, oracle, fresh(root, "eval"), trials=trials, concurrency=8, executor=executor)
     assert all(r.reward == 1.0 for r in results.summaries)  # as the command reads them: no messages
     return len(results) / (time.perf_counter() - started)
 
 
-def plain_run(kind: str, size: int, seed: int, root: str) -> int:
+def plain_run(kind: str, size: int, seed: int, root: str) -> tuple[int, float, float]:
     """In a plain process: an offline generation of ``size`` tasks, or an oracle evaluation of ``size``
-    trials; the records it made."""
+    trials; the records it made, and when it started and ended (the machine's clock, after
+    :func:`start_afresh`)."""
+    start_afresh()
+    started = time.time()
     if kind == "generate":
         config = GenerationConfig(domain=DOMAIN, n=size, seed=seed)
-        return generate(config, fresh(Path(root), "plain")).phase2.dialogues
-    return len(evaluate(make_env, oracle, fresh(Path(root), "plain"), trials=size, concurrency=8))
+        made = generate(config, fresh(Path(root), "plain")).phase2.dialogues
+    else:
+        made = len(evaluate(make_env, oracle, fresh(Path(root), "plain"), trials=size, concurrency=8))
+    return made, started, time.time()
 
 
 class PlainProcesses:
@@ -133,8 +151,7 @@ class PlainProcesses:
     def rate(self, kind: str, size: int, processes: int) -> float:
         """Records per second of ``processes`` processes sharing ``size`` between them."""
         share = math.ceil(size / processes)
-        started = time.perf_counter()
-        made = sum(
+        runs = list(
             self.pool.map(
                 plain_run,
                 [kind] * processes,
@@ -143,7 +160,8 @@ class PlainProcesses:
                 [self.root] * processes,
             )
         )
-        return made / (time.perf_counter() - started)
+        made = sum(made for made, _, _ in runs)
+        return made / (max(ended for _, _, ended in runs) - min(started for _, started, _ in runs))
 
     def close(self) -> None:
         self.pool.shutdown()

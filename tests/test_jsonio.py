@@ -194,6 +194,19 @@ def test_rows_written_by_this_process_come_back_without_parsing(tmp_path: Path) 
     assert again == [*rows, Row(n=9)] and again[0] is not rows[0]
 
 
+def test_rows_let_go_are_read_from_the_file_again(tmp_path: Path) -> None:
+    path = tmp_path / "rows.jsonl"
+    rows = [Row(n=i) for i in range(3)]
+    with jsonio.JsonlAppender(path) as appender:
+        for row in rows:
+            appender.write(row)
+    assert jsonio.held_rows(path, Row) == rows
+    jsonio.forget_written()
+    assert jsonio.held_rows(path, Row) is None
+    read = list(jsonio.read_models(path, Row))
+    assert read == rows and read[0] is not rows[0]
+
+
 def test_a_line_written_without_its_record_is_read_from_the_file(tmp_path: Path) -> None:
     path = tmp_path / "rows.jsonl"
     with jsonio.JsonlAppender(path) as appender:

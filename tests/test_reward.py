@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -303,6 +305,24 @@ def test_gold_is_keyed_by_the_actions_not_only_the_task_id(data_dir: Path) -> No
     unwrapped = env.unwrapped
     assert GOLD.diff(unwrapped.domain.tools, unwrapped.database, fake) == {}
     assert GOLD.diff(unwrapped.domain.tools, unwrapped.database, real) != {}
+
+
+def test_the_gold_cache_lets_go_of_a_task_nobody_else_holds(data_dir: Path) -> None:
+    env = make(data_dir)
+    real = next(t for t in env.unwrapped.tasks if t.id == TASK)
+    unwrapped = env.unwrapped
+    for _ in range(3):  # tasks of one run after another, each a new object
+        task = real.model_copy()
+        assert GOLD.diff(unwrapped.domain.tools, unwrapped.database, task) == GOLD.diff(
+            unwrapped.domain.tools, unwrapped.database, real
+        )
+        gone = weakref.ref(task)
+        del task
+        gc.collect()
+        assert gone() is None  # its gold entry went with it
+    assert GOLD.diff(unwrapped.domain.tools, unwrapped.database, real) is GOLD.diff(
+        unwrapped.domain.tools, unwrapped.database, real
+    )
 
 
 # --- policy violations ------------------------------------------------------------------------------

@@ -259,8 +259,9 @@ class GoldEntry:
 
     __slots__ = ("task", "diff", "_units")
 
-    def __init__(self, task: Task, diff: Diff):
-        self.task = task  # kept alive, so ids stay unique
+    def __init__(self, task: weakref.ref[Task], diff: Diff):
+        self.task = task
+        """The task, weakly: an entry lives as long as its task does."""
         self.diff = diff
         self._units: GoldUnits | None = None
 
@@ -272,16 +273,29 @@ class GoldEntry:
 
 
 class GoldCache:
-    """Gold final diffs, computed once per (database, task) by replaying the task's gold actions."""
+    """Gold final diffs, computed once per (database, task) by replaying the task's gold actions.
+
+    An entry goes when its task does (or its database): a process that plays task after new task
+    (generation runs one after another, a Ray worker that outlives its jobs) does not keep every task
+    it ever scored, nor walk them all in each full garbage collection.
+    """
 
     def __init__(self) -> None:
         self._by_db: weakref.WeakKeyDictionary[Database, dict[int, GoldEntry]] = weakref.WeakKeyDictionary()
 
     def entry(self, tools: ToolSet, database: Database, task: Task) -> GoldEntry:
         per_db = self._by_db.setdefault(database, {})
-        entry = per_db.get(id(task))
-        if entry is None or entry.task is not task:
-            entry = per_db[id(task)] = GoldEntry(task, replay(tools, database, task.actions).diff())
+        key = id(task)
+        entry = per_db.get(key)
+        if entry is None or entry.task() is not task:
+
+            def forget(dead: weakref.ref[Task]) -> None:
+                found = per_db.get(key)
+                if found is not None and found.task is dead:
+                    del per_db[key]
+
+            diff = replay(tools, database, task.actions).diff()
+            entry = per_db[key] = GoldEntry(weakref.ref(task, forget), diff)
         return entry
 
     def diff(self, tools: ToolSet, database: Database, task: Task) -> Diff:

@@ -328,6 +328,12 @@ def held_rows(path: str | os.PathLike[str], model: type[M]) -> list[M] | None:
     return list(written.rows)  # type: ignore[arg-type]
 
 
+def forget_written() -> None:
+    """Let go of the rows kept for reading back (they are read from their files again): for a process
+    done with its runs' files, or one that starts its next run as a new process would."""
+    _WRITTEN.clear()
+
+
 def held_line(row: BaseModel) -> str | None:
     """The line a held row (one :func:`read_models` gives back without parsing) was written as, so that
     sending it on costs no encoding; ``None`` for any other model."""
