@@ -67,8 +67,8 @@ class RoundFacts:
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickled as its fields, given back to ``__init__``: a frozen slotted dataclass restores its
-        state one field at a time, which made up two thirds of the time the driver took to unpickle
-        a Phase 1 row."""
+        state one field at a time, which made up more than half of the time the driver took to
+        unpickle a Phase 1 row."""
         return RoundFacts, _round_fields(self)
 
 
