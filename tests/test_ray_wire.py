@@ -19,7 +19,7 @@ from apigen_gym.evaluation.records import Episode, EpisodeSummary, EvalResults
 from apigen_gym.evaluation.runner import EpisodeResult, evaluate, format_summary
 from apigen_gym.generation.blueprint import ProposalRecord
 from apigen_gym.generation.config import GenerationConfig
-from apigen_gym.generation.dialogue_facts import DialogueFacts
+from apigen_gym.generation.dialogue_facts import DialogueFacts, SideCounts
 from apigen_gym.generation.phase1 import ProposalItem, RecombinationItem, compute_stats
 from apigen_gym.generation.phase2 import Played, read_records
 from apigen_gym.generation.pipeline import generate
@@ -162,6 +162,31 @@ def test_a_batch_of_episodes_carries_each_word_once(tmp_path: Path) -> None:
             assert seen.setdefault(word, word) is word  # one object, however many dialogues use it
             said += 1
     assert len(here) > 1 and 0 < len(seen) < said / 4
+
+
+def test_a_worker_sends_each_bigram_of_a_side_once_and_the_counts_add_up_the_same(tmp_path: Path) -> None:
+    generate(GenerationConfig(domain="retail", n=8, seed=4), tmp_path)
+    kept = read_records(RunPaths(tmp_path).dialogues)
+    assert len(kept) >= 6
+    first, second = (set(), set()), (set(), set())  # two workers' bigrams sent, by side
+    batches = [(kept[:5], first), (kept[3:], first), (kept[2:], second)]  # some dialogues sent twice
+    sent = [pickle.dumps([Played(record, bigrams) for record in batch]) for batch, bigrams in batches]
+    there = [played for blob in sent for played in pickle.loads(blob)]
+    repeated = pickle.loads(sent[1])[:2]  # kept[3:5]: the first worker sent all their bigrams already
+    for played in repeated:
+        facts = played.facts()
+        assert isinstance(facts.user, SideCounts) and isinstance(facts.agent, SideCounts)
+        assert facts.user.new == facts.agent.new == [] and facts.user.bigrams > 0
+    twice = Played(kept[0], (set(), set()))
+    assert pickle.loads(pickle.dumps(twice)).facts() == pickle.loads(pickle.dumps(twice)).facts()
+    domain = load_domain("retail")
+    local, remote = Phase2Tally(domain), Phase2Tally(domain)
+    for played in there:
+        remote.add(played, True)
+    for batch, _ in batches:
+        for record in batch:
+            local.add(Played(record), True)
+    assert remote.language() == local.language() and local.language().agent.distinct_bigrams > 0
 
 
 def test_round_facts_travel_as_their_fields() -> None:

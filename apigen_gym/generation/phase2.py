@@ -27,7 +27,7 @@ from apigen_gym.core.task import Task
 from apigen_gym.core.user import UserSimulator
 from apigen_gym.evaluation.runner import EpisodeResult, run_episode_async
 from apigen_gym.generation.config import GenerationConfig
-from apigen_gym.generation.dialogue_facts import DialogueFacts
+from apigen_gym.generation.dialogue_facts import DialogueFacts, Sent
 from apigen_gym.generation.store import JsonlAppender, RunPaths, read_models
 from apigen_gym.llm.settings import LLMSettings
 from apigen_gym.llm.types import Usage
@@ -136,14 +136,17 @@ class Played(RecordLine[DialogueRecord]):
     JSON and its words is what the driver would otherwise do for every episode of the run.
     """
 
-    __slots__ = ("task_id", "attempt", "label", "digest", "usage", "cost", "_facts")
+    __slots__ = ("task_id", "attempt", "label", "digest", "usage", "cost", "_facts", "_sent")
     model = DialogueRecord
 
-    def __init__(self, record: DialogueRecord):
+    def __init__(self, record: DialogueRecord, sent: Sent | None = None):
+        """``sent``: the bigrams the worker playing it has sent in this job, if it is to be pickled
+        (it then sends only the others of a kept dialogue's, and adds them to ``sent``)."""
         super().__init__(record)
         self.task_id, self.attempt, self.label = record.task_id, record.attempt, record.label
         self.digest, self.usage, self.cost = record.digest, record.usage, record.cost
         self._facts: DialogueFacts | None = None
+        self._sent = sent
 
     @property
     def ref(self) -> str:
@@ -156,7 +159,10 @@ class Played(RecordLine[DialogueRecord]):
         return self._facts
 
     def __getstate__(self) -> tuple[Any, ...]:
-        facts = self.facts() if self.label == "success" else self._facts  # only kept dialogues are counted
+        facts = self._facts
+        if self.label == "success":  # only kept dialogues are counted
+            facts = self.facts() if self._sent is None else self.facts().sent(self._sent)
+            self._facts = facts  # pickled again (a fallback): the same facts, not fewer bigrams
         return (self.task_id, self.attempt, self.label, self.digest, self.usage, self.cost, self.line, facts)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
@@ -170,7 +176,7 @@ class Played(RecordLine[DialogueRecord]):
             self._line,
             self._facts,
         ) = state
-        self._record = None
+        self._record = self._sent = None
 
 
 class _Done(BaseModel):
@@ -380,6 +386,8 @@ class DialogueWorker:
         self.players = Players(config, self.domain)
         self.env_id = f"apigen/{self.domain.name}-v0"
         self.gate = asyncio.Semaphore(config.concurrency)
+        self.sent: Sent = (set(), set())
+        """Bigrams of kept dialogues this worker has sent, by side (:meth:`DialogueFacts.sent`)."""
 
     def _env(self, task: Task) -> ApigenEnv:
         kwargs: dict[str, Any] = {} if self.max_steps is None else {"max_steps": self.max_steps}
@@ -423,7 +431,7 @@ class DialogueWorker:
                     self._env(task), agent, task.id, attempt, seed=seed, on_step=on_step
                 )
                 record = self._record(task, attempt, seed, result)
-                yield Played(record)
+                yield Played(record, self.sent)
                 if record.label in VERIFIED:
                     return
 

@@ -22,7 +22,7 @@ from apigen_gym.core.domain import Domain, load_domain
 from apigen_gym.core.policy import Rule, Trace
 from apigen_gym.core.tools import ToolKind
 from apigen_gym.generation.blueprint import ProposalRecord
-from apigen_gym.generation.dialogue_facts import words
+from apigen_gym.generation.dialogue_facts import SideCounts, words
 from apigen_gym.generation.phase2 import VERIFIED, DialogueRecord, Played, accepted_tasks, json_rows
 from apigen_gym.generation.proposed import RoundFacts
 from apigen_gym.generation.store import RunPaths, read_models
@@ -284,6 +284,16 @@ class Bigrams:
         self.total += max(len(tokens) - 1, 0)
         self.distinct.update(zip(tokens, tokens[1:]))
 
+    def add_side(self, side: list[list[str]] | SideCounts) -> None:
+        """One side of a dialogue: its turns' words, or their counts as a worker sent them."""
+        if isinstance(side, SideCounts):
+            self.turns += side.turns
+            self.total += side.bigrams
+            self.distinct.update(side.new)
+            return
+        for tokens in side:
+            self.add(tokens)
+
     def wording(self) -> Wording:
         distinct = len(self.distinct)
         return Wording(
@@ -383,10 +393,8 @@ class Phase2Tally:
             return
         self.success_at[played.attempt] += 1
         facts = played.facts()
-        for turn in facts.user:
-            self.user.add(turn)
-        for turn in facts.agent:
-            self.agent.add(turn)
+        self.user.add_side(facts.user)
+        self.agent.add_side(facts.agent)
         self.turns.append(facts.turns)
         self.calls.append(len(facts.calls))
         called = {name for name, _ in facts.calls}
