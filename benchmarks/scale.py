@@ -65,6 +65,7 @@ from apigen_gym.evaluation.records import Episode, EpisodeResult
 from apigen_gym.evaluation.runner import RESULTS_FILE, evaluate
 from apigen_gym.generation.blueprint import ProposalRecord
 from apigen_gym.generation.config import GenerationConfig
+from apigen_gym.generation.dialogue_facts import Sent
 from apigen_gym.generation.phase2 import DialogueRecord, Played, read_records
 from apigen_gym.generation.pipeline import generate
 from apigen_gym.generation.proposed import Proposed
@@ -284,12 +285,13 @@ class Replay:
     def __init__(self, model: type[BaseModel], text: str):
         self.model = model
         self.text = text
+        self.sent: Sent = (set(), set())
 
     async def run(self, shard: Sequence[int], on_step: Any = None) -> AsyncIterator[list[Any]]:
         for _ in shard:
             record = self.model.model_validate_json(self.text)
             if isinstance(record, DialogueRecord):
-                yield [Played(record)]
+                yield [Played(record, self.sent)]  # as a Phase 2 worker sends it: its bigrams once
             elif isinstance(record, EpisodeResult):
                 yield [Episode(record)]
             else:

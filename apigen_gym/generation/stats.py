@@ -205,17 +205,18 @@ def _rounds(paths: RunPaths) -> Iterator[RoundFacts]:
 def phase1_summary(paths: RunPaths, rounds: Iterable[RoundFacts] | None = None) -> Phase1Summary:
     """Phase 1's numbers: from ``proposals.jsonl`` (when present; ``rounds``: its rows' facts, as the
     run recorded them) and the accepted tasks' provenance."""
-    summary = Phase1Summary()
     checked: Counter[str] = Counter()
     passed: Counter[str] = Counter()
-    accepted = decided = 0
-    for round_ in _rounds(paths) if rounds is None else rounds:
-        summary.usage = summary.usage + round_.usage
-        summary.cost += round_.cost
+    accepted = decided = proposals = recombinations = prompt_tokens = completion_tokens = 0
+    cost = 0.0
+    for round_ in _rounds(paths) if rounds is None else rounds:  # plain variables: no model per row
+        prompt_tokens += round_.usage.prompt_tokens
+        completion_tokens += round_.usage.completion_tokens
+        cost += round_.cost
         if round_.recombination:
-            summary.recombinations += 1
+            recombinations += 1
             continue
-        summary.proposals += 1
+        proposals += 1
         for stage, ok in round_.stages:
             checked[stage] += 1
             passed[stage] += ok
@@ -225,6 +226,12 @@ def phase1_summary(paths: RunPaths, rounds: Iterable[RoundFacts] | None = None) 
         else:
             decided += 1
             accepted += round_.accepted
+    summary = Phase1Summary(
+        proposals=proposals,
+        recombinations=recombinations,
+        usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens),
+        cost=cost,
+    )
     summary.acceptance = [
         StageAcceptance(stage=s, checked=n, passed=passed[s], rate=round(passed[s] / n, 4))
         for s, n in checked.items()
@@ -240,15 +247,17 @@ def phase1_summary(paths: RunPaths, rounds: Iterable[RoundFacts] | None = None) 
     summary.evolving = dict(sorted(kinds.items()))
     summary.removed = sum(1 for _ in json_rows(paths.removed))
     used: list[int] = []
+    recombined = 0
     for task in tasks:
         prov = task.meta.get("provenance") or {}
         source = str(prov.get("source") or task.meta.get("source") or "")
         if "recomb" in source or prov.get("parents"):
-            summary.recombined += 1
+            recombined += 1
             continue
         value = prov.get("rounds")
         if isinstance(value, int) and not isinstance(value, bool):
             used.append(value)
+    summary.recombined = recombined
     summary.feedback_rounds = {str(k): v for k, v in sorted(Counter(used).items())}
     summary.mean_rounds = round(statistics.fmean(used), 3) if used else 0.0
     summary.cost = round(summary.cost, 8)
