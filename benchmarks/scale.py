@@ -75,6 +75,7 @@ from apigen_gym.llm.settings import LLMSettings
 from apigen_gym.loopback.server import start_server_process
 from apigen_gym.players.model_agents import ToolCallingAgent
 from apigen_gym.players.oracle import OracleAgent
+from apigen_gym.util import gcbudget
 from apigen_gym.util.executors import Executor, Job
 from apigen_gym.util.jsonio import JsonlAppender, forget_written
 
@@ -103,9 +104,11 @@ def oracle() -> OracleAgent:
 def start_afresh() -> None:
     """Before a measured run: this process as a new command's would be, without the rows the runs
     before left in memory for reading back (up to half a million objects, which each full collection
-    of the garbage collector would walk); outside the timing."""
+    of the garbage collector would walk), and with the budget of full collections started anew (not
+    put off by the last run's); outside the timing."""
     forget_written()
     gc.collect()
+    gcbudget.restart()
 
 
 def generation_rate(n: int, root: Path, executor: Executor | None) -> float:

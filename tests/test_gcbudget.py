@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import time
 import weakref
 
 from apigen_gym.util import gcbudget
@@ -48,3 +49,17 @@ def test_tick_collects_cycles_when_due() -> None:
         assert gcbudget.spent()[0] == runs + 1
         gcbudget.tick()  # not due again until its share of time has passed
         assert gcbudget.spent()[0] == runs + 1
+
+
+def test_restart_makes_the_next_budget_begin_as_in_a_new_process() -> None:
+    with gcbudget.gc_budget():
+        gcbudget._BUDGET.due = 0.0
+        gcbudget.tick()  # a full collection: the next one is put off by its share of time
+        gcbudget.restart()  # inside a budget: nothing changes
+        put_off = gcbudget._BUDGET.due
+    assert put_off > 0.0
+    gcbudget._BUDGET.due = time.monotonic() + 3600  # as after a long collection
+    gcbudget.restart()
+    started = time.monotonic()
+    with gcbudget.gc_budget():
+        assert started + 0.5 < gcbudget._BUDGET.due < started + 2.0  # the first a second in

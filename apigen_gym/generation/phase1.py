@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import itertools
 import math
 import random
 import time
@@ -677,14 +678,17 @@ class Phase1Run:
         target = self.targets[True]
         base = [t for t in self.accepted.values() if t.meta.get("source") != "recombined"]
         done = set(self.recombined_parents)
-        todo = [
+        groups = enumerate(candidates(base, random.Random(f"{self.config.seed}/recombine")))
+        todo = (  # made as they are tried: a run tries a few of the thousands of groups
             RecombinationItem(position, tuple(group))
-            for position, group in enumerate(candidates(base, random.Random(f"{self.config.seed}/recombine")))
+            for position, group in groups
             if tuple(t.id for t in group) not in done
-        ]
-        while todo and self._count(recombined=True) < target:
+        )
+        while self._count(recombined=True) < target:
             size = self._recombination_batch(target - self._count(recombined=True))
-            batch, todo = todo[:size], todo[size:]
+            batch = list(itertools.islice(todo, size))
+            if not batch:
+                break
             await self._play(pool, batch)
 
 
