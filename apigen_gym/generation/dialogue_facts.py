@@ -3,7 +3,7 @@ side's text turns, taken from the messages once, where the dialogue is played (a
 driver's own process), so that the driver adds them up without reading the conversation again.
 
 A worker sends each side's words as their counts and the bigrams it has not sent before in the job
-(:meth:`DialogueFacts.sent`): distinct-2 needs only the set of all bigrams, which the driver already
+(:meth:`DialogueFacts.to_send`): distinct-2 needs only the set of all bigrams, which the driver already
 holds for the others."""
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ class DialogueFacts:
                 (user if role == "user" else agent).append(words(content))
         return cls(turns, tool_calls(messages), user, agent)
 
-    def sent(self, sent: Sent) -> DialogueFacts:
+    def to_send(self, sent: Sent) -> DialogueFacts:
         """These facts as a worker sends them: each side's words as counts and the bigrams not in
         ``sent``, that side's bigrams the worker has sent in this job (added to it)."""
         if isinstance(self.user, SideCounts) or isinstance(self.agent, SideCounts):

@@ -161,7 +161,7 @@ class Played(RecordLine[DialogueRecord]):
     def __getstate__(self) -> tuple[Any, ...]:
         facts = self._facts
         if self.label == "success":  # only kept dialogues are counted
-            facts = self.facts() if self._sent is None else self.facts().sent(self._sent)
+            facts = self.facts() if self._sent is None else self.facts().to_send(self._sent)
             self._facts = facts  # pickled again (a fallback): the same facts, not fewer bigrams
         return (self.task_id, self.attempt, self.label, self.digest, self.usage, self.cost, self.line, facts)
 
@@ -387,7 +387,7 @@ class DialogueWorker:
         self.env_id = f"apigen/{self.domain.name}-v0"
         self.gate = asyncio.Semaphore(config.concurrency)
         self.sent: Sent = (set(), set())
-        """Bigrams of kept dialogues this worker has sent, by side (:meth:`DialogueFacts.sent`)."""
+        """Bigrams of kept dialogues this worker has sent, by side (:meth:`DialogueFacts.to_send`)."""
 
     def _env(self, task: Task) -> ApigenEnv:
         kwargs: dict[str, Any] = {} if self.max_steps is None else {"max_steps": self.max_steps}
